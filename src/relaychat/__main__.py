@@ -1,0 +1,5 @@
+import sys
+
+from relaychat.cli import main
+
+sys.exit(main())

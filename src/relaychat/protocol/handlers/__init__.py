@@ -1,0 +1,1 @@
+"""Command handlers, one module per area; ``relaychat.protocol.commands`` is the table."""
