@@ -141,6 +141,11 @@ class ServerCore:
         self._next_id = 1
         self.stop_requested: str | None = None
         self.max_users_seen = 0
+        # running counts for LUSERS (a pass over 10,000 sessions per registration would
+        # make registering N clients cost N^2)
+        self.registered_count = 0
+        self.invisible_count = 0
+        self.oper_count = 0
         self._isupport_lines: list[list[str]] = []
         self._apply_config(config)
 
@@ -291,7 +296,19 @@ class ServerCore:
                 self.disconnect(sess, reason, now, error=f"Server shutting down: {reason}")
 
     def user_count(self) -> int:
-        return len(self.nicks)
+        return self.registered_count
+
+    def set_user_modes(self, sess: Session, modes: str) -> None:
+        """Change a session's user modes, keeping the LUSERS counts and the oper
+        state in step (losing +o ends operator status)."""
+        old = sess.modes
+        if ("i" in old) != ("i" in modes):
+            self.invisible_count += 1 if "i" in modes else -1
+        if ("o" in old) != ("o" in modes):
+            self.oper_count += 1 if "o" in modes else -1
+        if "o" not in modes:
+            sess.oper_name = None
+        sess.modes = "".join(sorted(set(modes)))
 
     # --------------------------------------------------------------- output
     def send_bytes(self, sess: Session, data: bytes) -> None:
@@ -393,6 +410,9 @@ class ServerCore:
                     sess.nick, sess.user or "", sess.host, sess.realname, self.server_name, now
                 )
             )
+        if sess.registered:
+            self.registered_count -= 1
+            self.set_user_modes(sess, "")
         for chan in list(sess.channels.values()):
             self.remove_member(chan, sess)
         if sess.nick_folded is not None and self.nicks.get(sess.nick_folded) is sess:
@@ -518,7 +538,8 @@ class ServerCore:
         sess.registered = True
         sess.idle_since = now
         sess.last_active = now
-        self.max_users_seen = max(self.max_users_seen, len(self.nicks))
+        self.registered_count += 1
+        self.max_users_seen = max(self.max_users_seen, self.registered_count)
         log.info("[%d] registered as %s", sess.conn_id, sess.prefix)
         self.send_welcome(sess)
 

@@ -40,9 +40,8 @@ def handle_oper(core: ServerCore, sess: Session, msg: Message, now: float) -> No
         if not ok:
             core.reply(sess, N.ERR_PASSWDMISMATCH, "Password incorrect")
             return
+        core.set_user_modes(sess, sess.modes + "o")
         sess.oper_name = name
-        if "o" not in sess.modes:
-            sess.modes += "o"
         core.reply(sess, N.RPL_YOUREOPER, "You are now an IRC operator")
         core.send_raw(sess, f":{sess.prefix} MODE {sess.nick} +o")
 

@@ -1,0 +1,379 @@
+"""MODE: user modes and channel modes.
+
+Theory of operation
+-------------------
+Every mode letter has a *kind* in a table (:data:`CHANNEL_MODES`,
+:data:`USER_MODES`); the kind says whether the letter takes a parameter when
+set and when unset, and which function applies it. :func:`handle_mode` walks
+the mode string once, takes parameters in order, applies each change to the
+channel state, and finally announces the changes that took effect in one
+``MODE`` line to every member. Changes that change nothing (setting a mode
+already set, removing an absent ban) are dropped silently.
+
+Channel state kept here: type D flags live in ``Channel.modes`` (``i m n s t``);
+the key in ``Channel.key``, the limit in ``Channel.limit``; list entries in
+``Channel.lists``; member status letters in ``Channel.members``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from relaychat.protocol import numerics as N
+from relaychat.protocol.handlers.info import safe_param
+from relaychat.protocol.server import Outgoing
+from relaychat.protocol.state import ListEntry
+
+if TYPE_CHECKING:
+    from relaychat.protocol.message import Message
+    from relaychat.protocol.server import ServerCore
+    from relaychat.protocol.state import Channel, Session
+
+__all__ = ["CHANNEL_MODES", "USER_MODES", "handle_mode", "normalize_mask"]
+
+# channel mode kinds (the CHANMODES ISUPPORT groups, plus membership prefixes)
+LIST = "A"  # a list of masks: parameter to add or remove, none to show the list
+KEY = "B"  # a setting whose parameter goes both ways
+LIMIT = "C"  # a setting with a parameter only when set
+FLAG = "D"  # on or off
+STATUS = "prefix"  # a member's status: parameter is a nick
+
+CHANNEL_MODES: dict[str, str] = {
+    "b": LIST,
+    "e": LIST,
+    "I": LIST,
+    "k": KEY,
+    "l": LIMIT,
+    "i": FLAG,
+    "m": FLAG,
+    "n": FLAG,
+    "s": FLAG,
+    "t": FLAG,
+    "o": STATUS,
+    "v": STATUS,
+}
+
+# kind -> (takes a parameter when set, takes one when unset)
+_TAKES_PARAM: dict[str, tuple[bool, bool]] = {
+    LIST: (True, True),
+    KEY: (True, True),
+    LIMIT: (True, False),
+    FLAG: (False, False),
+    STATUS: (True, True),
+}
+
+# list letter -> (entry numeric, end numeric, end text)
+_LIST_REPLIES: dict[str, tuple[str, str, str]] = {
+    "b": (N.RPL_BANLIST, N.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": (N.RPL_EXCEPTLIST, N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": (N.RPL_INVITELIST, N.RPL_ENDOFINVITELIST, "End of channel invite list"),
+}
+
+# user mode letter -> (a user may set it, a user may unset it); +o comes from OPER
+USER_MODES: dict[str, tuple[bool, bool]] = {
+    "i": (True, True),
+    "w": (True, True),
+    "o": (False, True),
+}
+
+KEY_MAX = 32  # characters in a channel key
+MASK_MAX = 200  # characters in a list mode mask
+_STATUS_ORDER = "ov"  # rank order of member status letters
+
+
+# MODE <target> [<modestring> [<mode arguments>...]]
+def handle_mode(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+    target = msg.params[0]
+    if core.is_channel_name(target):
+        chan = core.find_channel(target)
+        if chan is None:
+            core.reply(sess, N.ERR_NOSUCHCHANNEL, safe_param(target), "No such channel")
+        elif len(msg.params) < 2:
+            _show_channel_modes(core, sess, chan)
+        else:
+            _change_channel_modes(core, sess, chan, msg.params[1], msg.params[2:], now)
+        return
+    user = core.find_nick(target)
+    if user is None:
+        core.reply(sess, N.ERR_NOSUCHNICK, safe_param(target), "No such nick/channel")
+    elif user is not sess:
+        verb = "change" if len(msg.params) > 1 else "view"
+        core.reply(sess, N.ERR_USERSDONTMATCH, f"Can't {verb} mode for other users")
+    elif len(msg.params) < 2:
+        core.reply(sess, N.RPL_UMODEIS, "+" + sess.modes)
+    else:
+        _change_user_modes(core, sess, msg.params[1], now)
+
+
+# ------------------------------------------------------------------ user modes
+def _change_user_modes(core: ServerCore, sess: Session, modestring: str, now: float) -> None:
+    current = set(sess.modes)
+    applied: list[tuple[bool, str]] = []
+    unknown = False
+    adding = True
+    for letter in modestring:
+        if letter in "+-":
+            adding = letter == "+"
+            continue
+        rule = USER_MODES.get(letter)
+        if rule is None:
+            unknown = True
+            continue
+        if not rule[0 if adding else 1] or adding == (letter in current):
+            continue
+        if adding:
+            current.add(letter)
+        else:
+            current.discard(letter)
+        applied.append((adding, letter))
+    if unknown:
+        core.reply(sess, N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+    if not applied:
+        return
+    core.set_user_modes(sess, "".join(current))
+    text, _ = _format_changes([(adding, letter, None) for adding, letter in applied])
+    core.relay_one(sess, Outgoing(f":{sess.prefix} MODE {sess.nick} {text}", now))
+
+
+# --------------------------------------------------------------- channel modes
+def _show_channel_modes(core: ServerCore, sess: Session, chan: Channel) -> None:
+    letters = "".join(sorted(chan.modes))
+    params: list[str] = []
+    member = sess in chan.members
+    if chan.key is not None:
+        letters += "k"
+        if member:
+            params.append(chan.key)
+    if chan.limit is not None:
+        letters += "l"
+        if member:
+            params.append(str(chan.limit))
+    core.reply(sess, N.RPL_CHANNELMODEIS, chan.name, "+" + letters, *params)
+    core.reply(sess, N.RPL_CREATIONTIME, chan.name, str(int(chan.created)))
+
+
+def _show_list(core: ServerCore, sess: Session, chan: Channel, letter: str) -> None:
+    item, end, text = _LIST_REPLIES[letter]
+    for entry in chan.lists[letter]:
+        if letter == "b":
+            core.reply(sess, item, chan.name, entry.mask, entry.setter, str(int(entry.set_at)))
+        else:
+            core.reply(sess, item, chan.name, entry.mask)
+    core.reply(sess, end, chan.name, text)
+
+
+# A change that took effect: (set?, letter, parameter to announce)
+Change = tuple[bool, str, str | None]
+
+
+class _Context:
+    """What one MODE command's appliers share."""
+
+    __slots__ = ("core", "sess", "chan", "now")
+
+    def __init__(self, core: ServerCore, sess: Session, chan: Channel, now: float) -> None:
+        self.core = core
+        self.sess = sess
+        self.chan = chan
+        self.now = now
+
+
+def _change_channel_modes(
+    core: ServerCore,
+    sess: Session,
+    chan: Channel,
+    modestring: str,
+    args: list[str],
+    now: float,
+) -> None:
+    ctx = _Context(core, sess, chan, now)
+    is_op = chan.is_op(sess)
+    params = iter(args)
+    changes: list[Change] = []
+    listed: set[str] = set()
+    reported_unknown: set[str] = set()
+    denied = False
+    with_param = 0
+    adding = True
+    for letter in modestring:
+        if letter in "+-":
+            adding = letter == "+"
+            continue
+        kind = CHANNEL_MODES.get(letter)
+        if kind is None:
+            if letter not in reported_unknown:
+                reported_unknown.add(letter)
+                core.reply(
+                    sess, N.ERR_UNKNOWNMODE, safe_param(letter), "is unknown mode char to me"
+                )
+            continue
+        param: str | None = None
+        if _TAKES_PARAM[kind][0 if adding else 1]:
+            param = next(params, None)
+        if kind == LIST and param is None:
+            if letter not in listed:
+                listed.add(letter)
+                _show_list(core, sess, chan, letter)
+            continue
+        if param is None and (kind == STATUS or (adding and kind in (KEY, LIMIT))):
+            continue  # a parameter is required and missing: ignore the letter
+        if param is not None:
+            with_param += 1
+            if with_param > core.limits.max_modes:
+                continue
+        if not is_op:
+            if not denied:
+                denied = True
+                core.reply(sess, N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            continue
+        change = _APPLIERS[kind](ctx, adding, letter, param)
+        if change is not None:
+            changes.append(change)
+    if changes:
+        text, announced = _format_changes(changes)
+        line = f":{sess.prefix} MODE {chan.name} {text}" + "".join(" " + p for p in announced)
+        core.relay(list(chan.members), Outgoing(line, now))
+
+
+def _format_changes(changes: list[Change]) -> tuple[str, list[str]]:
+    """``+ov-b`` and its parameters, in order."""
+    out: list[str] = []
+    params: list[str] = []
+    sign = ""
+    for adding, letter, param in changes:
+        s = "+" if adding else "-"
+        if s != sign:
+            out.append(s)
+            sign = s
+        out.append(letter)
+        if param is not None:
+            params.append(param)
+    return "".join(out), params
+
+
+def normalize_mask(mask: str) -> str:
+    """A full ``nick!user@host`` mask: a bare nick becomes ``nick!*@*``,
+    ``user@host`` becomes ``*!user@host``, and empty parts become ``*``."""
+    nick, bang, rest = mask.partition("!")
+    if bang:
+        user, _, host = rest.partition("@")
+    else:
+        user_or_nick, at, host = mask.partition("@")
+        nick, user = ("*", user_or_nick) if at else (user_or_nick, "*")
+    return f"{nick or '*'}!{user or '*'}@{host or '*'}"
+
+
+def _apply_list(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
+    assert param is not None
+    core, chan = ctx.core, ctx.chan
+    raw = param.lstrip(":")
+    if not raw or "," in raw or len(raw) > MASK_MAX:
+        return None
+    mask = normalize_mask(raw)
+    entries = chan.lists[letter]
+    folded = core.fold(mask)
+    index = next((i for i, e in enumerate(entries) if core.fold(e.mask) == folded), None)
+    if adding:
+        if index is not None:
+            return None
+        if len(entries) >= core.limits.max_list_entries:
+            core.reply(ctx.sess, N.ERR_BANLISTFULL, chan.name, letter, "Channel list is full")
+            return None
+        entries.append(ListEntry(mask, ctx.sess.prefix, ctx.now))
+        return (True, letter, mask)
+    if index is None:
+        return None
+    removed = entries.pop(index)
+    return (False, letter, removed.mask)
+
+
+def _valid_key(key: str) -> bool:
+    return (
+        0 < len(key) <= KEY_MAX
+        and key[0] != ":"
+        and not any(c in key for c in ", ")
+        and key.isprintable()
+    )
+
+
+def _apply_key(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
+    chan = ctx.chan
+    if not adding:
+        if chan.key is None:
+            return None
+        chan.key = None
+        return (False, letter, "*")
+    assert param is not None
+    if not _valid_key(param):
+        ctx.core.reply(ctx.sess, N.ERR_INVALIDKEY, chan.name, "Key is not well-formed")
+        return None
+    if chan.key == param:
+        return None
+    chan.key = param
+    return (True, letter, param)
+
+
+def _apply_limit(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
+    chan = ctx.chan
+    if not adding:
+        if chan.limit is None:
+            return None
+        chan.limit = None
+        return (False, letter, None)
+    assert param is not None
+    if not (param.isascii() and param.isdigit() and 0 < int(param) < 2**31):
+        ctx.core.reply(
+            ctx.sess,
+            N.ERR_INVALIDMODEPARAM,
+            chan.name,
+            letter,
+            safe_param(param),
+            "Invalid limit: a positive number is required",
+        )
+        return None
+    limit = int(param)
+    if chan.limit == limit:
+        return None
+    chan.limit = limit
+    return (True, letter, str(limit))
+
+
+def _apply_flag(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
+    modes = ctx.chan.modes
+    if adding == (letter in modes):
+        return None
+    if adding:
+        modes.add(letter)
+    else:
+        modes.discard(letter)
+    return (adding, letter, None)
+
+
+def _apply_status(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
+    assert param is not None
+    core, chan = ctx.core, ctx.chan
+    target = core.find_nick(param)
+    if target is None or target.nick is None:
+        core.reply(ctx.sess, N.ERR_NOSUCHNICK, safe_param(param), "No such nick/channel")
+        return None
+    status = chan.members.get(target)
+    if status is None:
+        core.reply(
+            ctx.sess, N.ERR_USERNOTINCHANNEL, target.nick, chan.name, "They aren't on that channel"
+        )
+        return None
+    if adding == (letter in status):
+        return None
+    letters = set(status) | {letter} if adding else set(status) - {letter}
+    chan.members[target] = "".join(c for c in _STATUS_ORDER if c in letters)
+    return (adding, letter, target.nick)
+
+
+_APPLIERS: dict[str, Callable[[_Context, bool, str, str | None], Change | None]] = {
+    LIST: _apply_list,
+    KEY: _apply_key,
+    LIMIT: _apply_limit,
+    FLAG: _apply_flag,
+    STATUS: _apply_status,
+}

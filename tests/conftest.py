@@ -1,0 +1,70 @@
+"""Fixtures shared by every test directory: real servers on port 0, for both engines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ircutil import RawClient, make_config
+from relaychat.server.runner import start_in_thread
+
+ENGINES = ("loop", "threads")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def start_server(engine: str) -> Iterator[Callable[..., Any]]:
+    """``start_server(**limits)`` -> a running server (``.port``, ``.core``, ``.stop()``)
+    for the test's engine; every server is stopped at teardown."""
+    handles: list[Any] = []
+
+    def start(**limits: object) -> Any:
+        handle = start_in_thread(make_config(engine, **limits))
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop()
+
+
+@pytest.fixture
+def irc_server(start_server: Callable[..., Any]) -> Any:
+    """A server with default limits (flood control off) on 127.0.0.1, port 0."""
+    return start_server()
+
+
+@pytest.fixture
+def client(irc_server: Any) -> Iterator[Callable[..., RawClient]]:
+    """``client("nick")`` -> a registered RawClient; ``client()`` -> unregistered."""
+    made: list[RawClient] = []
+
+    def make(nick: str | None = None, caps: tuple[str, ...] = ()) -> RawClient:
+        c = RawClient(irc_server.port)
+        made.append(c)
+        if nick:
+            c.register(nick, caps)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def require_tool(name: str) -> str:
+    """The path of a Debian tool a test drives; skipped when missing, except in CI
+    (RELAYCHAT_REQUIRE_INTEROP=1) where a missing tool fails the test."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("RELAYCHAT_REQUIRE_INTEROP"):
+            pytest.fail(f"{name} is not installed (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
+    return path

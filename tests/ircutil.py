@@ -1,0 +1,116 @@
+"""Test helpers: a raw line-based IRC client over a real socket, and servers on port 0.
+
+Everything waits for a condition with a deadline; nothing sleeps and hopes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import select
+import socket
+import time
+from collections.abc import Callable
+
+from relaychat.config import Config, LimitsConfig, ServerConfig
+from relaychat.protocol.message import Message, parse_message
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def make_config(engine: str = "loop", **limits: object) -> Config:
+    """Port 0 on 127.0.0.1, quiet logs; flood control off unless a test sets it."""
+    lim = {"flood_rate": 0.0, "max_connections_per_ip": 0, **limits}
+    return Config(
+        server=ServerConfig(host="127.0.0.1", port=0, engine=engine, log_level="WARNING"),
+        limits=dataclasses.replace(LimitsConfig(), **lim),  # type: ignore[arg-type]
+    )
+
+
+class RawClient:
+    """A line-based client over a real TCP socket, for driving the server in tests."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.lines: list[Message] = []  # received, not yet consumed by expect()
+        self.closed = False
+        self.nick: str | None = None
+
+    def send(self, line: str | bytes) -> None:
+        data = line if isinstance(line, bytes) else line.encode() + b"\r\n"
+        self.sock.sendall(data)
+
+    def _read(self, timeout: float) -> bool:
+        if self.closed:
+            return False
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.buf += data
+        *complete, self.buf = self.buf.split(b"\r\n")
+        for raw in complete:
+            if raw:
+                self.lines.append(parse_message(raw.decode("utf-8", "replace")))
+        return True
+
+    def expect(
+        self, pred: Callable[[Message], bool] | str, timeout: float = DEFAULT_TIMEOUT
+    ) -> Message:
+        """The first received message matching ``pred`` (a command name, or a
+        predicate); the messages before it are consumed too."""
+        check = (lambda m: m.command == pred) if isinstance(pred, str) else pred
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, msg in enumerate(self.lines):
+                if check(msg):
+                    del self.lines[: i + 1]
+                    return msg
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.closed and not self._read(0)):
+                raise AssertionError(
+                    f"no matching message within {timeout}s; got {[str(m) for m in self.lines]}"
+                )
+            self._read(min(left, 0.5))
+
+    def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not close the connection")
+            self._read(0.2)
+
+    def register(self, nick: str, caps: tuple[str, ...] = ()) -> Message:
+        if caps:
+            self.send("CAP LS 302")
+            self.send("CAP REQ :" + " ".join(caps))
+        self.send(f"NICK {nick}")
+        self.send(f"USER {nick} 0 * :Test {nick}")
+        if caps:
+            self.send("CAP END")
+        self.nick = nick
+        welcome = self.expect("001")
+        self.expect("376")
+        return welcome
+
+    def join(self, channel: str) -> None:
+        self.send(f"JOIN {channel}")
+        self.expect(lambda m: m.command == "366" and m.params[1] == channel)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.closed = True
+
+
+def wait_for(cond: Callable[[], object], timeout: float = DEFAULT_TIMEOUT, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        time.sleep(0.01)
