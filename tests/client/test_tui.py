@@ -1,0 +1,258 @@
+"""The terminal client: rendering and argument parsing as pure functions, command
+handling against a real server, and the whole program in a pty driven by pexpect."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pexpect
+import pytest
+
+from relaychat.client import Connection, connect
+from relaychat.client.tui import ChatSession, parse_address, render, sanitize
+from relaychat.protocol.message import Message, parse_message, split_source
+
+STAMP = r"\[\d\d:\d\d\] "
+
+
+def from_nick(nick: str, command: str) -> Callable[[Message], bool]:
+    def match(msg: Message) -> bool:
+        return (
+            msg.command == command
+            and msg.source is not None
+            and split_source(msg.source)[0].lower() == nick.lower()
+        )
+
+    return match
+
+
+# -- pure parts -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, ("127.0.0.1", 6667)),
+        ("irc.example", ("irc.example", 6667)),
+        ("irc.example:6697", ("irc.example", 6697)),
+        ("[::1]:7000", ("::1", 7000)),
+        ("[::1]", ("::1", 6667)),
+        ("::1", ("::1", 6667)),
+    ],
+)
+def test_parse_address(text: str | None, expected: tuple[str, int]) -> None:
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["host:0", "host:99999", "host:http", "[::1"])
+def test_parse_address_rejects_bad_input(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(text)
+
+
+def test_sanitize_strips_formatting_and_terminal_escapes() -> None:
+    assert sanitize("\x02bold\x02 \x0304,12red\x03 \x1b[2Jclear\x07") == "bold red [2Jclear"
+
+
+def me(nick: str) -> bool:
+    return nick.lower() == "me"
+
+
+@pytest.mark.parametrize(
+    ("line", "current", "shown"),
+    [
+        (":bob!b@h PRIVMSG #t :hi", "#t", "<bob> hi"),
+        (":bob!b@h PRIVMSG #other :hi", "#t", "#other <bob> hi"),
+        (":bob!b@h PRIVMSG me :psst", "#t", "*bob* psst"),
+        (":bob!b@h PRIVMSG #t :\x01ACTION waves\x01", "#t", "* bob waves"),
+        (":bob!b@h PRIVMSG me :\x01VERSION\x01", "#t", "-- CTCP VERSION from bob"),
+        (":bob!b@h NOTICE me :note", "#t", "-bob- note"),
+        (":irc.test NOTICE * :*** Looking up", None, "-irc.test- *** Looking up"),
+        (":bob!b@h NOTICE #other :fyi", "#t", "-bob:#other- fyi"),
+        (":bob!b@h JOIN #t", "#t", "--> bob (b@h) joined #t"),
+        (":bob!b@h PART #t :later", "#t", "<-- bob left #t (later)"),
+        (":bob!b@h QUIT :Quit: gone", "#t", "<-- bob quit (Quit: gone)"),
+        (":bob!b@h NICK bobby", "#t", "-- bob is now known as bobby"),
+        (":op!o@h KICK #t bob :behave", "#t", "<-- bob was kicked from #t by op (behave)"),
+        (":bob!b@h TOPIC #t :new topic", "#t", "-- bob changed the topic of #t to: new topic"),
+        (":op!o@h MODE #t +o bob", "#t", "-- op sets mode +o bob on #t"),
+        (":irc 433 me bob :Nickname is already in use", "#t", "! bob: Nickname is already in use"),
+        (":irc 421 me FOO :Unknown command", "#t", "! FOO: Unknown command"),
+        (":irc 464 * :Password incorrect", None, "! Password incorrect"),
+        (":irc 332 me #t :the topic", "#t", "-- topic of #t: the topic"),
+        (":irc 353 me = #t :@op bob me", "#t", "-- names #t: @op bob me"),
+        ("ERROR :Closing link", None, "! Closing link"),
+        (":irc 366 me #t :End of /NAMES list", "#t", None),
+        ("PING :x", None, None),
+    ],
+)
+def test_render(line: str, current: str | None, shown: str | None) -> None:
+    assert render(parse_message(line), is_me=me, current=current) == shown
+
+
+# -- command handling against a real server ------------------------------------------
+
+
+@pytest.fixture
+def chat(irc_server: Any) -> Iterator[tuple[ChatSession, list[str], Connection]]:
+    lines: list[str] = []
+    conn = Connection(irc_server.host, irc_server.port, "me")
+    session = ChatSession(conn, lines.append)
+    conn.on_message(session.handle_message)
+    conn.connect()
+    try:
+        yield session, lines, conn
+    finally:
+        conn.close()
+
+
+def test_session_commands_and_errors(chat: Any, irc_server: Any) -> None:
+    session, lines, conn = chat
+    session.handle_input("hello?")
+    session.handle_input("/frobnicate")
+    session.handle_input("/part")
+    assert all(re.match(STAMP, line) for line in lines)
+    assert [line[len("[HH:MM] ") :] for line in lines[-3:]] == [
+        "! no current channel: /join one or /msg someone",
+        "! unknown command /frobnicate (try /help)",
+        "! usage: /part [#channel] [reason]",
+    ]
+
+    with connect(irc_server.host, irc_server.port, "bob") as bob:
+        session.handle_input("/join t")  # the # is added
+        bob.join("#t")
+        conn.wait_for(from_nick("bob", "JOIN"))
+        assert session.target == "#t" and session.prompt() == "#t> "
+        session.handle_input("//slash is literal")
+        got = bob.wait_for(from_nick("me", "PRIVMSG"))
+        assert got.params == ["#t", "/slash is literal"]
+        session.handle_input("/raw PRIVMSG bob :raw line")
+        assert bob.wait_for(from_nick("me", "PRIVMSG")).params == ["bob", "raw line"]
+        session.handle_input("/part #t bye now")
+        part = bob.wait_for(from_nick("me", "PART"))
+        assert part.params[0] == "#t"
+        conn.wait_for(from_nick("me", "PART"))
+        assert session.target is None and session.prompt() == "> "
+
+
+# -- the program in a pty ----------------------------------------------------------------
+
+
+def spawn_tui(irc_server: Any, child_env: dict[str, str], nick: str) -> pexpect.spawn:
+    env = dict(child_env, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "relaychat.client.tui", "--nick", nick, irc_server.address],
+        env=env,
+        encoding="utf-8",
+        dimensions=(40, 200),
+        timeout=15,
+    )
+    child.expect("connected;")
+    return child
+
+
+def finish(child: pexpect.spawn) -> int:
+    child.expect(pexpect.EOF)
+    child.close()
+    status: int = child.exitstatus
+    return status
+
+
+def test_tui_full_duplex_session(irc_server: Any, child_env: dict[str, str]) -> None:
+    child = spawn_tui(irc_server, child_env, "tuiuser")
+    try:
+        child.sendline("/join #t")
+        child.expect("#t>")  # the prompt follows the current channel
+        with connect(irc_server.host, irc_server.port, "bob") as bob:
+            bob.join("#t")
+            child.expect(STAMP + "--> bob")
+
+            child.send("half typed")  # no Enter: the line stays pending
+            child.expect("half typed")
+            bob.privmsg("#t", "hello from bob")
+            child.expect(STAMP + "<bob> hello from bob")
+            child.expect("#t> half typed")  # redrawn below the incoming line
+            child.send(" and done\r")
+            said = bob.wait_for(from_nick("tuiuser", "PRIVMSG"))
+            assert said.params == ["#t", "half typed and done"]
+            child.expect(STAMP + "<tuiuser> half typed and done")
+
+            bob.action("#t", "waves")
+            child.expect(STAMP + r"\* bob waves")
+            child.sendline("/me dances")
+            assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == [
+                "#t",
+                "\x01ACTION dances\x01",
+            ]
+            child.sendline("/msg bob psst")
+            assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == ["bob", "psst"]
+            bob.privmsg("tuiuser", "private reply")
+            child.expect(STAMP + r"\*bob\* private reply")
+
+            child.sendline("/nick bob")
+            child.expect(STAMP + "! bob: ")  # 433, rendered as an error
+
+            child.sendline("/quit off to bed")
+            quit_msg = bob.wait_for(from_nick("tuiuser", "QUIT"))
+            assert "off to bed" in quit_msg.params[-1]
+            assert finish(child) == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def test_tui_bye_exits_zero(irc_server: Any, child_env: dict[str, str]) -> None:
+    child = spawn_tui(irc_server, child_env, "byer")
+    try:
+        child.sendline("/bye")
+        assert finish(child) == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def test_tui_exits_one_when_the_server_dies(irc_server: Any, child_env: dict[str, str]) -> None:
+    child = spawn_tui(irc_server, child_env, "victim")
+    try:
+        child.send("unsent")
+        child.expect("unsent")
+        irc_server.kill()
+        child.expect("! disconnected")
+        assert finish(child) == 1
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def test_tui_reports_a_refused_connection(child_env: dict[str, str]) -> None:
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(child_env, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "relaychat.client.tui", "--nick", "x", f"127.0.0.1:{port}"],
+        env=env,
+        encoding="utf-8",
+        timeout=15,
+    )
+    child.expect(STAMP + "! cannot connect to 127.0.0.1:")
+    assert finish(child) == 1
+
+
+def test_tui_refuses_to_run_without_a_terminal(child_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "relaychat.client.tui", "127.0.0.1:1"],
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert b"needs a terminal" in result.stderr
