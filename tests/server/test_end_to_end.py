@@ -97,13 +97,18 @@ def test_cap_negotiation_holds_registration_until_cap_end(
     assert listed.params[1] == "LIST"
     assert {"server-time", "message-tags"} <= set(listed.params[-1].split())
 
-    other = client("other")
-    c.join("#caps")
-    other.join("#caps")
+    other = client("other", caps=("message-tags",))
+    plain = client("plain")
+    for member in (c, other, plain):
+        member.join("#caps")
     other.send("@+example=yes PRIVMSG #caps :tagged")
     msg = c.expect("PRIVMSG")
+    assert msg.params == ["#caps", "tagged"]
     assert "time" in msg.tags
     assert msg.tags.get("+example") == "yes"
+    msg = plain.expect("PRIVMSG")
+    assert msg.params == ["#caps", "tagged"]
+    assert msg.tags == {}, "tags reached a client that did not ask for them"
 
 
 def test_nick_change_is_seen_by_channel_peers(client: Callable[..., RawClient]) -> None:

@@ -154,6 +154,7 @@ class ServerCore:
         self.config = config
         self.whowas = deque(self.whowas, maxlen=config.limits.whowas_size)
         self.limits = config.limits
+        self._numeric_prefix = f":{config.server.name} "
         self.flood = config.limits.flood_rate > 0
         self._isupport_lines = _isupport(config)
 
@@ -329,8 +330,14 @@ class ServerCore:
 
     def reply(self, sess: Session, numeric: str, *params: str) -> None:
         """``:server NUMERIC nick params...`` (the last param gets a colon as needed)."""
-        msg = Message(numeric, [sess.name, *params], source=self.server_name)
-        self.send_bytes(sess, msg.to_bytes())
+        if params:
+            *middle, last = params
+            if not last or last[0] == ":" or " " in last:
+                last = ":" + last
+            line = " ".join((self._numeric_prefix + numeric, sess.nick or "*", *middle, last))
+        else:
+            line = f"{self._numeric_prefix}{numeric} {sess.nick or '*'}"
+        self.send_bytes(sess, (line + "\r\n").encode("utf-8", "replace"))
 
     def server_notice(self, sess: Session, text: str) -> None:
         self.send_bytes(
