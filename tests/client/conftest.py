@@ -1,9 +1,10 @@
-"""Fixtures for the client tests: a real IRC server subprocess and a scripted peer.
+"""Fixtures for the client tests, next to the shared ones in ``tests/conftest.py``.
 
-``irc_server`` starts ``python -m relaychat serve`` on a free loopback port (one
-server per test, so a test may kill it). ``RELAYCHAT_TEST_SERVER=miniircd`` or
-``=ngircd`` runs the same tests against those servers instead, to check the client
-against servers this project did not write.
+Most tests use the shared ``irc_server`` (relaychat in this process, both engines).
+Tests that need the server to die under the client use ``server_process``: ``python -m
+relaychat serve`` as a subprocess on a free loopback port, which ``kill()`` SIGKILLs.
+``RELAYCHAT_TEST_SERVER=miniircd`` or ``=ngircd`` runs those against servers this
+project did not write instead.
 
 ``scripted_peer`` is a listening loopback socket that a test drives line by line,
 for what a real server will not do on demand (PING now, multi-line CAP LS, refusal).
@@ -92,7 +93,7 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, deadline: float) -
 
 
 @pytest.fixture
-def irc_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     kind = os.environ.get("RELAYCHAT_TEST_SERVER", "relaychat")
     if kind == "relaychat":
         try:

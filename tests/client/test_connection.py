@@ -25,6 +25,7 @@ from relaychat.client import (
 from relaychat.protocol.message import Message, split_source
 
 ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
 
 
 def lines(proto: ClientProtocol) -> list[str]:
@@ -275,7 +276,7 @@ def test_send_after_server_closed_raises_connection_closed(scripted_peer: Any) -
 
 
 def test_connect_registers_and_tracks_own_nick(irc_server: Any) -> None:
-    with connect(irc_server.host, irc_server.port, "alice") as alice:
+    with connect(HOST, irc_server.port, "alice") as alice:
         assert alice.registered and alice.nick == "alice"
         alice.send("NICK", "alice2")
         alice.wait_for(lambda m: m.command == "NICK")
@@ -284,8 +285,8 @@ def test_connect_registers_and_tracks_own_nick(irc_server: Any) -> None:
 
 def test_nick_collision_on_registration_takes_alternate(irc_server: Any) -> None:
     with (
-        connect(irc_server.host, irc_server.port, "dup") as first,
-        connect(irc_server.host, irc_server.port, "dup") as second,
+        connect(HOST, irc_server.port, "dup") as first,
+        connect(HOST, irc_server.port, "dup") as second,
     ):
         assert first.nick == "dup"
         assert second.nick == "dup_"
@@ -293,8 +294,8 @@ def test_nick_collision_on_registration_takes_alternate(irc_server: Any) -> None
 
 
 def test_full_duplex_callback_delivery_while_another_thread_sends(irc_server: Any) -> None:
-    alice = connect(irc_server.host, irc_server.port, "alice")
-    bob = connect(irc_server.host, irc_server.port, "bob")
+    alice = connect(HOST, irc_server.port, "alice")
+    bob = connect(HOST, irc_server.port, "bob")
     try:
         alice.join("#t")
         alice.wait_for(from_nick("alice", "JOIN"))
@@ -345,8 +346,8 @@ def test_full_duplex_callback_delivery_while_another_thread_sends(irc_server: An
 
 
 def test_quit_closes_cleanly_and_the_reader_thread_ends(irc_server: Any) -> None:
-    alice = connect(irc_server.host, irc_server.port, "alice")
-    bob = connect(irc_server.host, irc_server.port, "bob")
+    alice = connect(HOST, irc_server.port, "alice")
+    bob = connect(HOST, irc_server.port, "bob")
     try:
         for conn in (alice, bob):
             conn.join("#t")
@@ -365,8 +366,8 @@ def test_quit_closes_cleanly_and_the_reader_thread_ends(irc_server: Any) -> None
         bob.close()
 
 
-def test_server_death_ends_the_iterator_without_spinning(irc_server: Any) -> None:
-    conn = connect(irc_server.host, irc_server.port, "alice")
+def test_server_death_ends_the_iterator_without_spinning(server_process: Any) -> None:
+    conn = connect(server_process.host, server_process.port, "alice")
     ended = threading.Event()
     seen_disconnect: list[BaseException | None] = []
     conn.on_disconnect(seen_disconnect.append)
@@ -379,7 +380,7 @@ def test_server_death_ends_the_iterator_without_spinning(irc_server: Any) -> Non
     consumer = threading.Thread(target=consume)
     consumer.start()
     try:
-        irc_server.kill()
+        server_process.kill()
         assert ended.wait(10), "iterator did not end when the server died"
         assert conn.disconnected.is_set()
         assert conn.wait_closed(10) and reader_threads(conn) == []
@@ -389,13 +390,13 @@ def test_server_death_ends_the_iterator_without_spinning(irc_server: Any) -> Non
         consumer.join(10)
 
 
-def test_echo_bot_answers_in_channel_and_in_private(irc_server: Any, child_env: Any) -> None:
-    with connect(irc_server.host, irc_server.port, "alice") as alice:
+def test_echo_bot_answers_in_channel_and_in_private(server_process: Any, child_env: Any) -> None:
+    with connect(server_process.host, server_process.port, "alice") as alice:
         alice.join("#echo")
         alice.wait_for(from_nick("alice", "JOIN"))
         bot = subprocess.Popen(
             [sys.executable, str(ROOT / "examples" / "echo_bot.py")]
-            + [irc_server.host, str(irc_server.port), "echobot", "#echo"],
+            + [server_process.host, str(server_process.port), "echobot", "#echo"],
             env=child_env,
             stderr=subprocess.PIPE,
         )
@@ -407,7 +408,7 @@ def test_echo_bot_answers_in_channel_and_in_private(irc_server: Any, child_env: 
             alice.privmsg("echobot", "psst")
             reply = alice.wait_for(from_nick("echobot", "PRIVMSG"))
             assert reply.params == ["alice", "psst"]
-            irc_server.kill()
+            server_process.kill()
             assert bot.wait(15) == 0, "the bot should end cleanly when the server goes away"
         finally:
             if bot.poll() is None:

@@ -3,21 +3,27 @@ handling against a real server, and the whole program in a pty driven by pexpect
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import socket
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pexpect
 import pytest
+from pexpect.fdpexpect import fdspawn
 
 from relaychat.client import Connection, connect
 from relaychat.client.tui import ChatSession, parse_address, render, sanitize
 from relaychat.protocol.message import Message, parse_message, split_source
 
 STAMP = r"\[\d\d:\d\d\] "
+HOST = "127.0.0.1"
 
 
 def from_nick(nick: str, command: str) -> Callable[[Message], bool]:
@@ -101,7 +107,7 @@ def test_render(line: str, current: str | None, shown: str | None) -> None:
 @pytest.fixture
 def chat(irc_server: Any) -> Iterator[tuple[ChatSession, list[str], Connection]]:
     lines: list[str] = []
-    conn = Connection(irc_server.host, irc_server.port, "me")
+    conn = Connection(HOST, irc_server.port, "me")
     session = ChatSession(conn, lines.append)
     conn.on_message(session.handle_message)
     conn.connect()
@@ -123,8 +129,9 @@ def test_session_commands_and_errors(chat: Any, irc_server: Any) -> None:
         "! usage: /part [#channel] [reason]",
     ]
 
-    with connect(irc_server.host, irc_server.port, "bob") as bob:
+    with connect(HOST, irc_server.port, "bob") as bob:
         session.handle_input("/join t")  # the # is added
+        conn.wait_for(from_nick("me", "JOIN"))
         bob.join("#t")
         conn.wait_for(from_nick("bob", "JOIN"))
         assert session.target == "#t" and session.prompt() == "#t> "
@@ -143,107 +150,122 @@ def test_session_commands_and_errors(chat: Any, irc_server: Any) -> None:
 # -- the program in a pty ----------------------------------------------------------------
 
 
-def spawn_tui(irc_server: Any, child_env: dict[str, str], nick: str) -> pexpect.spawn:
-    env = dict(child_env, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "relaychat.client.tui", "--nick", nick, irc_server.address],
-        env=env,
-        encoding="utf-8",
-        dimensions=(40, 200),
-        timeout=15,
-    )
+class Terminal:
+    """``python -m relaychat.client.tui`` on a pty, read and typed into with pexpect.
+
+    The pty comes from ``os.openpty`` and the child from ``subprocess``, not from
+    ``pexpect.spawn``: that uses ``forkpty()``, which is unsafe (and warns, from 3.12)
+    in a multi-threaded process like this one, with servers and readers running.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "relaychat.client.tui", *args],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=dict(env, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm"),
+                start_new_session=True,
+            )
+        finally:
+            os.close(slave)
+        self.pty = fdspawn(master, encoding="utf-8", timeout=15)
+
+    def exit_status(self) -> int:
+        """Wait for the program to end (its output to reach EOF); its exit status."""
+        self.pty.expect(pexpect.EOF)
+        return self.proc.wait(15)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(15)
+        self.pty.close()
+
+
+@pytest.fixture
+def terminal(child_env: dict[str, str]) -> Iterator[Callable[..., Terminal]]:
+    """``terminal(*args)`` -> the pexpect handle of a running terminal client."""
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        term = Terminal(list(args), child_env)
+        started.append(term)
+        return term
+
+    yield start
+    for term in started:
+        term.close()
+
+
+def test_tui_full_duplex_session(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    child = term.pty
     child.expect("connected;")
-    return child
+    child.sendline("/join #t")
+    child.expect("#t>")  # the prompt follows the current channel
+    with connect(HOST, irc_server.port, "bob") as bob:
+        bob.join("#t")
+        child.expect(STAMP + "--> bob")
+
+        child.send("half typed")  # no Enter: the line stays pending
+        child.expect("half typed")
+        bob.privmsg("#t", "hello from bob")
+        child.expect(STAMP + "<bob> hello from bob")
+        child.expect("#t> half typed")  # redrawn below the incoming line
+        child.send(" and done\r")
+        said = bob.wait_for(from_nick("tuiuser", "PRIVMSG"))
+        assert said.params == ["#t", "half typed and done"]
+        child.expect(STAMP + "<tuiuser> half typed and done")
+
+        bob.action("#t", "waves")
+        child.expect(STAMP + r"\* bob waves")
+        child.sendline("/me dances")
+        assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == [
+            "#t",
+            "\x01ACTION dances\x01",
+        ]
+        child.sendline("/msg bob psst")
+        assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == ["bob", "psst"]
+        bob.privmsg("tuiuser", "private reply")
+        child.expect(STAMP + r"\*bob\* private reply")
+
+        child.sendline("/nick bob")
+        child.expect(STAMP + "! bob: ")  # 433, rendered as an error
+
+        child.sendline("/quit off to bed")
+        quit_msg = bob.wait_for(from_nick("tuiuser", "QUIT"))
+        assert "off to bed" in quit_msg.params[-1]
+        assert term.exit_status() == 0
 
 
-def finish(child: pexpect.spawn) -> int:
-    child.expect(pexpect.EOF)
-    child.close()
-    status: int = child.exitstatus
-    return status
+def test_tui_bye_exits_zero(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "byer", f"{HOST}:{irc_server.port}")
+    term.pty.expect("connected;")
+    term.pty.sendline("/bye")
+    assert term.exit_status() == 0
 
 
-def test_tui_full_duplex_session(irc_server: Any, child_env: dict[str, str]) -> None:
-    child = spawn_tui(irc_server, child_env, "tuiuser")
-    try:
-        child.sendline("/join #t")
-        child.expect("#t>")  # the prompt follows the current channel
-        with connect(irc_server.host, irc_server.port, "bob") as bob:
-            bob.join("#t")
-            child.expect(STAMP + "--> bob")
-
-            child.send("half typed")  # no Enter: the line stays pending
-            child.expect("half typed")
-            bob.privmsg("#t", "hello from bob")
-            child.expect(STAMP + "<bob> hello from bob")
-            child.expect("#t> half typed")  # redrawn below the incoming line
-            child.send(" and done\r")
-            said = bob.wait_for(from_nick("tuiuser", "PRIVMSG"))
-            assert said.params == ["#t", "half typed and done"]
-            child.expect(STAMP + "<tuiuser> half typed and done")
-
-            bob.action("#t", "waves")
-            child.expect(STAMP + r"\* bob waves")
-            child.sendline("/me dances")
-            assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == [
-                "#t",
-                "\x01ACTION dances\x01",
-            ]
-            child.sendline("/msg bob psst")
-            assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == ["bob", "psst"]
-            bob.privmsg("tuiuser", "private reply")
-            child.expect(STAMP + r"\*bob\* private reply")
-
-            child.sendline("/nick bob")
-            child.expect(STAMP + "! bob: ")  # 433, rendered as an error
-
-            child.sendline("/quit off to bed")
-            quit_msg = bob.wait_for(from_nick("tuiuser", "QUIT"))
-            assert "off to bed" in quit_msg.params[-1]
-            assert finish(child) == 0
-    finally:
-        if child.isalive():
-            child.terminate(force=True)
+def test_tui_exits_one_when_the_server_dies(server_process: Any, terminal: Any) -> None:
+    term = terminal("--nick", "victim", server_process.address)
+    term.pty.expect("connected;")
+    term.pty.send("unsent")
+    term.pty.expect("unsent")
+    server_process.kill()
+    term.pty.expect("! disconnected")
+    assert term.exit_status() == 1
 
 
-def test_tui_bye_exits_zero(irc_server: Any, child_env: dict[str, str]) -> None:
-    child = spawn_tui(irc_server, child_env, "byer")
-    try:
-        child.sendline("/bye")
-        assert finish(child) == 0
-    finally:
-        if child.isalive():
-            child.terminate(force=True)
-
-
-def test_tui_exits_one_when_the_server_dies(irc_server: Any, child_env: dict[str, str]) -> None:
-    child = spawn_tui(irc_server, child_env, "victim")
-    try:
-        child.send("unsent")
-        child.expect("unsent")
-        irc_server.kill()
-        child.expect("! disconnected")
-        assert finish(child) == 1
-    finally:
-        if child.isalive():
-            child.terminate(force=True)
-
-
-def test_tui_reports_a_refused_connection(child_env: dict[str, str]) -> None:
+def test_tui_reports_a_refused_connection(terminal: Any) -> None:
     with socket.socket() as probe:  # a port with nobody listening
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((HOST, 0))
         port = probe.getsockname()[1]
-    env = dict(child_env, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "relaychat.client.tui", "--nick", "x", f"127.0.0.1:{port}"],
-        env=env,
-        encoding="utf-8",
-        timeout=15,
-    )
-    child.expect(STAMP + "! cannot connect to 127.0.0.1:")
-    assert finish(child) == 1
+    term = terminal("--nick", "x", f"{HOST}:{port}")
+    term.pty.expect(STAMP + f"! cannot connect to {HOST}:{port}")
+    assert term.exit_status() == 1
 
 
 def test_tui_refuses_to_run_without_a_terminal(child_env: dict[str, str]) -> None:

@@ -95,6 +95,9 @@ class _ThreadHandle:
         return self.server.core
 
     def stop(self, reason: str = "Server shutting down", timeout: float = 5.0) -> None:
+        """Stop the server and wait for its thread; a second call does nothing."""
+        if not self.thread.is_alive():
+            return
         self.server.request_stop(reason)
         self.thread.join(timeout)
         if self.thread.is_alive():

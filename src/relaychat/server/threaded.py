@@ -173,7 +173,7 @@ class ThreadedServer:
                     with contextlib.suppress(OSError):
                         conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
                         conn.sock.sendall(conn.backlog)
-                self._close_socket(conn)
+                self._close_socket_locked(conn)
         for conn in conns:
             if conn.thread is not None:
                 conn.thread.join(max(0.01, deadline - time.monotonic()))

@@ -1,0 +1,647 @@
+"""The terminal client: ``relaychat chat [--nick N] [--password P] [HOST[:PORT]]``.
+
+Theory of operation: one :class:`~relaychat.client.connection.Connection` and one
+prompt_toolkit ``PromptSession``. The main thread sits in ``prompt()``; the
+connection's reader thread renders each incoming message and prints it. The
+prompt runs under ``patch_stdout``, so those prints land above the prompt and the
+partly typed line is redrawn below them: reading and typing never wait for each
+other.
+
+:class:`ChatSession` holds everything that is not the terminal (the current target,
+the joined channels, the command table, rendering) and is driven by
+:meth:`ChatSession.handle_input` (main thread) and :meth:`ChatSession.handle_message`
+(reader thread); ``_lock`` guards the target and the channel list between them.
+Incoming text is stripped of IRC formatting and control characters before it is
+printed, so a peer cannot send terminal escape sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple
+
+from relaychat.client.connection import Connection, ConnectionClosed, RegistrationError
+from relaychat.protocol.message import Message, MessageParseError, split_source
+from relaychat.protocol.numerics import (
+    RPL_ENDOFNAMES,
+    RPL_ENDOFWHO,
+    RPL_ENDOFWHOIS,
+    RPL_ISUPPORT,
+    RPL_NAMREPLY,
+    RPL_TOPIC,
+    RPL_TOPICWHOTIME,
+    RPL_WHOREPLY,
+)
+
+__all__ = ["ChatSession", "chat_main", "parse_address", "render", "sanitize"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 6667
+
+_FORMATTING = re.compile(
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"  # mIRC colour
+    r"|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"  # hex colour
+    r"|[\x00-\x1f\x7f-\x9f]"  # bold, italics, reset, ESC and every other control
+)
+
+
+def sanitize(text: str) -> str:
+    """Remove IRC formatting codes and all C0/C1 control characters (ESC included)."""
+    return _FORMATTING.sub("", text)
+
+
+def parse_address(text: str | None) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or ``[V6]`` -> (host, port).
+
+    Empty or None gives the defaults; a bare IPv6 address without brackets is
+    taken as a host. Raises ValueError for a port that is not 1-65535.
+    """
+    if not text:
+        return DEFAULT_HOST, DEFAULT_PORT
+    host, port = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end == -1:
+            raise ValueError(f"unclosed '[' in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"junk after ']' in {text!r}")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    number = int(port) if port else DEFAULT_PORT
+    if not 0 < number < 65536:
+        raise ValueError(f"port out of range: {number}")
+    return host or DEFAULT_HOST, number
+
+
+def _nick_of(msg: Message) -> str:
+    return sanitize(split_source(msg.source)[0]) if msg.source else "?"
+
+
+def _userhost(msg: Message) -> str:
+    if not msg.source:
+        return ""
+    _, user, host = split_source(msg.source)
+    return f" ({sanitize(user or '')}@{sanitize(host or '')})" if user or host else ""
+
+
+def _reason(params: list[str], index: int) -> str:
+    return f" ({sanitize(params[index])})" if len(params) > index and params[index] else ""
+
+
+class _View(NamedTuple):
+    """What a renderer needs to know about the session."""
+
+    is_me: Callable[[str], bool]
+    current: str | None
+
+
+def _render_privmsg(msg: Message, view: _View, notice: bool = False) -> str | None:
+    if len(msg.params) < 2:
+        return None
+    target, text = msg.params[0], msg.params[-1]
+    nick = _nick_of(msg)
+    private = view.is_me(target) or target == "*"  # "*": a server notice before registration
+    where = "" if private or view.current == target else f"{sanitize(target)} "
+    if text.startswith("\x01") and not notice:
+        ctcp, _, rest = text.strip("\x01").partition(" ")
+        if ctcp.upper() == "ACTION":
+            return f"{where}* {nick} {sanitize(rest)}"
+        return f"-- CTCP {sanitize(ctcp)} from {nick}"
+    if notice:
+        chan = "" if private or where == "" else f":{sanitize(target)}"
+        return f"-{nick}{chan}- {sanitize(text)}"
+    if private:
+        return f"*{nick}* {sanitize(text)}"
+    return f"{where}<{nick}> {sanitize(text)}"
+
+
+def _render_join(msg: Message, view: _View) -> str | None:
+    chan = sanitize(msg.params[0]) if msg.params else "?"
+    return f"--> {_nick_of(msg)}{_userhost(msg)} joined {chan}"
+
+
+def _render_part(msg: Message, view: _View) -> str | None:
+    chan = sanitize(msg.params[0]) if msg.params else "?"
+    return f"<-- {_nick_of(msg)} left {chan}{_reason(msg.params, 1)}"
+
+
+def _render_quit(msg: Message, view: _View) -> str | None:
+    return f"<-- {_nick_of(msg)} quit{_reason(msg.params, 0)}"
+
+
+def _render_nick(msg: Message, view: _View) -> str | None:
+    new = sanitize(msg.params[0]) if msg.params else "?"
+    if view.is_me(msg.params[0] if msg.params else ""):
+        return f"-- you are now known as {new}"
+    return f"-- {_nick_of(msg)} is now known as {new}"
+
+
+def _render_kick(msg: Message, view: _View) -> str | None:
+    if len(msg.params) < 2:
+        return None
+    chan, victim = sanitize(msg.params[0]), sanitize(msg.params[1])
+    return f"<-- {victim} was kicked from {chan} by {_nick_of(msg)}{_reason(msg.params, 2)}"
+
+
+def _render_topic(msg: Message, view: _View) -> str | None:
+    if len(msg.params) < 2:
+        return None
+    chan, text = sanitize(msg.params[0]), sanitize(msg.params[1])
+    return f"-- {_nick_of(msg)} changed the topic of {chan} to: {text}"
+
+
+def _render_mode(msg: Message, view: _View) -> str | None:
+    if len(msg.params) < 2:
+        return None
+    target, modes = sanitize(msg.params[0]), sanitize(" ".join(msg.params[1:]))
+    return f"-- {_nick_of(msg)} sets mode {modes} on {target}"
+
+
+def _render_invite(msg: Message, view: _View) -> str | None:
+    chan = sanitize(msg.params[-1]) if msg.params else "?"
+    return f"-- {_nick_of(msg)} invites you to {chan}"
+
+
+def _render_error(msg: Message, view: _View) -> str | None:
+    return f"! {sanitize(msg.params[-1]) if msg.params else 'ERROR'}"
+
+
+def _render_hidden(msg: Message, view: _View) -> str | None:
+    return None
+
+
+def _render_names(msg: Message, view: _View) -> str | None:
+    # 353 me = #chan :nick nick
+    if len(msg.params) < 3:
+        return None
+    return f"-- names {sanitize(msg.params[-2])}: {sanitize(msg.params[-1])}"
+
+
+def _render_topic_reply(msg: Message, view: _View) -> str | None:
+    # 332 me #chan :topic
+    if len(msg.params) < 3:
+        return None
+    return f"-- topic of {sanitize(msg.params[1])}: {sanitize(msg.params[2])}"
+
+
+def _render_who_reply(msg: Message, view: _View) -> str | None:
+    # 352 me #chan user host server nick flags :hops realname
+    if len(msg.params) < 8:
+        return _render_numeric(msg, view)
+    chan, user, host, _, nick, flags, last = (sanitize(p) for p in msg.params[1:8])
+    realname = last.partition(" ")[2]
+    return f"-- who {chan}: {nick} ({user}@{host}) {flags} {realname}".rstrip()
+
+
+def _render_numeric(msg: Message, view: _View) -> str | None:
+    params = [sanitize(p) for p in msg.params[1:]]  # params[0] is our nick
+    if not params:
+        return None
+    if msg.command[0] in "45":
+        # "433 me bob :Nickname is in use" -> "! bob: Nickname is in use"
+        subject = " ".join(params[:-1])
+        return f"! {subject}: {params[-1]}" if subject else f"! {params[-1]}"
+    return f"-- {' '.join(params)}"
+
+
+_Renderer = Callable[[Message, _View], str | None]
+
+_RENDERERS: dict[str, _Renderer] = {
+    "PRIVMSG": _render_privmsg,
+    "NOTICE": lambda msg, view: _render_privmsg(msg, view, notice=True),
+    "JOIN": _render_join,
+    "PART": _render_part,
+    "QUIT": _render_quit,
+    "NICK": _render_nick,
+    "KICK": _render_kick,
+    "TOPIC": _render_topic,
+    "MODE": _render_mode,
+    "INVITE": _render_invite,
+    "ERROR": _render_error,
+    "PING": _render_hidden,
+    "PONG": _render_hidden,
+    "CAP": _render_hidden,
+    RPL_ISUPPORT: _render_hidden,  # machine-readable
+    RPL_ENDOFWHO: _render_hidden,
+    RPL_ENDOFWHOIS: _render_hidden,
+    RPL_TOPIC: _render_topic_reply,
+    RPL_TOPICWHOTIME: _render_hidden,
+    RPL_WHOREPLY: _render_who_reply,
+    RPL_NAMREPLY: _render_names,
+    RPL_ENDOFNAMES: _render_hidden,
+}
+
+
+def render(msg: Message, *, is_me: Callable[[str], bool], current: str | None) -> str | None:
+    """One incoming message as one display line without timestamp, or None to hide it.
+
+    ``current`` is the target the prompt talks to; channel messages for another
+    channel carry the channel name. Numerics 400-599 render as ``! text``.
+    """
+    view = _View(is_me, current)
+    command = msg.command.upper()
+    renderer = _RENDERERS.get(command)
+    if renderer is not None:
+        return renderer(msg, view)
+    if len(command) == 3 and command.isdigit():
+        return _render_numeric(msg, view)
+    return f"-- {sanitize(msg.serialize())}"
+
+
+def _timestamp(msg: Message | None, clock: Callable[[], float]) -> str:
+    """``HH:MM`` local time, from the IRCv3 ``time`` tag when the server sent one."""
+    if msg is not None and "time" in msg.tags:
+        try:
+            stamp = datetime.fromisoformat(msg.tags["time"].replace("Z", "+00:00"))
+            return stamp.astimezone().strftime("%H:%M")
+        except ValueError:
+            pass
+    return time.strftime("%H:%M", time.localtime(clock()))
+
+
+class _Command(NamedTuple):
+    handler: Callable[[ChatSession, str], None]
+    usage: str
+    help: str
+
+
+class ChatSession:
+    """The terminal client minus the terminal.
+
+    ``output`` receives finished display lines (``[HH:MM] ...``) from both the
+    main thread and the connection's reader thread; ``changed`` is called when
+    the prompt text may have changed. ``clock`` returns the epoch time (for tests).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        output: Callable[[str], None],
+        *,
+        changed: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.conn = conn
+        self._output = output
+        self._changed = changed
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._target: str | None = None
+        self._channels: list[str] = []
+        #: Set once the user asked to quit.
+        self.quitting = threading.Event()
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def target(self) -> str | None:
+        with self._lock:
+            return self._target
+
+    @property
+    def channels(self) -> list[str]:
+        with self._lock:
+            return list(self._channels)
+
+    def prompt(self) -> str:
+        target = self.target
+        return f"{target}> " if target else "> "
+
+    def _is_channel(self, name: str) -> bool:
+        chantypes = self.conn.isupport.get("CHANTYPES") or "#&"
+        return bool(name) and name[0] in chantypes
+
+    def _set_target(self, target: str | None) -> None:
+        with self._lock:
+            self._target = target
+        self._changed()
+
+    def _find_channel(self, name: str) -> str | None:
+        folded = self.conn.casefold(name)
+        with self._lock:
+            return next((c for c in self._channels if self.conn.casefold(c) == folded), None)
+
+    def _forget_channel(self, name: str) -> None:
+        folded = self.conn.casefold(name)
+        with self._lock:
+            self._channels = [c for c in self._channels if self.conn.casefold(c) != folded]
+            if self._target is not None and self.conn.casefold(self._target) == folded:
+                self._target = self._channels[-1] if self._channels else None
+        self._changed()
+
+    def show(self, text: str, msg: Message | None = None) -> None:
+        self._output(f"[{_timestamp(msg, self._clock)}] {text}")
+
+    # -- incoming (reader thread) --------------------------------------------------
+
+    def handle_message(self, msg: Message) -> None:
+        """Update the session for one incoming message, then print it."""
+        command = msg.command.upper()
+        mine = bool(msg.source) and self.conn.is_me(_nick_of(msg))
+        if command == "JOIN" and mine and msg.params:
+            channel = msg.params[0]
+            with self._lock:
+                if channel not in self._channels:
+                    self._channels.append(channel)
+            self._set_target(channel)
+        elif command == "PART" and mine and msg.params:
+            self._forget_channel(msg.params[0])
+        elif command == "KICK" and len(msg.params) >= 2 and self.conn.is_me(msg.params[1]):
+            self._forget_channel(msg.params[0])
+        elif command == "NICK":
+            self._changed()
+        if command == "ERROR" and self.quitting.is_set():
+            return  # the server's goodbye after our QUIT
+        line = render(msg, is_me=self.conn.is_me, current=self.target)
+        if line is not None:
+            self.show(line, msg)
+
+    # -- user input (main thread) ------------------------------------------------------
+
+    def handle_input(self, line: str) -> None:
+        """Run one line typed by the user: a ``/command`` or text for the current target.
+
+        ``//text`` sends ``/text`` as text. Errors (unknown command, missing
+        arguments, no target, closed connection) are shown as ``! ...`` lines.
+        """
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return
+        try:
+            if line.startswith("/") and not line.startswith("//"):
+                name, _, args = line[1:].partition(" ")
+                command = _COMMANDS.get(name.lower())
+                if command is None:
+                    self.show(f"! unknown command /{name} (try /help)")
+                    return
+                command.handler(self, args.strip())
+            else:
+                self._say(line[1:] if line.startswith("//") else line)
+        except ConnectionClosed:
+            self.show("! not connected")
+        except (ValueError, MessageParseError) as exc:
+            self.show(f"! {exc}")
+
+    def _need_target(self) -> str | None:
+        target = self.target
+        if target is None:
+            self.show("! no current channel: /join one or /msg someone")
+        return target
+
+    def _usage(self, name: str) -> None:
+        self.show(f"! usage: {_COMMANDS[name].usage}")
+
+    def _echo(self, target: str, text: str) -> None:
+        where = "" if target == self.target else f"{target} "
+        if self._is_channel(target):
+            self.show(f"{where}<{self.conn.nick}> {text}")
+        else:
+            self.show(f"-> *{target}* {text}")
+
+    def _say(self, text: str) -> None:
+        target = self._need_target()
+        if target is not None:
+            self.conn.privmsg(target, text)
+            self._echo(target, text)
+
+    def _cmd_join(self, args: str) -> None:
+        if not args:
+            self._usage("join")
+            return
+        channel, _, key = args.partition(" ")
+        if not self._is_channel(channel):
+            channel = "#" + channel
+        joined = self._find_channel(channel)
+        if joined is not None:
+            self._set_target(joined)
+            self.show(f"-- talking in {joined}")
+        else:
+            self.conn.join(channel, key.strip() or None)
+
+    def _split_channel(self, args: str) -> tuple[str | None, str]:
+        first, _, rest = args.partition(" ")
+        if first and self._is_channel(first):
+            return first, rest.strip()
+        return self.target, args
+
+    def _cmd_part(self, args: str) -> None:
+        channel, reason = self._split_channel(args)
+        if channel is None or not self._is_channel(channel):
+            self._usage("part")
+            return
+        self.conn.part(channel, reason or None)
+
+    def _cmd_msg(self, args: str) -> None:
+        target, _, text = args.partition(" ")
+        if not target or not text:
+            self._usage("msg")
+            return
+        self.conn.privmsg(target, text)
+        self._echo(target, text)
+
+    def _cmd_query(self, args: str) -> None:
+        if not args or " " in args:
+            self._usage("query")
+            return
+        joined = self._find_channel(args)
+        self._set_target(joined or args)
+        self.show(f"-- talking to {joined or args}")
+
+    def _cmd_me(self, args: str) -> None:
+        if not args:
+            self._usage("me")
+            return
+        target = self._need_target()
+        if target is not None:
+            self.conn.action(target, args)
+            where = "" if target == self.target else f"{target} "
+            self.show(f"{where}* {self.conn.nick} {args}")
+
+    def _cmd_nick(self, args: str) -> None:
+        if not args or " " in args:
+            self._usage("nick")
+            return
+        self.conn.send("NICK", args)
+
+    def _cmd_topic(self, args: str) -> None:
+        channel, text = self._split_channel(args)
+        if channel is None:
+            self._usage("topic")
+            return
+        self.conn.send("TOPIC", channel, *([text] if text else []))
+
+    def _cmd_names(self, args: str) -> None:
+        channel = args or self.target
+        if not channel:
+            self._usage("names")
+            return
+        self.conn.send("NAMES", channel)
+
+    def _cmd_who(self, args: str) -> None:
+        mask = args or self.target
+        if not mask:
+            self._usage("who")
+            return
+        self.conn.send("WHO", mask)
+
+    def _cmd_whois(self, args: str) -> None:
+        if not args or " " in args:
+            self._usage("whois")
+            return
+        self.conn.send("WHOIS", args)
+
+    def _cmd_away(self, args: str) -> None:
+        self.conn.send("AWAY", *([args] if args else []))
+
+    def _cmd_quit(self, args: str) -> None:
+        self.quitting.set()
+        self.conn.quit(args or "Leaving")
+
+    def _cmd_raw(self, args: str) -> None:
+        if not args:
+            self._usage("raw")
+            return
+        self.conn.send_raw(args)
+
+    def _cmd_help(self, args: str) -> None:
+        seen: set[str] = set()
+        for command in _COMMANDS.values():
+            if command.usage not in seen:
+                seen.add(command.usage)
+                self.show(f"-- {command.usage:<28} {command.help}")
+        self.show("-- text without a leading / goes to the current channel; //text sends /text")
+
+
+# The command table: /name -> handler, syntax line, help text.
+_COMMANDS: dict[str, _Command] = {
+    "join": _Command(ChatSession._cmd_join, "/join #channel [key]", "join or switch to a channel"),
+    "part": _Command(ChatSession._cmd_part, "/part [#channel] [reason]", "leave a channel"),
+    "msg": _Command(ChatSession._cmd_msg, "/msg target text", "send a private message"),
+    "query": _Command(ChatSession._cmd_query, "/query target", "talk to a nick or channel"),
+    "me": _Command(ChatSession._cmd_me, "/me action", "send an action"),
+    "nick": _Command(ChatSession._cmd_nick, "/nick newnick", "change your nick"),
+    "topic": _Command(ChatSession._cmd_topic, "/topic [#channel] [text]", "show or set a topic"),
+    "names": _Command(ChatSession._cmd_names, "/names [#channel]", "list who is in a channel"),
+    "who": _Command(ChatSession._cmd_who, "/who [mask]", "who is there"),
+    "whois": _Command(ChatSession._cmd_whois, "/whois nick", "about someone"),
+    "away": _Command(ChatSession._cmd_away, "/away [message]", "set (or clear) away"),
+    "raw": _Command(ChatSession._cmd_raw, "/raw LINE", "send a raw IRC line"),
+    "quit": _Command(ChatSession._cmd_quit, "/quit [reason]", "disconnect and exit"),
+    "bye": _Command(ChatSession._cmd_quit, "/bye [reason]", "same as /quit"),
+    "help": _Command(ChatSession._cmd_help, "/help", "this list"),
+}
+
+
+def _default_nick() -> str:
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):
+        name = ""
+    name = re.sub(r"[^A-Za-z0-9_\-\[\]\\^{}|`]", "", name).lstrip("-0123456789")
+    return name[:16] or "guest"
+
+
+class _Disconnected(Exception):
+    """Ends the prompt when the server goes away."""
+
+
+def _run_terminal(conn: Connection, nick: str) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    prompt_session: PromptSession[str] = PromptSession()
+    app = prompt_session.app
+    session = ChatSession(conn, lambda line: print(line, flush=True), changed=app.invalidate)
+    conn.on_message(session.handle_message)
+
+    def stop_prompt() -> None:
+        if app.is_running and not app.is_done:
+            app.exit(exception=_Disconnected())
+
+    def on_disconnect(error: BaseException | None) -> None:
+        if not session.quitting.is_set():
+            session.show(f"! disconnected{f': {error}' if error else ''}")
+        loop = app.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop_prompt)
+
+    conn.on_disconnect(on_disconnect)
+    with patch_stdout():
+        session.show(f"-- connecting to {conn.host}:{conn.port} as {nick}")
+        try:
+            conn.connect()
+        except (OSError, RegistrationError) as exc:  # TimeoutError is an OSError
+            session.show(f"! cannot connect to {conn.host}:{conn.port}: {exc}")
+            return 1
+        session.show("-- connected; /join #channel to start, /help for commands")
+        while not session.quitting.is_set():
+            if conn.disconnected.is_set():
+                return 1
+            try:
+                # pre_run closes the window where the server leaves before the prompt runs
+                line = prompt_session.prompt(
+                    session.prompt,
+                    pre_run=lambda: stop_prompt() if conn.disconnected.is_set() else None,
+                )
+            except KeyboardInterrupt:
+                continue  # Ctrl-C drops the typed line
+            except EOFError:
+                line = "/quit"  # Ctrl-D
+            except _Disconnected:
+                return 1
+            session.handle_input(line)
+    return 0
+
+
+def chat_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``relaychat chat``; returns the exit status.
+
+    0 after /quit (or Ctrl-D), 1 when the connection fails or the server goes
+    away, 2 for bad arguments or when stdin/stdout is not a terminal, 130 for
+    Ctrl-C while not at the prompt (at the prompt Ctrl-C only drops the line).
+    """
+    parser = argparse.ArgumentParser(
+        prog="relaychat chat", description="Chat on an IRC server from the terminal."
+    )
+    parser.add_argument("--nick", default=None, help="nickname (default: your user name)")
+    parser.add_argument("--password", default=None, help="server password (PASS)")
+    parser.add_argument(
+        "address",
+        nargs="?",
+        default=None,
+        metavar="HOST[:PORT]",
+        help=f"server (default {DEFAULT_HOST}:{DEFAULT_PORT})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        host, port = parse_address(args.address)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("relaychat chat: needs a terminal", file=sys.stderr)
+        return 2
+    nick = args.nick or _default_nick()
+    try:
+        conn = Connection(host, port, nick, password=args.password)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        return _run_terminal(conn, nick)
+    except KeyboardInterrupt:  # Ctrl-C outside the prompt, e.g. while connecting
+        return 130
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(chat_main())
