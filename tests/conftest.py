@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,14 +55,3 @@ def client(irc_server: Any) -> Iterator[Callable[..., RawClient]]:
     yield make
     for c in made:
         c.close()
-
-
-def require_tool(name: str) -> str:
-    """The path of a Debian tool a test drives; skipped when missing, except in CI
-    (RELAYCHAT_REQUIRE_INTEROP=1) where a missing tool fails the test."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("RELAYCHAT_REQUIRE_INTEROP"):
-            pytest.fail(f"{name} is not installed (.ci/run installs it)")
-        pytest.skip(f"{name} is not installed (apt-get install {name})")
-    return path

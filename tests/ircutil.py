@@ -6,10 +6,14 @@ Everything waits for a condition with a deadline; nothing sleeps and hopes.
 from __future__ import annotations
 
 import dataclasses
+import os
 import select
+import shutil
 import socket
 import time
 from collections.abc import Callable
+
+import pytest
 
 from relaychat.config import Config, LimitsConfig, ServerConfig
 from relaychat.protocol.message import Message, parse_message
@@ -114,3 +118,14 @@ def wait_for(cond: Callable[[], object], timeout: float = DEFAULT_TIMEOUT, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or cond}")
         time.sleep(0.01)
+
+
+def require_tool(name: str) -> str:
+    """The path of a Debian tool a test drives; skipped when missing, except in CI
+    (RELAYCHAT_REQUIRE_INTEROP=1) where a missing tool fails the test."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("RELAYCHAT_REQUIRE_INTEROP"):
+            pytest.fail(f"{name} is not installed (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
+    return path
