@@ -28,7 +28,7 @@ from typing import Any
 from relaychat.config import Config
 from relaychat.protocol.server import Job, ServerCore
 
-__all__ = ["LoopServer"]
+__all__ = ["LoopServer", "new_event_loop", "tune_socket"]
 
 log = logging.getLogger("relaychat.loop")
 
@@ -47,11 +47,8 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else "unknown"
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        if sock is not None:
+            tune_socket(sock)
         srv = self.server
         srv.connections.add(self)
         self.session = srv.core.connect(ip, time.time(), handle=self)
@@ -75,6 +72,22 @@ class _Connection(asyncio.Protocol):
         srv.schedule_flush()
         if not srv.connections and srv._all_closed is not None:
             srv._all_closed.set()
+
+
+# The kernel's send buffer is capped so that SendQ is the real bound: left to
+# autotuning, Linux lets one stuck reader pin up to tcp_wmem's maximum (4 MiB).
+SOCKET_SNDBUF = 128 * 1024
+
+
+def tune_socket(sock: socket.socket) -> None:
+    """TCP_NODELAY (lines go out as soon as a turn ends) and a bounded send buffer."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF)
+    except OSError:
+        pass
 
 
 def _reason(exc: BaseException) -> str:

@@ -56,9 +56,10 @@ def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> 
 
         tserver = ThreadedServer(config, config_loader)
         tserver.start()
-        signal.signal(signal.SIGINT, lambda *_: tserver.request_stop("Server shutting down"))
-        signal.signal(signal.SIGTERM, lambda *_: tserver.request_stop("Server shutting down"))
-        signal.signal(signal.SIGHUP, lambda *_: tserver.request_rehash())
+        # handlers must not take locks: the main thread they interrupt may hold one
+        signal.signal(signal.SIGINT, lambda *_: tserver.signal_stop("Server shutting down"))
+        signal.signal(signal.SIGTERM, lambda *_: tserver.signal_stop("Server shutting down"))
+        signal.signal(signal.SIGHUP, lambda *_: tserver.signal_rehash())
         tserver.serve_forever()
         return 0
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from relaychat.config import Config
 from relaychat.protocol.server import Job, ServerCore
+from relaychat.server.loop import tune_socket
 
 __all__ = ["ThreadedServer"]
 
@@ -94,6 +95,8 @@ class ThreadedServer:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relaychat-job")
         self._threads: list[threading.Thread] = []
+        self._signalled_stop: str | None = None  # set by signal handlers only
+        self._signalled_rehash = False
         self._dirty: set[_Conn] = set()  # guarded by lock
         self._jobs: list[Job] = []  # guarded by lock
 
@@ -130,6 +133,12 @@ class ThreadedServer:
         threading.stack_size(STACK_SIZE)
         try:
             while not self._stopping.is_set():
+                if self._signalled_stop is not None:
+                    self.request_stop(self._signalled_stop)
+                    break
+                if self._signalled_rehash:
+                    self._signalled_rehash = False
+                    self.request_rehash()
                 try:
                     sock, addr = self._listener.accept()
                 except TimeoutError:
@@ -148,6 +157,15 @@ class ThreadedServer:
     def request_stop(self, reason: str = "Server shutting down") -> None:
         self._stop_reason = reason
         self._stopping.set()
+
+    def signal_stop(self, reason: str = "Server shutting down") -> None:
+        """For a signal handler: takes no lock (the interrupted main thread may hold
+        one); the accept loop acts on it within its 0.2 s accept timeout."""
+        self._signalled_stop = reason
+
+    def signal_rehash(self) -> None:
+        """For a signal handler (SIGHUP): the accept loop starts the reload."""
+        self._signalled_rehash = True
 
     def request_rehash(self) -> None:
         from relaychat.protocol.handlers.oper import start_rehash
@@ -190,9 +208,7 @@ class ThreadedServer:
     # ------------------------------------------------------------ per conn
     def _accepted(self, sock: socket.socket, addr: Any) -> None:
         sock.settimeout(None)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_socket(sock)
         conn = _Conn(sock)
         ip = addr[0] if isinstance(addr, tuple) else "unknown"
         with self.lock:
