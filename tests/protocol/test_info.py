@@ -565,3 +565,33 @@ def test_whois_without_params_is_461(connect: Connect) -> None:
     a = connect("alice")
     a.send("WHOIS")
     assert numerics(a.take()) == [N.ERR_NEEDMOREPARAMS]
+
+
+# --------------------------------------------------------------------- WHOX
+def test_whox_returns_354_with_requested_fields_in_spec_order(connect: Connect) -> None:
+    a = connect("alice")
+    b = connect("bob")
+    join(a, "#c")
+    join(b, "#c")
+    a.take()
+    a.send("WHO #c %nuhcrft,042")
+    got = a.take()
+    rows = only(got, N.RPL_WHOSPCRPL)
+    assert {tuple(m.params[1:]) for m in rows} == {
+        ("042", "#c", "~u", "127.0.0.1", "alice", "H@", "Real alice"),
+        ("042", "#c", "~u", "127.0.0.1", "bob", "H", "Real bob"),
+    }
+    assert got[-1].command == N.RPL_ENDOFWHO
+    assert only(got, N.RPL_WHOREPLY) == []
+
+
+def test_whox_is_advertised_and_plain_who_still_gives_352(connect: Connect) -> None:
+    a = connect("alice")
+    join(a, "#c")
+    a.send("VERSION")
+    tokens = [t for m in only(a.take(), N.RPL_ISUPPORT) for t in m.params]
+    assert "WHOX" in tokens
+    a.send("WHO alice")
+    assert numerics(a.take()) == [N.RPL_WHOREPLY, N.RPL_ENDOFWHO]
+    a.send("WHO alice o%n")  # the o flag before % still filters to opers
+    assert numerics(a.take()) == [N.RPL_ENDOFWHO]

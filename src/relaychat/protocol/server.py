@@ -607,5 +607,6 @@ def _isupport(config: Config) -> list[list[str]]:
         f"TOPICLEN={lim.topiclen}",
         f"USERLEN={lim.userlen}",
         "UTF8ONLY",
+        "WHOX",
     ]
     return [tokens[i : i + 12] for i in range(0, len(tokens), 12)]

@@ -152,23 +152,66 @@ def handle_userhost(core: ServerCore, sess: Session, msg: Message, now: float) -
     core.reply(sess, N.RPL_USERHOST, " ".join(replies))
 
 
-def _who_reply(core: ServerCore, sess: Session, target: Session, chan: Channel | None) -> None:
+def _who_reply(
+    core: ServerCore,
+    sess: Session,
+    target: Session,
+    chan: Channel | None,
+    whox: tuple[str, str] | None = None,
+    now: float = 0.0,
+) -> None:
+    """352, or 354 with the requested fields for a WHOX query (``WHO mask %fields``)."""
     flags = "G" if target.away is not None else "H"
     if _is_oper(target):
         flags += "*"
     if chan is not None:
         flags += member_prefix(chan.members.get(target, ""), "multi-prefix" in sess.caps)
-    core.reply(
-        sess,
-        N.RPL_WHOREPLY,
-        chan.name if chan is not None else "*",
-        target.user or "*",
-        target.host,
-        core.server_name,
-        target.name,
-        flags,
-        f"0 {target.realname}",
-    )
+    channel = chan.name if chan is not None else "*"
+    if whox is None:
+        core.reply(
+            sess,
+            N.RPL_WHOREPLY,
+            channel,
+            target.user or "*",
+            target.host,
+            core.server_name,
+            target.name,
+            flags,
+            f"0 {target.realname}",
+        )
+        return
+    fields, token = whox
+    values = {
+        "t": token,
+        "c": channel,
+        "u": target.user or "*",
+        "i": target.ip if ":" not in target.ip[:1] else target.host,
+        "h": target.host,
+        "s": core.server_name,
+        "n": target.name,
+        "f": flags,
+        "d": "0",
+        "l": str(max(0, int(now - target.idle_since))),
+        "a": "0",  # no accounts yet: "0" means logged out, as the WHOX spec says
+        "o": "n/a",
+        "r": target.realname,
+    }
+    # the fields go out in this fixed order, whatever order they were asked in
+    params = [values[f] for f in WHOX_FIELDS if f in fields]
+    core.reply(sess, N.RPL_WHOSPCRPL, *(params or ["*"]))
+
+
+WHOX_FIELDS = "tcuihsnfdlaor"
+
+
+def _parse_whox(arg: str) -> tuple[str, str] | None:
+    """``%fields[,token]`` (the WHOX spec) -> (field letters, token); None if no ``%``."""
+    _, pct, rest = arg.partition("%")
+    if not pct:
+        return None
+    fields, _, token = rest.partition(",")
+    token = token[:3] if token.isdigit() else "0"
+    return "".join(f for f in fields if f in WHOX_FIELDS), token
 
 
 def _who_channel_for(sess: Session, target: Session) -> Channel | None:
@@ -188,10 +231,12 @@ def _who_matches(core: ServerCore, mask: str, target: Session) -> bool:
     return any(mask_matches(mask, f, cm) for f in fields)
 
 
-# WHO [<mask> [o]]
+# WHO [<mask> [o][%<fields>[,<token>]]]
 def handle_who(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
     mask = msg.params[0] if msg.params and msg.params[0] else "*"
-    opers_only = len(msg.params) > 1 and "o" in msg.params[1]
+    options = msg.params[1] if len(msg.params) > 1 else ""
+    whox = _parse_whox(options)
+    opers_only = "o" in options.partition("%")[0]
     if core.is_channel_name(mask):
         chan = core.find_channel(mask)
         if chan is not None and _channel_visible(sess, chan):
@@ -200,12 +245,12 @@ def handle_who(core: ServerCore, sess: Session, msg: Message, now: float) -> Non
                 if opers_only and not _is_oper(member):
                     continue
                 if on_channel or _visible(sess, member):
-                    _who_reply(core, sess, member, chan)
+                    _who_reply(core, sess, member, chan, whox, now)
     elif not any(c in mask for c in "*?"):
         # an exact nick: shown whatever its modes, as WHOIS would show it
         target = core.find_nick(mask)
         if target is not None and (not opers_only or _is_oper(target)):
-            _who_reply(core, sess, target, _who_channel_for(sess, target))
+            _who_reply(core, sess, target, _who_channel_for(sess, target), whox, now)
     else:
         all_users = mask in ("*", "0")
         for target in list(core.sessions.values()):
@@ -214,7 +259,7 @@ def handle_who(core: ServerCore, sess: Session, msg: Message, now: float) -> Non
             if not _visible(sess, target):
                 continue
             if all_users or _who_matches(core, mask, target):
-                _who_reply(core, sess, target, _who_channel_for(sess, target))
+                _who_reply(core, sess, target, _who_channel_for(sess, target), whox, now)
     core.reply(sess, N.RPL_ENDOFWHO, safe_param(mask), "End of WHO list")
 
 
