@@ -107,6 +107,48 @@ class Outgoing:
         return data
 
 
+class ChannelBatch:
+    """The channel messages of one turn, shared by every member's queue.
+
+    The first channel message of a turn attaches an open :class:`Slice` of the
+    batch to each member's queue (one pass over the members); later messages in
+    the same turn are appended to the batch alone, in O(1), and reach every
+    attached member through its slice. Whatever else is queued to a member
+    closes its slice first (so its output keeps its order) and leaves it
+    *detached*; the next channel message attaches a new slice for it. The sender
+    of a message is detached so that it does not get its own message back.
+    At ``data_to_send`` each slice becomes bytes, joined once per (range, variant)
+    and shared by every member with the same range: one serialisation, one join.
+    """
+
+    __slots__ = ("items", "attached", "detached", "_joined")
+
+    def __init__(self) -> None:
+        self.items: list[Outgoing] = []
+        self.attached: dict[Session, Slice] = {}
+        self.detached: set[Session] = set()
+        self._joined: dict[tuple[int, int, int], bytes] = {}
+
+    def join(self, start: int, end: int, variant: int) -> bytes:
+        key = (start, end, variant)
+        data = self._joined.get(key)
+        if data is None:
+            data = b"".join(o.for_variant(variant) for o in self.items[start:end])
+            self._joined[key] = data
+        return data
+
+
+class Slice:
+    """Messages ``start:end`` of a batch for one session (``end`` None: still open)."""
+
+    __slots__ = ("batch", "start", "end")
+
+    def __init__(self, batch: ChannelBatch, start: int) -> None:
+        self.batch = batch
+        self.start = start
+        self.end: int | None = None
+
+
 @dataclass(slots=True)
 class Job:
     """Blocking work for a worker thread: ``run()`` must not touch the core;
@@ -136,6 +178,7 @@ class ServerCore:
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.limits.whowas_size)
         self.per_ip: dict[str, int] = {}
         self._dirty: list[Session] = []
+        self._batched: list[Channel] = []  # channels with an open batch this turn
         self._jobs: list[Job] = []
         self._throttled: set[Session] = set()
         self._next_id = 1
@@ -148,6 +191,9 @@ class ServerCore:
         self.oper_count = 0
         self._isupport_lines: list[list[str]] = []
         self._apply_config(config)
+        from relaychat.protocol.commands import COMMANDS  # the table imports the handlers
+
+        self._commands = COMMANDS
 
     # ------------------------------------------------------------------ config
     def _apply_config(self, config: Config) -> None:
@@ -256,9 +302,20 @@ class ServerCore:
         out: list[tuple[Any, bytes, bool]] = []
         for sess in dirty:
             q = sess.out
-            data = q[0] if len(q) == 1 else b"".join(q)
+            if len(q) == 1:
+                item = q[0]
+                if item.__class__ is Slice:
+                    data = _resolve(item, sess.variant)
+                else:
+                    data = item
+            else:
+                v = sess.variant
+                data = b"".join(_resolve(i, v) if i.__class__ is Slice else i for i in q)
             sess.out = []
             out.append((sess.handle, data, sess.closing is not None))
+        for chan in self._batched:
+            chan.batch = None
+        self._batched = []
         return out
 
     def jobs_to_run(self) -> list[Job]:
@@ -315,9 +372,12 @@ class ServerCore:
     def send_bytes(self, sess: Session, data: bytes) -> None:
         if sess.closing is not None:
             return
-        if not sess.out:
+        q = sess.out
+        if not q:
             self._dirty.append(sess)
-        sess.out.append(data)
+        elif q[-1].__class__ is Slice:
+            _close_slice(sess, q[-1])
+        q.append(data)
 
     def send_raw(self, sess: Session, line: str) -> None:
         self.send_bytes(sess, (line + "\r\n").encode("utf-8", "replace"))
@@ -360,7 +420,48 @@ class ServerCore:
             q = sess.out
             if not q:
                 dirty.append(sess)
+            elif q[-1].__class__ is Slice:
+                _close_slice(sess, q[-1])
             q.append(data)
+
+    def relay_channel(self, chan: Channel, out: Outgoing, exclude: Session | None = None) -> None:
+        """Relay to every member of ``chan`` but ``exclude`` through the channel's
+        batch for this turn (see :class:`ChannelBatch`): O(1) per message once the
+        members are attached."""
+        batch = chan.batch
+        members = chan.members
+        if batch is None:
+            batch = chan.batch = ChannelBatch()
+            self._batched.append(chan)
+            batch.items.append(out)
+            for sess in members:
+                if sess is exclude or sess.closing is not None:
+                    batch.detached.add(sess)
+                else:
+                    self._attach(sess, batch, 0)
+            return
+        if exclude is not None:
+            sl = batch.attached.get(exclude)
+            if sl is not None:
+                _close_slice(exclude, sl)
+        index = len(batch.items)
+        batch.items.append(out)
+        detached = batch.detached
+        if detached:
+            for sess in list(detached):
+                if sess is not exclude and sess.closing is None:
+                    self._attach(sess, batch, index)
+
+    def _attach(self, sess: Session, batch: ChannelBatch, start: int) -> None:
+        sl = Slice(batch, start)
+        q = sess.out
+        if not q:
+            self._dirty.append(sess)
+        elif q[-1].__class__ is Slice:
+            _close_slice(sess, q[-1])
+        q.append(sl)
+        batch.attached[sess] = sl
+        batch.detached.discard(sess)
 
     def relay_one(self, sess: Session, out: Outgoing) -> None:
         self.send_bytes(sess, out.for_variant(sess.variant))
@@ -438,7 +539,19 @@ class ServerCore:
             self.per_ip.pop(sess.ip, None)
         log.info("[%d] closed %s: %s", sess.conn_id, sess.nick or "*", reason)
 
+    def add_member(self, chan: Channel, sess: Session, status: str = "") -> None:
+        chan.members[sess] = status
+        sess.channels[chan.folded] = chan
+        if chan.batch is not None:
+            chan.batch.detached.add(sess)  # gets this turn's later messages only
+
     def remove_member(self, chan: Channel, sess: Session) -> None:
+        batch = chan.batch
+        if batch is not None:
+            sl = batch.attached.get(sess)
+            if sl is not None:
+                _close_slice(sess, sl)
+            batch.detached.discard(sess)
         chan.members.pop(sess, None)
         sess.channels.pop(chan.folded, None)
         if not chan.members:
@@ -505,11 +618,9 @@ class ServerCore:
 
     def dispatch(self, sess: Session, msg: Message, now: float) -> None:
         """Check the command table once, then call the handler."""
-        from relaychat.protocol.commands import COMMANDS
-
         command = msg.command.upper()
         msg.command = command
-        spec = COMMANDS.get(command)
+        spec = self._commands.get(command)
         if spec is None:
             if sess.registered:
                 self.reply(sess, N.ERR_UNKNOWNCOMMAND, command, "Unknown command")
@@ -575,6 +686,21 @@ class ServerCore:
 
         send_lusers(self, sess)
         send_motd(self, sess)
+
+
+def _close_slice(sess: Session, sl: Slice) -> None:
+    """End an open slice at the batch's current length (more output follows it)."""
+    if sl.end is None:
+        batch = sl.batch
+        sl.end = len(batch.items)
+        batch.attached.pop(sess, None)
+        batch.detached.add(sess)
+
+
+def _resolve(sl: Slice, variant: int) -> bytes:
+    batch = sl.batch
+    end = len(batch.items) if sl.end is None else sl.end
+    return batch.join(sl.start, end, variant)
 
 
 def _closing(sess: Session) -> bool:

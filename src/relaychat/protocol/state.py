@@ -80,7 +80,9 @@ class Session:
         self.away: str | None = None
         self.oper_name: str | None = None
         self.channels: dict[str, Channel] = {}  # folded name -> channel
-        self.out: list[bytes] = []  # pending output; non-empty means "in the dirty list"
+        # pending output: bytes, or slices of a channel's batch for this turn;
+        # non-empty means "in the dirty list"
+        self.out: list[Any] = []
         self.closing: str | None = None
         self.connected_at = now
         self.last_active = now
@@ -129,6 +131,7 @@ class Channel:
         "key",
         "limit",
         "lists",
+        "batch",
     )
 
     def __init__(self, name: str, folded: str, now: float) -> None:
@@ -145,6 +148,7 @@ class Channel:
         self.limit: int | None = None
         # list modes: "b" bans, "e" ban exceptions, "I" invite exceptions
         self.lists: dict[str, list[ListEntry]] = {"b": [], "e": [], "I": []}
+        self.batch: Any = None  # this turn's ChannelBatch (relaychat.protocol.server)
 
     def is_op(self, sess: Session) -> bool:
         return "o" in self.members.get(sess, "")

@@ -64,8 +64,7 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
             return
     if creating:
         core.channels[folded] = chan
-    chan.members[sess] = "o" if creating else ""
-    sess.channels[folded] = chan
+    core.add_member(chan, sess, "o" if creating else "")
     if sess.invited is not None:
         sess.invited.discard(folded)
     core.relay(chan.members, Outgoing(f":{sess.prefix} JOIN {chan.name}", now))

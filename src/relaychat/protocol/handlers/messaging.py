@@ -92,7 +92,7 @@ def _deliver(
                 recipients = [m for m, st in members.items() if _has_status(st, status)]
                 core.relay(recipients, out, exclude=sess)
             else:
-                core.relay(members, out, exclude=sess)
+                core.relay_channel(chan, out, exclude=sess)
             if echo:
                 core.relay_one(sess, out)
             continue
@@ -106,7 +106,7 @@ def _deliver(
             core.relay_one(user, out)
         if errors and not tagmsg and user.away is not None:
             core.reply(sess, N.RPL_AWAY, user.name, user.away)
-        if echo:
+        if echo and user is not sess:  # a message to oneself arrives once
             core.relay_one(sess, out)
 
 
