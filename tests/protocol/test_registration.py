@@ -273,3 +273,24 @@ def _pump(core: ServerCore) -> None:
     from coreharness import pump
 
     pump(core)
+
+
+def test_casemapping_ascii_keeps_brackets_distinct(clock: Any) -> None:
+    from coreharness import Peer as PeerCls
+
+    core = ServerCore(
+        Config(server=ServerConfig(casemapping="ascii"), limits=LimitsConfig(flood_rate=0.0)),
+        now=clock.now,
+    )
+    a = PeerCls(core, clock)
+    a.register("nick[")
+    b = PeerCls(core, clock)
+    b.register("NICK{")  # distinct under ascii (would collide under rfc1459)
+    c = PeerCls(core, clock)
+    c.send("NICK Nick[")
+    assert [m.command for m in c.take()] == [N.ERR_NICKNAMEINUSE]
+    a.send("JOIN #Chan[")
+    b.send("JOIN #chan{")
+    assert len(core.channels) == 2
+    a.send("VERSION")
+    assert "CASEMAPPING=ascii" in [t for m in a.take() for t in m.params]
