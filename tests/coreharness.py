@@ -68,3 +68,17 @@ def pump(core: ServerCore) -> None:
             job.error = exc
         core.job_done(job, 0.0)
         pump(core)
+
+
+def numerics(msgs: list[Message]) -> list[str]:
+    return [m.command for m in msgs]
+
+
+def only(msgs: list[Message], command: str) -> list[Message]:
+    return [m for m in msgs if m.command == command]
+
+
+def one(msgs: list[Message], command: str) -> Message:
+    found = only(msgs, command)
+    assert len(found) == 1, msgs
+    return found[0]

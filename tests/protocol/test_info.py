@@ -5,33 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
+from coreharness import Clock, Peer, numerics, one, only
 from relaychat.config import AdminConfig
 from relaychat.protocol import numerics as N
 from relaychat.protocol.commands import COMMANDS
 from relaychat.protocol.handlers.info import HELP_TOPICS, REALNAME_LEN
-from relaychat.protocol.message import Message
 from relaychat.protocol.server import ServerCore
 
-# the conftest's Peer and Clock (not importable: conftest.py is not a module here)
-Peer = Any
-Clock = Any
 Connect = Callable[..., Peer]
-
-
-def numerics(msgs: list[Message]) -> list[str]:
-    return [m.command for m in msgs]
-
-
-def only(msgs: list[Message], command: str) -> list[Message]:
-    return [m for m in msgs if m.command == command]
-
-
-def one(msgs: list[Message], command: str) -> Message:
-    found = only(msgs, command)
-    assert len(found) == 1, msgs
-    return found[0]
 
 
 def join(peer: Peer, *channels: str) -> None:

@@ -8,28 +8,12 @@ from typing import Any
 
 import pytest
 
+from coreharness import Peer, numerics, one, only
 from relaychat.protocol import numerics as N
 from relaychat.protocol.handlers.modes import normalize_mask
-from relaychat.protocol.message import Message
 from relaychat.protocol.server import ServerCore
 
-# the conftest's Peer (not importable: conftest.py is not a module here)
-Peer = Any
 Connect = Callable[..., Peer]
-
-
-def numerics(msgs: list[Message]) -> list[str]:
-    return [m.command for m in msgs]
-
-
-def only(msgs: list[Message], command: str) -> list[Message]:
-    return [m for m in msgs if m.command == command]
-
-
-def one(msgs: list[Message], command: str) -> Message:
-    found = only(msgs, command)
-    assert len(found) == 1, msgs
-    return found[0]
 
 
 def mode_lines(peer: Peer) -> list[list[str]]:

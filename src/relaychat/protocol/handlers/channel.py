@@ -26,6 +26,24 @@ def member_prefix(status: str, multi: bool) -> str:
     return "".join(chars) if multi else chars[0] if chars else ""
 
 
+def member_channel(
+    core: ServerCore, sess: Session, name: str, need_op: bool = False
+) -> Channel | None:
+    """The channel ``name`` if ``sess`` is on it (and an operator there, with
+    ``need_op``); otherwise the right error (403, 442, 482) and None."""
+    chan = core.find_channel(name)
+    if chan is None:
+        core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
+        return None
+    if sess not in chan.members:
+        core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        return None
+    if need_op and not chan.is_op(sess):
+        core.reply(sess, N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        return None
+    return chan
+
+
 # JOIN <channel>{,<channel>} [<key>{,<key>}]  |  JOIN 0
 def handle_join(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
     if msg.params[0] == "0":
@@ -156,11 +174,7 @@ def handle_topic(core: ServerCore, sess: Session, msg: Message, now: float) -> N
         else:
             core.reply(sess, N.RPL_NOTOPIC, chan.name, "No topic is set")
         return
-    if sess not in chan.members:
-        core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        return
-    if "t" in chan.modes and not chan.is_op(sess):
-        core.reply(sess, N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+    if member_channel(core, sess, name, need_op="t" in chan.modes) is None:
         return
     topic = _truncate(msg.params[1], core.limits.topiclen)
     chan.topic = topic
@@ -237,16 +251,8 @@ def _elist_ok(cond: str, chan: Channel, now: float) -> bool:
 
 # KICK <channel> <user>{,<user>} [<comment>]
 def handle_kick(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    name = msg.params[0]
-    chan = core.find_channel(name)
+    chan = member_channel(core, sess, msg.params[0], need_op=True)
     if chan is None:
-        core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
-        return
-    if sess not in chan.members:
-        core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        return
-    if not chan.is_op(sess):
-        core.reply(sess, N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
         return
     comment = msg.params[2] if len(msg.params) > 2 and msg.params[2] else sess.name
     comment = _truncate(comment, core.limits.kicklen)
@@ -273,11 +279,8 @@ def handle_invite(core: ServerCore, sess: Session, msg: Message, now: float) -> 
     if chan is None:
         core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
         return
-    if sess not in chan.members:
-        core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        return
-    if "i" in chan.modes and not chan.is_op(sess):
-        core.reply(sess, N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+    chan = member_channel(core, sess, name, need_op="i" in chan.modes)
+    if chan is None:
         return
     if target in chan.members:
         core.reply(sess, N.ERR_USERONCHANNEL, target.name, chan.name, "is already on channel")
