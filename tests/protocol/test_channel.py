@@ -194,6 +194,10 @@ def test_list_shows_channels_with_counts_and_filters(connect: Connect) -> None:
     assert [m.params[1] for m in a.take() if m.command == N.RPL_LIST] == ["#two"]
     a.send("LIST #o*")
     assert [m.params[1] for m in a.take() if m.command == N.RPL_LIST] == ["#one"]
+    a.send("LIST !#o*")  # ELIST N: a negated mask
+    assert [m.params[1] for m in a.take() if m.command == N.RPL_LIST] == ["#two"]
+    a.send("LIST C<5")  # created less than 5 minutes ago: both
+    assert len([m for m in a.take() if m.command == N.RPL_LIST]) == 2
 
 
 def test_list_hides_secret_channels(connect: Connect) -> None:

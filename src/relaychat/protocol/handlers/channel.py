@@ -203,23 +203,27 @@ def handle_names(core: ServerCore, sess: Session, msg: Message, now: float) -> N
             send_names(core, sess, chan)
 
 
-# LIST [<channel>{,<channel>}] [<elistcond>{,<elistcond>}]
+# LIST [<channel or mask>{,...}] [<elistcond>{,<elistcond>}]   (ELIST C M N T U)
 def handle_list(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
     filters: list[str] = []
-    names: list[str] | None = None
+    masks: list[str] = []  # ELIST M: channels matching any of these
+    negated: list[str] = []  # ELIST N: "!mask", channels matching none of these
     for param in msg.params:
         for item in param.split(","):
             if item[:1] in ("<", ">") or (item[:1] in ("C", "T", "U") and item[1:2] in ("<", ">")):
                 filters.append(item)
+            elif item[:1] == "!" and len(item) > 1:
+                negated.append(item[1:])
             elif item:
-                names = (names or []) + [item]
+                masks.append(item)
+    cm = core.config.server.casemapping
     core.reply(sess, N.RPL_LISTSTART, "Channel", "Users  Name")
     for chan in list(core.channels.values()):
         if "s" in chan.modes and sess not in chan.members:
             continue
-        if names is not None and not any(
-            mask_matches(n, chan.name, core.config.server.casemapping) for n in names
-        ):
+        if masks and not any(mask_matches(m, chan.name, cm) for m in masks):
+            continue
+        if any(mask_matches(m, chan.name, cm) for m in negated):
             continue
         if not all(_elist_ok(f, chan, now) for f in filters):
             continue
