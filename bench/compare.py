@@ -5,9 +5,15 @@ Theory of operation
 For every (server, scenario) pair this script writes the server's config into a temporary
 directory, starts a fresh server on a free 127.0.0.1 port (RLIMIT_NOFILE raised to the hard limit
 in the child), waits until the port is in LISTEN state (read from /proc/net/tcp, so no probe
-client is created), runs ``bench/loadgen.py`` in a separate process and reads the JSON it
+client is created), runs the load generator in a separate process and reads the JSON it
 prints, then stops the server. Servers are always stopped in a ``finally`` (also on Ctrl-C or
 SIGTERM). A server that fails to start is reported and skipped, not fatal.
+
+The load generator is ``bench/loadgen.c``, compiled with gcc at start into a cache directory
+(``$XDG_CACHE_HOME/relaychat-bench/``, default ``~/.cache/relaychat-bench/``), because the
+Python one (``bench/loadgen.py``; ``--py-loadgen``, or when gcc is missing) needs about a core of
+its own in the fan-out scenario and then limits the faster servers. Both take the same options
+and print the same JSON.
 
 All traffic goes to 127.0.0.1. Each phase is bounded in time (``--duration``, setup timeouts,
 a subprocess timeout around the load generator) and in count (``--idle``).
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import importlib.util
 import json
 import os
@@ -40,7 +47,9 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-LOADGEN = BENCH_DIR / "loadgen.py"
+LOADGEN_PY = BENCH_DIR / "loadgen.py"
+LOADGEN_C = BENCH_DIR / "loadgen.c"
+CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
 REFERENCE = "inspircd"
 
 # -- server definitions -------------------------------------------------------------------------
@@ -347,12 +356,51 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+def build_c_loadgen() -> tuple[Path | None, str]:
+    """Compile loadgen.c (cached by a hash of source, flags and compiler); (binary, label).
+
+    The binary is None, and the label says why, when gcc is missing or the build fails.
+    """
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None, "gcc not found"
+    version = _first_line([gcc, "--version"])
+    source = LOADGEN_C.read_bytes()
+    key = hashlib.sha256(source + " ".join([version, *CFLAGS]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "relaychat-bench"
+    binary = cache / f"loadgen-{key}"
+    label = f"C (loadgen.c, epoll), {version.split()[0]} {version.split()[-1]} {CFLAGS[0]}"
+    if binary.exists():
+        return binary, label
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = binary.with_suffix(f".tmp{os.getpid()}")
+        out = subprocess.run(
+            [gcc, *CFLAGS, "-o", str(tmp), str(LOADGEN_C)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if out.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            return None, "gcc failed: " + " | ".join(out.stderr.strip().splitlines()[:3])
+        tmp.replace(binary)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"cannot build {LOADGEN_C.name}: {exc}"
+    return binary, label
+
+
+def python_loadgen_label(args: argparse.Namespace) -> str:
+    loop = "asyncio" if args.no_uvloop or importlib.util.find_spec("uvloop") is None else "uvloop"
+    return f"Python (loadgen.py, {loop}), {platform.python_version()}"
+
+
 def run_loadgen(
     scenario: str, pid: int, port: int, args: argparse.Namespace, idle: int, pending: int
 ) -> dict[str, Any]:
+    command = [sys.executable, str(LOADGEN_PY)] if args.loadgen is None else [str(args.loadgen)]
     argv = [
-        sys.executable,
-        str(LOADGEN),
+        *command,
         scenario,
         "--port",
         str(port),
@@ -377,7 +425,7 @@ def run_loadgen(
         "--setup-timeout",
         str(args.setup_timeout),
     ]
-    if args.no_uvloop:
+    if args.no_uvloop and args.loadgen is None:
         argv.append("--no-uvloop")
     if not args.no_quickack:
         argv.append("--quickack")
@@ -485,6 +533,14 @@ def _gen_bound_mark(r: dict[str, Any]) -> str:
 TableRows = list[list[str]]
 
 
+def generator_name(results: dict[str, dict[str, dict[str, Any]]], scenario: str) -> str:
+    """Which load generator produced a scenario's results, from their "loop" field."""
+    loops = {
+        str(per[scenario]["loop"]) for per in results.values() if "loop" in per.get(scenario, {})
+    }
+    return ", ".join(sorted("C" if "(C)" in loop else f"Python + {loop}" for loop in loops)) or "?"
+
+
 def build_tables(
     results: dict[str, dict[str, dict[str, Any]]], scenarios: list[str]
 ) -> list[tuple[str, list[str], TableRows]]:
@@ -555,7 +611,9 @@ def build_tables(
                         _pct(r["gen_cpu_s"], r["wall_s"]) + _gen_bound_mark(r),
                     ]
                 )
-        tables.append((title, headers, rows))
+        tables.append(
+            (f"{title} (load generator: {generator_name(results, scenario)})", headers, rows)
+        )
     return tables
 
 
@@ -602,7 +660,9 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}"
 
 
-def describe_run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
+def describe_run(
+    args: argparse.Namespace, versions: dict[str, str], loadgen: str
+) -> dict[str, Any]:
     """Everything the report states besides the results (saved with them as JSON)."""
     params = (
         f"fan-out: {args.clients} clients, {args.senders} senders; private: {args.pairs} "
@@ -621,6 +681,7 @@ def describe_run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str
         "machine": machine_description(),
         "load_average_at_start": load,
         "python": platform.python_version(),
+        "loadgen": loadgen,
         "params": params,
         "scenarios": args.scenarios,
         "versions": versions,
@@ -630,12 +691,15 @@ def describe_run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str
 def report(run: dict[str, Any], md: bool) -> str:
     """The tables and notes for *run* (``describe_run()`` plus ``"results"``)."""
     results: dict[str, dict[str, dict[str, Any]]] = run["results"]
-    loops = {str(r["loop"]) for per in results.values() for r in per.values() if "loop" in r}
+    loadgen = run.get("loadgen")
+    if loadgen is None:  # saved before there was a C load generator
+        loops = {str(r["loop"]) for per in results.values() for r in per.values() if "loop" in r}
+        loadgen = f"Python {run['python']} + {', '.join(sorted(loops)) or '?'}"
     out: list[str] = []
     out.append(
         ("_" if md else "") + f"{run['date']}, {run['machine']}, load average at start "
-        f"{run['load_average_at_start']}; load generator: Python {run['python']} + "
-        f"{', '.join(sorted(loops)) or '?'}, one process. {run['params']}." + ("_" if md else "")
+        f"{run['load_average_at_start']}; load generator: {loadgen}, one process. "
+        f"{run['params']}." + ("_" if md else "")
     )
     out.append(
         ("_" if md else "")
@@ -752,7 +816,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-uvloop",
         action="store_true",
-        help="load generator on plain asyncio even if uvloop is importable",
+        help="Python load generator on plain asyncio even if uvloop is importable",
+    )
+    ap.add_argument(
+        "--py-loadgen",
+        action="store_true",
+        help="use the Python load generator (bench/loadgen.py) instead of the C one",
     )
     args = ap.parse_args(argv)
 
@@ -763,7 +832,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     raise_nofile_limit()
     started = time.monotonic()
-    run = describe_run(args, {name: SERVERS[name].version() for name in args.servers})
+    args.loadgen = None  # the C load generator's binary, or None for loadgen.py
+    label = python_loadgen_label(args)
+    if not args.py_loadgen:
+        args.loadgen, why = build_c_loadgen()
+        if args.loadgen is None:
+            progress(f"note: using the Python load generator, which may limit the results: {why}")
+        else:
+            label = why
+    progress(f"load generator: {label}")
+    run = describe_run(args, {name: SERVERS[name].version() for name in args.servers}, label)
     run["results"] = run_all(args)
     progress(f"total time {time.monotonic() - started:.0f}s")
 

@@ -124,6 +124,7 @@ class Client(asyncio.Protocol):
     def __init__(self, run: Run, nick: str) -> None:
         self.run = run
         self.nick = nick.encode()
+        self.order = int(nick[1:])  # clients are created as <letter><number>
         self.transport: asyncio.Transport | None = None
         self.sock: Any = None
         self.tail = b""
@@ -229,6 +230,10 @@ class Client(asyncio.Protocol):
         elif cmd == b"366":
             if not self.joined.done():
                 self.joined.set_result(None)
+        elif cmd == b"433" and not self.is_registered and len(self.nick) < 30 and self.transport:
+            # Nickname in use (a leftover client?): try another, as IRC clients do.
+            self.nick += b"_"
+            self.transport.write(b"NICK " + self.nick + b"\r\n")
         elif cmd in (b"432", b"433", b"436", b"465", b"471", b"473", b"474", b"475"):
             self._fail(line.decode(errors="replace"))
 
@@ -383,7 +388,7 @@ async def scenario_fanout(
         args.setup_timeout,
         "registration",
     )
-    clients.sort(key=lambda c: int(c.nick[1:]))
+    clients.sort(key=lambda c: c.order)
     # Join one at a time in a fixed order, so "first joined" means the same on every server.
     for c in clients:
         assert c.transport is not None
@@ -415,7 +420,7 @@ async def scenario_private(
         args.setup_timeout,
         "registration",
     )
-    clients.sort(key=lambda c: int(c.nick[1:]))
+    clients.sort(key=lambda c: c.order)
     for i in range(0, n, 2):
         a, b = clients[i], clients[i + 1]
         run.add_sender(a, b.nick)

@@ -1,0 +1,682 @@
+/* IRC load generator for bench/compare.py, in C: the scenarios, options, protocol behaviour and
+ * JSON output of bench/loadgen.py, at a fraction of its CPU cost.
+ *
+ * Theory of operation
+ * -------------------
+ * One thread, one level-triggered epoll loop, one non-blocking socket (TCP_NODELAY) per IRC
+ * connection; the scenario code in main() runs the loop until a condition or a deadline
+ * (poll_until()), so it reads top to bottom like loadgen.py's coroutines.
+ *
+ * Received bytes are handled in whole lines: a partial last line is kept in the connection's
+ * tail and put back in front of the next read, so a " PRIVMSG " split across two reads is
+ * counted once, in the read that completes its line. Most receivers only count " PRIVMSG "
+ * (memmem) and look for "PING"; setup and the latency/credit receivers split lines.
+ *
+ * The 32-byte text is "SSSSS QQQQQQQQQ " + 16 x (sender id, sequence number); send times are
+ * kept here, per sender, indexed by sequence number (only for senders whose messages reach a
+ * latency receiver). Flow control, latency receivers, TCP_QUICKACK and the CPU/RSS readings
+ * are those of loadgen.py: see its docstring.
+ *
+ * Build: gcc -O2 -std=c11 -Wall -Wextra -o loadgen bench/loadgen.c (compare.py does this).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HEAD 1024          /* room for a partial line in front of the read buffer */
+#define RBUF (256 * 1024)  /* bytes per recv() */
+#define NICK_MAX 30
+#define PRIVMSG " PRIVMSG "
+#define PAD "xxxxxxxxxxxxxxxx" /* "%05d %09d " is 16 bytes; the text is 32 in all */
+
+typedef struct { char *p; size_t len, cap; } Buf;
+
+typedef struct Conn {
+    int fd, sid;             /* sid: sender id, -1 if this client does not send */
+    bool connected, registered, joined, closed;
+    bool parse, record_latency, credit_by_sender, quickack;
+    struct Conn *credit_partner;
+    long long received;      /* PRIVMSG lines received over the connection's life */
+    char nick[NICK_MAX + 2], last_error[200], prefix[64];
+    int prefix_len, tail_len;
+    char tail[HEAD];
+    Buf out;                 /* bytes the socket did not take yet */
+} Conn;
+
+typedef struct { double *t; size_t n, cap; bool keep; } Times; /* send times by sequence no. */
+
+static struct {
+    int ep, port, nconns, nstarted, nregistered, nsenders;
+    bool quickack, setup, sending, measuring, closing;
+    Conn *conns, **senders;
+    Times *sent;
+    int *credits;
+    double *lat;
+    size_t nlat, caplat;
+    char setup_error[600], errors[3][300];
+    int nerrors;
+} R = {.ep = -1};
+
+static char rbuf[HEAD + RBUF];
+static Buf msgbuf;
+static long clk_tck;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("loadgen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return p;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    if (!(p = realloc(p, c * size))) die("out of memory");
+    *cap = c;
+    return p;
+}
+
+static void buf_add(Buf *b, const char *s, size_t n) {
+    b->p = grow(b->p, &b->cap, b->len + n, 1);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+/* -- errors ------------------------------------------------------------------------------- */
+
+/* A connection failed: during setup that ends the run (first reason wins); later it is one of
+ * the errors reported with the results. */
+static void fail(Conn *c, const char *why) {
+    if (R.setup) {
+        if (!R.setup_error[0])
+            snprintf(R.setup_error, sizeof R.setup_error, "SetupError: %s: %s", c->nick, why);
+    } else if (R.nerrors++ < 3) {
+        snprintf(R.errors[R.nerrors - 1], sizeof R.errors[0], "%s: %s", c->nick, why);
+    }
+}
+
+static void conn_close(Conn *c, const char *why) {
+    if (c->closed) return;
+    close(c->fd);  /* also leaves the epoll set */
+    c->closed = true;
+    if (!R.closing) {
+        char msg[sizeof c->last_error + 8];
+        snprintf(msg, sizeof msg, "lost: %s", c->last_error[0] ? c->last_error : why);
+        fail(c, msg);
+    }
+}
+
+/* -- writing ------------------------------------------------------------------------------ */
+
+static void set_events(Conn *c, unsigned ev) {
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    if (epoll_ctl(R.ep, EPOLL_CTL_MOD, c->fd, &e) < 0) die("epoll_ctl: %s", strerror(errno));
+}
+
+static void flush(Conn *c) {
+    ssize_t n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN) {
+        conn_close(c, strerror(errno));
+        return;
+    }
+    if (n > 0) {
+        c->out.len -= (size_t)n;
+        memmove(c->out.p, c->out.p + n, c->out.len);
+    }
+    if (!c->out.len) set_events(c, EPOLLIN);
+}
+
+static void conn_write(Conn *c, const char *s, size_t len) {
+    if (c->closed) return;
+    if (!c->out.len && c->connected) {
+        ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN) {
+            conn_close(c, strerror(errno));
+            return;
+        }
+        if (n == (ssize_t)len) return;
+        if (n > 0) s += n, len -= n;
+        set_events(c, EPOLLIN | EPOLLOUT);
+    }
+    buf_add(&c->out, s, len);
+}
+
+static void put_digits(char *p, unsigned long v, int width) {
+    for (int i = width - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+}
+
+/* Write k new PRIVMSGs (to this sender's target) in one write. */
+static void send_msgs(Conn *c, long k) {
+    if (!R.sending || c->closed || k <= 0) return;
+    Times *t = &R.sent[c->sid];
+    size_t seq0 = t->n, line = (size_t)c->prefix_len + 34;
+    if (t->keep) {
+        t->t = grow(t->t, &t->cap, t->n + k, sizeof(double));
+        double ts = now();
+        for (long i = 0; i < k; i++) t->t[seq0 + i] = ts;
+    }
+    t->n += k;
+    msgbuf.p = grow(msgbuf.p, &msgbuf.cap, line * k, 1);
+    char *p = msgbuf.p;
+    for (long i = 0; i < k; i++, p += line) {
+        memcpy(p, c->prefix, c->prefix_len);
+        char *q = p + c->prefix_len;
+        put_digits(q, c->sid, 5);
+        q[5] = ' ';
+        put_digits(q + 6, seq0 + i, 9);
+        q[15] = ' ';
+        memcpy(q + 16, PAD "\r\n", 18);
+    }
+    conn_write(c, msgbuf.p, line * k);
+}
+
+/* -- reading ------------------------------------------------------------------------------ */
+
+static bool starts(const char *s, size_t n, const char *prefix) {
+    size_t k = strlen(prefix);
+    return n >= k && memcmp(s, prefix, k) == 0;
+}
+
+static void setup_line(Conn *c, const char *line, size_t n) {
+    char text[200];
+    snprintf(text, sizeof text, "%.*s", (int)n, line);
+    if (starts(line, n, "ERROR")) {
+        snprintf(c->last_error, sizeof c->last_error, "%s", text);
+        fail(c, text);
+        return;
+    }
+    const char *sp = memchr(line, ' ', n);
+    if (line[0] != ':' || !sp || (size_t)(sp - line) + 4 > n) return;
+    const char *cmd = sp + 1;
+    size_t rest = n - (size_t)(cmd - line);
+    if (rest > 3 && cmd[3] != ' ') return;  /* only 3-digit numerics matter here */
+    if (!memcmp(cmd, "001", 3)) {
+        if (!c->registered) R.nregistered++;
+        c->registered = true;
+    } else if (!memcmp(cmd, "366", 3)) {
+        c->joined = true;
+    } else if (!memcmp(cmd, "433", 3) && !c->registered && strlen(c->nick) < NICK_MAX) {
+        strcat(c->nick, "_");  /* nickname in use (a leftover client?): try another */
+        char msg[64];
+        conn_write(c, msg, (size_t)snprintf(msg, sizeof msg, "NICK %s\r\n", c->nick));
+    } else {
+        static const char *const fatal[] = {"432", "433", "436", "465", "471", "473", "474", "475"};
+        for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
+            if (!memcmp(cmd, fatal[i], 3)) {
+                fail(c, text);
+                return;
+            }
+    }
+}
+
+static void parse_lines(Conn *c, const char *p, const char *end) {
+    double t = now();
+    bool credit = c->credit_by_sender;
+    for (const char *nl; p < end; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)(nl - p);
+        if (n && p[n - 1] == '\r') n--;
+        if (!n) continue;
+        if (starts(p, n, "PING")) {
+            char pong[600];
+            int k = snprintf(pong, sizeof pong, "PONG%.*s\r\n", (int)(n - 4), p + 4);
+            conn_write(c, pong, (size_t)k < sizeof pong ? (size_t)k : sizeof pong - 1);
+        } else if (memmem(p, n, PRIVMSG, 9)) {
+            if (!c->record_latency && !credit) continue;
+            const char *s = p + n - 2;
+            while (s > p && !(s[0] == ' ' && s[1] == ':')) s--;
+            s += 2;
+            if (p + n - s < 15 || s[5] != ' ') continue;  /* not one of ours */
+            long sid = 0, seq = 0;
+            bool ok = true;
+            for (int i = 0; i < 15; i++) {
+                if (i == 5) continue;
+                ok = ok && s[i] >= '0' && s[i] <= '9';
+                if (i < 5) sid = sid * 10 + (s[i] - '0');
+                else seq = seq * 10 + (s[i] - '0');
+            }
+            if (!ok || sid >= R.nsenders || (size_t)seq >= R.sent[sid].n) continue;
+            if (c->record_latency && R.measuring && R.sent[sid].keep) {
+                R.lat = grow(R.lat, &R.caplat, R.nlat + 1, sizeof(double));
+                R.lat[R.nlat++] = t - R.sent[sid].t[seq];
+            }
+            if (credit) R.credits[sid]++;
+        } else {
+            setup_line(c, p, n);
+        }
+    }
+    if (credit)
+        for (int i = 0; i < R.nsenders; i++)
+            if (R.credits[i]) send_msgs(R.senders[i], R.credits[i]), R.credits[i] = 0;
+}
+
+/* Non-overlapping occurrences of needle (n bytes) in [p, e), up to max: memchr() for the
+ * needle's byte at index r, which is rare in this traffic (the V of PRIVMSG, the N of PING),
+ * then memcmp(). Several times faster than memmem() here; the same count. */
+static long occurrences(const char *p, const char *e, const char *needle, size_t n, size_t r,
+                        long max) {
+    long k = 0;
+    const char *last = e - (n - 1 - r);  /* the rare byte of a match lies in [p + r, last) */
+    for (p += r; k < max && p < last && (p = memchr(p, needle[r], (size_t)(last - p))); p++)
+        if (!memcmp(p - r, needle, n)) k++, p += n - 1;
+    return k;
+}
+
+static void on_readable(Conn *c) {
+    char *data = rbuf + HEAD;
+    ssize_t got = recv(c->fd, data, RBUF, 0);
+    if (got <= 0) {
+        if (got < 0 && errno == EAGAIN) return;
+        conn_close(c, got ? strerror(errno) : "closed by server");
+        return;
+    }
+    if (c->quickack) setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
+    data -= c->tail_len;
+    memcpy(data, c->tail, c->tail_len);
+    size_t len = (size_t)c->tail_len + (size_t)got;
+    const char *nl = memrchr(data, '\n', len);
+    size_t end = nl ? (size_t)(nl - data) + 1 : 0;
+    c->tail_len = len - end <= HEAD ? (int)(len - end) : 0;  /* drop an overlong line */
+    memcpy(c->tail, data + end, c->tail_len);
+    if (!end) return;
+    long k = occurrences(data, data + end, PRIVMSG, 9, 4, LONG_MAX);
+    c->received += k;
+    if (c->parse || occurrences(data, data + end, "PING", 4, 2, 1))
+        parse_lines(c, data, data + end);
+    if (c->credit_partner && k) send_msgs(c->credit_partner, k);
+}
+
+static void on_event(Conn *c, unsigned ev) {
+    if (c->closed) return;
+    if (!c->connected) {
+        int err = 0;
+        socklen_t sl = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+        if (err) {
+            if (!R.setup_error[0])
+                snprintf(R.setup_error, sizeof R.setup_error,
+                         "OSError: connect to 127.0.0.1:%d: %s", R.port, strerror(err));
+            close(c->fd);
+            c->closed = true;
+            return;
+        }
+        c->connected = true;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
+        set_events(c, EPOLLIN);
+        char reg[128];
+        int n = snprintf(reg, sizeof reg, "NICK %s\r\nUSER %s 0 * :%s\r\n", c->nick, c->nick,
+                         c->nick);
+        conn_write(c, reg, (size_t)n);
+        return;
+    }
+    if (ev & EPOLLOUT) flush(c);
+    if (!c->closed && ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+}
+
+/* -- the loop ----------------------------------------------------------------------------- */
+
+static void conn_start(Conn *c, char letter, int i) {
+    snprintf(c->nick, sizeof c->nick, "%c%d", letter, i);
+    c->sid = -1;
+    c->quickack = R.quickack;
+    c->parse = true;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) die("socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)R.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS)
+        die("connect: %s", strerror(errno));
+    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(R.ep, EPOLL_CTL_ADD, c->fd, &e) < 0) die("epoll_ctl: %s", strerror(errno));
+    R.nstarted++;
+}
+
+/* Run the event loop until done() or the deadline; false on timeout or a setup error. */
+static bool poll_until(bool (*done)(void), double deadline) {
+    struct epoll_event ev[256];
+    while (!R.setup_error[0] && !(done && done())) {
+        double left = deadline - now();
+        if (left <= 0) return done == NULL;
+        int n = epoll_wait(R.ep, ev, 256, (int)(left * 1000) + 1);
+        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) on_event(ev[i].data.ptr, ev[i].events);
+    }
+    return !R.setup_error[0];
+}
+
+static int concurrency;
+static char nick_letter;
+/* poll_until() condition for registration; also starts connections while fewer than
+ * `concurrency` registrations are pending (connecting or waiting for 001). */
+static bool all_registered(void) {
+    while (R.nstarted < R.nconns && R.nstarted - R.nregistered < concurrency)
+        conn_start(&R.conns[R.nstarted], nick_letter, R.nstarted);
+    return R.nregistered == R.nconns;
+}
+
+static Conn *joining;
+static bool joined(void) { return joining->joined; }
+
+static void setup_timeout(double timeout, const char *what) {
+    if (!R.setup_error[0])
+        snprintf(R.setup_error, sizeof R.setup_error,
+                 "SetupError: timed out after %.0fs waiting for %s", timeout, what);
+}
+
+static bool connect_and_register(char letter, int n, double timeout, const char *what) {
+    R.conns = calloc((size_t)n, sizeof(Conn));
+    if (!R.conns) die("out of memory");
+    R.nconns = n;
+    nick_letter = letter;
+    if (!poll_until(all_registered, now() + timeout)) return setup_timeout(timeout, what), false;
+    return true;
+}
+
+static void add_sender(Conn *c, const char *target, bool keep_times) {
+    c->sid = R.nsenders++;
+    c->prefix_len = snprintf(c->prefix, sizeof c->prefix, "PRIVMSG %s :", target);
+    R.senders = realloc(R.senders, R.nsenders * sizeof *R.senders);
+    R.sent = realloc(R.sent, R.nsenders * sizeof *R.sent);
+    R.credits = realloc(R.credits, R.nsenders * sizeof *R.credits);
+    if (!R.senders || !R.sent || !R.credits) die("out of memory");
+    R.senders[c->sid] = c;
+    R.sent[c->sid] = (Times){.keep = keep_times};
+    R.credits[c->sid] = 0;
+}
+
+/* -- measurements ------------------------------------------------------------------------- */
+
+static const char *const CPU_KINDS[8] = {"user", "nice", "system", "idle",
+                                         "iowait", "irq", "softirq", "steal"};
+
+typedef struct {
+    double t0, gen, srv, machine[8];
+    long long recv;
+} Sample;
+
+static long long total_received(void) {
+    long long n = 0;
+    for (int i = 0; i < R.nstarted; i++) n += R.conns[i].received;
+    return n;
+}
+
+static double own_cpu(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+static char *read_proc(const char *fmt, int pid, char *buf, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, fmt, pid);
+    FILE *f = fopen(path, "r");
+    if (!f) die("%s: %s", path, strerror(errno));
+    buf[fread(buf, 1, size - 1, f)] = 0;
+    fclose(f);
+    return buf;
+}
+
+static double server_cpu(int pid) {  /* utime + stime of pid (all threads), in seconds */
+    char buf[2048];
+    const char *p = strrchr(read_proc("/proc/%d/stat", pid, buf, sizeof buf), ')');
+    unsigned long long ut, st;  /* fields after the command name: state ... utime stime */
+    if (!p || sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &ut, &st) != 2)
+        die("cannot parse /proc/%d/stat", pid);
+    return (double)(ut + st) / clk_tck;
+}
+
+static long server_rss_kib(int pid) {
+    static char buf[16384];
+    const char *p = strstr(read_proc("/proc/%d/status", pid, buf, sizeof buf), "\nVmRSS:");
+    if (!p) die("no VmRSS for pid %d", pid);
+    return strtol(p + 7, NULL, 10);
+}
+
+static Sample sample(int pid) {
+    Sample s = {.t0 = now(), .gen = own_cpu(), .srv = server_cpu(pid), .recv = total_received()};
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                     &v[4], &v[5], &v[6], &v[7]) != 8)
+        die("cannot read /proc/stat");
+    fclose(f);
+    for (int i = 0; i < 8; i++) s.machine[i] = (double)v[i] / clk_tck;
+    return s;
+}
+
+/* -- JSON out ----------------------------------------------------------------------------- */
+
+static bool jfirst = true;
+static void jkey(const char *k) { printf("%s\"%s\": ", jfirst ? "{" : ", ", k), jfirst = false; }
+static void jnum(const char *k, double v) { jkey(k), printf("%.10g", v); }
+static void jint(const char *k, long long v) { jkey(k), printf("%lld", v); }
+static void jms(const char *k, const double *sorted, size_t n, double q) {
+    size_t i = (size_t)(q * n);
+    if (n) jnum(k, sorted[i < n ? i : n - 1] * 1000);
+    else jkey(k), printf("null");
+}
+static void jstr(const char *k, const char *s) {
+    jkey(k), putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+/* Counters and CPU times over a phase: the keys loadgen.py's Phase.end() reports. */
+static void print_phase(const Sample *a, const Sample *b, bool with_received) {
+    double wall = b->t0 - a->t0, gen = b->gen - a->gen, srv = b->srv - a->srv, m[8], other = 0;
+    jnum("wall_s", wall);
+    if (with_received) jint("received", b->recv - a->recv);
+    jnum("gen_cpu_s", gen);
+    jnum("server_cpu_s", srv);
+    jkey("machine_cpu_s");
+    for (int i = 0; i < 8; i++) {
+        m[i] = b->machine[i] - a->machine[i];
+        printf("%s\"%s\": %.10g", i ? ", " : "{", CPU_KINDS[i], m[i]);
+        if (i != 3 && i != 4 && i != 7) other += m[i];  /* user nice system irq softirq */
+    }
+    printf("}");
+    jnum("other_cpu_s", other - gen - srv);
+    if (with_received) jnum("rate", (double)(b->recv - a->recv) / wall);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void measure_traffic(int pid, double warmup, double duration, int window) {
+    for (int i = 0; i < R.nconns; i++) {
+        Conn *c = &R.conns[i];
+        c->parse = c->record_latency || c->credit_by_sender;
+        c->quickack = R.quickack && (c->parse || c->credit_partner);
+    }
+    R.setup = false;
+    R.sending = true;
+    for (int i = 0; i < R.nsenders; i++) send_msgs(R.senders[i], window);
+    poll_until(NULL, now() + warmup);
+    Sample a = sample(pid);
+    R.measuring = true;
+    poll_until(NULL, now() + duration);
+    R.measuring = false;
+    Sample b = sample(pid);
+    R.sending = false;
+    print_phase(&a, &b, true);
+    qsort(R.lat, R.nlat, sizeof(double), cmp_double);
+    jint("latency_samples", (long long)R.nlat);
+    jms("p50_ms", R.lat, R.nlat, 0.50);
+    jms("p99_ms", R.lat, R.nlat, 0.99);
+    long long sent = 0;
+    for (int s = 0; s < R.nsenders; s++) sent += (long long)R.sent[s].n;
+    jint("messages_sent", sent);
+    jint("window", window);
+}
+
+static void print_run_errors(void) {
+    if (!R.nerrors) return;
+    char msg[1200];
+    int k = snprintf(msg, sizeof msg, "%d error(s) during the run: ", R.nerrors);
+    for (int i = 0; i < R.nerrors && i < 3 && k < (int)sizeof msg; i++)
+        k += snprintf(msg + k, sizeof msg - k, "%s%s", i ? "; " : "", R.errors[i]);
+    jstr("error", msg);
+}
+
+/* -- main --------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    double duration = 5, warmup = 1, settle = 0.5, timeout = 60;
+    int pid = 0, window = 16, clients = 100, nsend = 10, pairs = 50, idle = 10000;
+    concurrency = 100;
+    static const struct option opts[] = {
+        {"port", 1, 0, 'p'}, {"server-pid", 1, 0, 'P'}, {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'}, {"window", 1, 0, 'W'}, {"clients", 1, 0, 'c'},
+        {"senders", 1, 0, 's'}, {"pairs", 1, 0, 'r'}, {"idle", 1, 0, 'i'},
+        {"concurrency", 1, 0, 'C'}, {"settle", 1, 0, 'S'}, {"setup-timeout", 1, 0, 't'},
+        {"no-uvloop", 0, 0, 'u'}, {"quickack", 0, 0, 'q'}, {0, 0, 0, 0}};
+    for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (o) {
+        case 'p': R.port = atoi(optarg); break;
+        case 'P': pid = atoi(optarg); break;
+        case 'd': duration = atof(optarg); break;
+        case 'w': warmup = atof(optarg); break;
+        case 'W': window = atoi(optarg); break;
+        case 'c': clients = atoi(optarg); break;
+        case 's': nsend = atoi(optarg); break;
+        case 'r': pairs = atoi(optarg); break;
+        case 'i': idle = atoi(optarg); break;
+        case 'C': concurrency = atoi(optarg); break;
+        case 'S': settle = atof(optarg); break;
+        case 't': timeout = atof(optarg); break;
+        case 'u': break;  /* loadgen.py's option; there is no event loop to choose here */
+        case 'q': R.quickack = true; break;
+        default: return 2;
+        }
+    }
+    const char *scenario = optind == argc - 1 ? argv[optind] : "";
+    bool fanout = !strcmp(scenario, "fanout"), private = !strcmp(scenario, "private");
+    if ((!fanout && !private && strcmp(scenario, "idle")) || !R.port || !pid || concurrency < 1) {
+        fprintf(stderr, "usage: %s {fanout,idle,private} --port PORT --server-pid PID [options]"
+                        " (the options of loadgen.py)\n", argv[0]);
+        return 2;
+    }
+    if (fanout && !(nsend > 0 && nsend < clients)) {
+        fprintf(stderr, "--senders must be between 1 and --clients - 1\n");
+        return 2;
+    }
+    clk_tck = sysconf(_SC_CLK_TCK);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if ((R.ep = epoll_create1(EPOLL_CLOEXEC)) < 0) die("epoll_create1: %s", strerror(errno));
+    R.setup = true;
+
+    bool ok = true;
+    if (fanout) {
+        ok = connect_and_register('f', clients, timeout, "registration");
+        for (int i = 0; ok && i < clients; i++) {
+            joining = &R.conns[i];  /* one at a time: "first joined" means the same everywhere */
+            conn_write(joining, "JOIN #bench\r\n", 13);
+            char what[64];
+            snprintf(what, sizeof what, "JOIN of %s", joining->nick);
+            if (!poll_until(joined, now() + timeout)) setup_timeout(timeout, what), ok = false;
+        }
+        if (ok) {
+            int step = clients / nsend, nothers = 0;
+            for (int i = 0; i < nsend; i++)
+                add_sender(&R.conns[i * step + step - 1], "#bench", true);
+            Conn **others = malloc(sizeof *others * clients);
+            for (int i = 0; i < clients; i++)
+                if (R.conns[i].sid < 0) others[nothers++] = &R.conns[i];
+            others[0]->credit_by_sender = true;
+            others[0]->record_latency = others[nothers / 2]->record_latency = true;
+            others[nothers - 1]->record_latency = true;
+            free(others);
+            measure_traffic(pid, warmup, duration, window);
+            jint("clients", clients), jint("senders", nsend), jint("latency_receivers", 3);
+        }
+    } else if (private) {
+        ok = connect_and_register('p', 2 * pairs, timeout, "registration");
+        if (ok) {
+            for (int i = 0; i < 2 * pairs; i++) R.conns[i].record_latency = i % 10 == 0;
+            for (int i = 0; i < 2 * pairs; i += 2) {
+                Conn *a = &R.conns[i], *b = &R.conns[i + 1];
+                add_sender(a, b->nick, b->record_latency);
+                add_sender(b, a->nick, a->record_latency);
+                a->credit_partner = b, b->credit_partner = a;
+            }
+            measure_traffic(pid, warmup, duration, window);
+            jint("pairs", pairs), jint("latency_receivers", (2 * pairs + 9) / 10);
+        }
+    } else {
+        long rss0 = server_rss_kib(pid);
+        Sample a = sample(pid);
+        char what[64];
+        snprintf(what, sizeof what, "%d registrations", idle);
+        ok = connect_and_register('i', idle, timeout, what);
+        if (ok) {
+            Sample b = sample(pid);
+            R.setup = false;
+            poll_until(NULL, now() + settle);
+            long rss1 = server_rss_kib(pid);
+            int alive = 0;
+            for (int i = 0; i < R.nconns; i++) alive += !R.conns[i].closed;
+            if (alive < idle) {
+                char msg[1200];
+                int k = snprintf(msg, sizeof msg, "only %d of %d still connected: ", alive, idle);
+                for (int i = 0; i < R.nerrors && i < 3 && k < (int)sizeof msg; i++)
+                    k += snprintf(msg + k, sizeof msg - k, "%s%s", i ? "; " : "", R.errors[i]);
+                jstr("error", msg);
+                R.nerrors = 0;  /* reported here */
+                ok = false;
+            } else {
+                print_phase(&a, &b, false);
+                jint("clients", idle), jint("concurrency", concurrency);
+                jnum("rate", idle / (b.t0 - a.t0));
+                jint("rss_before_kib", rss0), jint("rss_after_kib", rss1);
+                jnum("kib_per_client", (double)(rss1 - rss0) / idle);
+            }
+        }
+    }
+    if (!ok && R.setup_error[0]) {
+        int connected = 0, registered = 0;
+        for (int i = 0; i < R.nstarted; i++)
+            connected += R.conns[i].connected, registered += R.conns[i].registered;
+        jstr("error", R.setup_error), jint("connected", connected), jint("registered", registered);
+    }
+    print_run_errors();
+    R.closing = true;
+    for (int i = 0; i < R.nstarted; i++) conn_close(&R.conns[i], "");
+    jstr("scenario", scenario), jstr("loop", "epoll (C)"), jint("nofile", (long long)rl.rlim_cur);
+    printf("}\n");
+    return ok && !R.nerrors ? 0 : 1;
+}
