@@ -32,6 +32,7 @@ import time as _time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from relaychat import __version__
@@ -133,7 +134,7 @@ class ChannelBatch:
         key = (start, end, variant)
         data = self._joined.get(key)
         if data is None:
-            data = b"".join(o.for_variant(variant) for o in self.items[start:end])
+            data = b"".join([o.for_variant(variant) for o in self.items[start:end]])
             self._joined[key] = data
         return data
 
@@ -171,7 +172,10 @@ class ServerCore:
         self.config = config
         self.config_loader = config_loader
         self.created = _time.time() if now is None else now
-        self.fold = casefolder(config.server.casemapping)
+        # folding is pure: cache it (every message folds its target's name)
+        self.fold: Callable[[str], str] = lru_cache(maxsize=8192)(
+            casefolder(config.server.casemapping)
+        )
         self.sessions: dict[int, Session] = {}
         self.nicks: dict[str, Session] = {}  # folded nick -> registered or reserved session
         self.channels: dict[str, Channel] = {}  # folded name -> channel

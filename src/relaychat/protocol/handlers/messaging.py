@@ -134,4 +134,4 @@ def _may_send(core: ServerCore, chan: Channel, sess: Session) -> bool:
         return True  # ops and voiced users always speak
     if "m" in chan.modes:
         return False
-    return not core.is_banned(chan, sess)
+    return not chan.lists["b"] or not core.is_banned(chan, sess)
