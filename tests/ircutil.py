@@ -10,8 +10,10 @@ import os
 import select
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,39 @@ from relaychat.config import Config, LimitsConfig, ServerConfig
 from relaychat.protocol.message import Message, parse_message
 
 DEFAULT_TIMEOUT = 10.0
+SRC = Path(__file__).resolve().parent.parent / "src"
+STARTUP_TIMEOUT = 15.0
+
+
+def child_env() -> dict[str, str]:
+    """The environment for child Pythons: this checkout's ``src`` on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    return env
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (callers retry if it is taken meanwhile)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_listening(
+    proc: subprocess.Popen[bytes], port: int, timeout: float = STARTUP_TIMEOUT
+) -> bool:
+    """True once the port accepts a connection; False if the process exited first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)  # polling a condition under a deadline
+    raise AssertionError(f"server did not listen on port {port} within {timeout}s")
 
 
 def make_config(engine: str = "loop", **limits: object) -> Config:

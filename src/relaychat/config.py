@@ -176,8 +176,3 @@ def load_config(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
     return parse_config(data, str(p))
-
-
-def replace(cfg: Config, **sections: Any) -> Config:
-    """A copy with whole sections swapped (used by the CLI for --host/--port)."""
-    return dataclasses.replace(cfg, **sections)

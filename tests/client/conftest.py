@@ -25,22 +25,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-STARTUP_TIMEOUT = 15.0
-
-
-def subprocess_env() -> dict[str, str]:
-    """The environment for child Pythons: this checkout's ``src`` on the path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+import ircutil
+from ircutil import free_port, wait_listening
 
 
 def _server_command(kind: str, port: int, workdir: Path) -> list[str]:
@@ -79,19 +65,6 @@ class ServerProcess:
         self.proc.wait(10)
 
 
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, deadline: float) -> bool:
-    """Poll until the port accepts a connection; False if the process died first."""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.05)  # polling a condition under a deadline
-    raise TimeoutError(f"server did not listen on port {port} within {STARTUP_TIMEOUT}s")
-
-
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     kind = os.environ.get("RELAYCHAT_TEST_SERVER", "relaychat")
@@ -101,17 +74,17 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
         except ImportError as exc:
             pytest.skip(f"relaychat server not available: {exc}")
     for _ in range(3):  # the free port may be taken between probing and binding
-        port = _free_port()
+        port = free_port()
         log = (tmp_path / f"server-{port}.log").open("wb")
         proc = subprocess.Popen(
             _server_command(kind, port, tmp_path),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=subprocess_env(),
+            env=ircutil.child_env(),
         )
         log.close()
         try:
-            up = _wait_listening(proc, port, time.monotonic() + STARTUP_TIMEOUT)
+            up = wait_listening(proc, port)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -215,4 +188,4 @@ def scripted_peer() -> Iterator[PeerListener]:
 @pytest.fixture
 def child_env() -> dict[str, str]:
     """Environment for child Python processes (bots, the terminal client)."""
-    return subprocess_env()
+    return ircutil.child_env()

@@ -6,7 +6,6 @@ Every process is killed and reaped at teardown, so no process or port is left be
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -18,25 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from ircutil import RawClient
+from ircutil import RawClient, child_env, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
 EXAMPLE_CONFIG = ROOT / "relaychat.example.toml"
-STARTUP_TIMEOUT = 15.0
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -91,7 +75,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                 )
             procs.append(proc)
             server = Server(proc, port, err_path)
-            if _wait_listening(proc, port):
+            if wait_listening(proc, port):
                 return server
             if "in use" not in server.stderr() or attempt == 2:
                 pytest.fail(f"server exited with {proc.returncode}:\n{server.stderr()}")
@@ -102,20 +86,6 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> bool:
-    """True once the port accepts; False if the process exited first."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.05)  # polling a condition under a deadline
-    raise AssertionError(f"server did not listen on port {port} within {STARTUP_TIMEOUT}s")
 
 
 def motd_text(c: RawClient) -> list[str]:

@@ -21,6 +21,7 @@ __all__ = [
     "split_source",
     "escape_tag_value",
     "unescape_tag_value",
+    "truncate_utf8",
 ]
 
 
@@ -165,6 +166,14 @@ def parse_message(line: str) -> Message:
     if trailing is not None:
         params.append(trailing)
     return Message(command=command, params=params, source=source, tags=tags)
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` UTF-8 bytes without splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
 
 
 def split_source(source: str) -> tuple[str, str | None, str | None]:

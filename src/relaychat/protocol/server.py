@@ -357,9 +357,6 @@ class ServerCore:
             if sess.closing is None:
                 self.disconnect(sess, reason, now, error=f"Server shutting down: {reason}")
 
-    def user_count(self) -> int:
-        return self.registered_count
-
     def set_user_modes(self, sess: Session, modes: str) -> None:
         """Change a session's user modes, keeping the LUSERS counts and the oper
         state in step (losing +o ends operator status)."""
@@ -385,12 +382,6 @@ class ServerCore:
 
     def send_raw(self, sess: Session, line: str) -> None:
         self.send_bytes(sess, (line + "\r\n").encode("utf-8", "replace"))
-
-    def send_msg(self, sess: Session, msg: Message, now: float | None = None) -> None:
-        """Send a server-built message, adding ``time`` for server-time sessions."""
-        if now is not None and sess.variant & CAP_SERVER_TIME:
-            msg.tags = {"time": format_time(now), **msg.tags}
-        self.send_bytes(sess, msg.to_bytes())
 
     def reply(self, sess: Session, numeric: str, *params: str) -> None:
         """``:server NUMERIC nick params...`` (the last param gets a colon as needed)."""
@@ -517,11 +508,7 @@ class ServerCore:
         if sess.registered and sess.nick is not None:
             out = Outgoing(f":{sess.prefix} QUIT :{reason}", now)
             self.relay(self.common_peers(sess), out)
-            self.whowas.appendleft(
-                WhowasEntry(
-                    sess.nick, sess.user or "", sess.host, sess.realname, self.server_name, now
-                )
-            )
+            self.remember_whowas(sess, now)
         if sess.registered:
             self.registered_count -= 1
             self.set_user_modes(sess, "")
@@ -529,9 +516,8 @@ class ServerCore:
             self.remove_member(chan, sess)
         if sess.nick_folded is not None and self.nicks.get(sess.nick_folded) is sess:
             del self.nicks[sess.nick_folded]
+        # queued while not yet closing, so the session is in the dirty list
         self.send_raw(sess, f"ERROR :{error or f'Closing Link: {sess.host} ({reason})'}")
-        if not sess.out:
-            self._dirty.append(sess)
         sess.closing = reason
         self.sessions.pop(sess.conn_id, None)
         self._throttled.discard(sess)
@@ -548,6 +534,14 @@ class ServerCore:
         sess.channels[chan.folded] = chan
         if chan.batch is not None:
             chan.batch.detached.add(sess)  # gets this turn's later messages only
+
+    def remember_whowas(self, sess: Session, now: float) -> None:
+        """Record a nick that is going away (QUIT, NICK change) for WHOWAS."""
+        if sess.nick is not None:
+            entry = WhowasEntry(
+                sess.nick, sess.user or "", sess.host, sess.realname, self.server_name, now
+            )
+            self.whowas.appendleft(entry)
 
     def remove_member(self, chan: Channel, sess: Session) -> None:
         batch = chan.batch

@@ -153,9 +153,6 @@ class Channel:
     def is_op(self, sess: Session) -> bool:
         return "o" in self.members.get(sess, "")
 
-    def is_voiced(self, sess: Session) -> bool:
-        return "v" in self.members.get(sess, "")
-
 
 class WhowasEntry:
     __slots__ = ("nick", "user", "host", "realname", "server", "when")

@@ -57,9 +57,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         srv = self.server
         srv.core.receive_data(self.session, data, time.time())
-        if not srv._flush_scheduled:
-            srv._flush_scheduled = True
-            srv.loop.call_soon(srv.flush)
+        srv.schedule_flush()
 
     def eof_received(self) -> bool:
         return False  # close our side too

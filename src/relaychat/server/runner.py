@@ -22,8 +22,6 @@ __all__ = ["RunningServer", "serve", "start_in_thread", "raise_fd_limit"]
 
 log = logging.getLogger("relaychat")
 
-ENGINES = ("loop", "threads")
-
 
 class RunningServer(Protocol):
     port: int

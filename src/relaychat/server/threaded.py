@@ -181,7 +181,7 @@ class ThreadedServer:
         with self.lock:
             self.core.shutdown(self._stop_reason, time.time())
             self._collect()
-        self._flush_all()
+        self._after_turn()
         deadline = time.monotonic() + 1.5
         with self.lock:
             conns = list(self.conns)
@@ -280,12 +280,6 @@ class ThreadedServer:
         for job in jobs:
             self._pool.submit(self._run_job, job)
 
-    def _flush_all(self) -> None:
-        with self.lock:
-            dirty, self._dirty = self._dirty, set()
-        for conn in dirty:
-            self._flush(conn)
-
     def _flush(self, conn: _Conn) -> None:
         """Send everything queued for ``conn`` without blocking."""
         with conn.wlock:
@@ -353,7 +347,7 @@ class ThreadedServer:
                 conn: _Conn = key.data
                 self._unwatch(conn)
                 self._flush(conn)
-            self._flush_all()
+            self._after_turn()
 
     def _unwatch(self, conn: _Conn) -> None:
         with self._sel_lock:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import mask_matches
+from relaychat.protocol.message import truncate_utf8
 from relaychat.protocol.server import Outgoing
 from relaychat.protocol.state import Channel
 
@@ -26,22 +27,29 @@ def member_prefix(status: str, multi: bool) -> str:
     return "".join(chars) if multi else chars[0] if chars else ""
 
 
-def member_channel(
-    core: ServerCore, sess: Session, name: str, need_op: bool = False
-) -> Channel | None:
-    """The channel ``name`` if ``sess`` is on it (and an operator there, with
-    ``need_op``); otherwise the right error (403, 442, 482) and None."""
+def on_channel(core: ServerCore, sess: Session, chan: Channel) -> bool:
+    """Whether ``sess`` is on ``chan``; 442 if not."""
+    if sess in chan.members:
+        return True
+    core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+    return False
+
+
+def is_chanop(core: ServerCore, sess: Session, chan: Channel) -> bool:
+    """Whether ``sess`` is an operator on ``chan``; 482 if not."""
+    if chan.is_op(sess):
+        return True
+    core.reply(sess, N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+    return False
+
+
+def member_channel(core: ServerCore, sess: Session, name: str) -> Channel | None:
+    """The channel ``name`` if ``sess`` is on it; otherwise 403 or 442 and None."""
     chan = core.find_channel(name)
     if chan is None:
         core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
         return None
-    if sess not in chan.members:
-        core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        return None
-    if need_op and not chan.is_op(sess):
-        core.reply(sess, N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
-        return None
-    return chan
+    return chan if on_channel(core, sess, chan) else None
 
 
 # JOIN <channel>{,<channel>} [<key>{,<key>}]  |  JOIN 0
@@ -144,12 +152,8 @@ def handle_part(core: ServerCore, sess: Session, msg: Message, now: float) -> No
     for name in msg.params[0].split(","):
         if not name:
             continue
-        chan = core.find_channel(name)
-        if chan is None:
-            core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
-        elif sess not in chan.members:
-            core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        else:
+        chan = member_channel(core, sess, name)
+        if chan is not None:
             _part(core, sess, chan, reason, now)
 
 
@@ -167,27 +171,20 @@ def handle_topic(core: ServerCore, sess: Session, msg: Message, now: float) -> N
         core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
         return
     if len(msg.params) == 1:
-        if "s" in chan.modes and sess not in chan.members:
-            core.reply(sess, N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
-        elif chan.topic:
+        if "s" in chan.modes and not on_channel(core, sess, chan):
+            return
+        if chan.topic:
             _send_topic(core, sess, chan)
         else:
             core.reply(sess, N.RPL_NOTOPIC, chan.name, "No topic is set")
         return
-    if member_channel(core, sess, name, need_op="t" in chan.modes) is None:
+    if not on_channel(core, sess, chan) or ("t" in chan.modes and not is_chanop(core, sess, chan)):
         return
-    topic = _truncate(msg.params[1], core.limits.topiclen)
+    topic = truncate_utf8(msg.params[1], core.limits.topiclen)
     chan.topic = topic
     chan.topic_setter = sess.prefix
     chan.topic_time = now
     core.relay(chan.members, Outgoing(f":{sess.prefix} TOPIC {chan.name} :{topic}", now))
-
-
-def _truncate(text: str, limit: int) -> str:
-    data = text.encode()
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode("utf-8", "ignore")
 
 
 # NAMES [<channel>{,<channel>}]
@@ -255,11 +252,11 @@ def _elist_ok(cond: str, chan: Channel, now: float) -> bool:
 
 # KICK <channel> <user>{,<user>} [<comment>]
 def handle_kick(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    chan = member_channel(core, sess, msg.params[0], need_op=True)
-    if chan is None:
+    chan = member_channel(core, sess, msg.params[0])
+    if chan is None or not is_chanop(core, sess, chan):
         return
     comment = msg.params[2] if len(msg.params) > 2 and msg.params[2] else sess.name
-    comment = _truncate(comment, core.limits.kicklen)
+    comment = truncate_utf8(comment, core.limits.kicklen)
     for nick in msg.params[1].split(","):
         target = core.find_nick(nick)
         if target is None or target not in chan.members:
@@ -279,12 +276,8 @@ def handle_invite(core: ServerCore, sess: Session, msg: Message, now: float) -> 
     if target is None:
         core.reply(sess, N.ERR_NOSUCHNICK, nick, "No such nick/channel")
         return
-    chan = core.find_channel(name)
-    if chan is None:
-        core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
-        return
-    chan = member_channel(core, sess, name, need_op="i" in chan.modes)
-    if chan is None:
+    chan = member_channel(core, sess, name)
+    if chan is None or ("i" in chan.modes and not is_chanop(core, sess, chan)):
         return
     if target in chan.members:
         core.reply(sess, N.ERR_USERONCHANNEL, target.name, chan.name, "is already on channel")

@@ -18,6 +18,7 @@ from relaychat import __version__
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import mask_matches
 from relaychat.protocol.handlers.channel import member_prefix
+from relaychat.protocol.message import truncate_utf8
 from relaychat.protocol.server import Outgoing
 
 if TYPE_CHECKING:
@@ -44,14 +45,6 @@ def safe_param(text: str) -> str:
     """A client-supplied word echoed as a middle parameter: ``*`` if it would
     break the line (empty, has a space, starts with ``:``)."""
     return "*" if not text or " " in text or text[0] == ":" else text
-
-
-def _truncate(text: str, limit: int) -> str:
-    """Cut ``text`` to at most ``limit`` UTF-8 bytes without splitting a character."""
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode("utf-8", "ignore")
 
 
 def shares_channel(a: Session, b: Session) -> bool:
@@ -115,7 +108,7 @@ def handle_away(core: ServerCore, sess: Session, msg: Message, now: float) -> No
     text = msg.params[0] if msg.params else ""
     was_away = sess.away is not None
     if text:
-        sess.away = _truncate(text, core.limits.awaylen)
+        sess.away = truncate_utf8(text, core.limits.awaylen)
         core.reply(sess, N.RPL_NOWAWAY, "You have been marked as being away")
         line = f":{sess.prefix} AWAY :{sess.away}"
     else:

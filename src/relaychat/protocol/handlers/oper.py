@@ -27,12 +27,12 @@ log = logging.getLogger("relaychat.core")
 def handle_oper(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
     name, password = msg.params[0], msg.params[1]
     oper = core.config.opers.get(name)
-    if oper is None or not mask_matches(oper.host, f"{sess.user}@{sess.host}"):
-        # same answer for an unknown name as for a bad password: no oracle for names
-        if oper is not None:
-            core.reply(sess, N.ERR_NOOPERHOST, "No O-lines for your host")
-            return
+    if oper is None:
+        # the same answer as a bad password: no oracle for operator names
         core.reply(sess, N.ERR_PASSWDMISMATCH, "Password incorrect")
+        return
+    if not mask_matches(oper.host, f"{sess.user}@{sess.host}"):
+        core.reply(sess, N.ERR_NOOPERHOST, "No O-lines for your host")
         return
     stored = oper.password
 

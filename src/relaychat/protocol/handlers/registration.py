@@ -133,12 +133,7 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: float) -> No
     if sess.registered:
         out = Outgoing(f":{sess.prefix} NICK :{nick}", now)
         core.relay(core.common_peers(sess, include_self=True), out)
-        from relaychat.protocol.state import WhowasEntry
-
-        assert sess.nick is not None
-        core.whowas.appendleft(
-            WhowasEntry(sess.nick, sess.user or "", sess.host, sess.realname, core.server_name, now)
-        )
+        core.remember_whowas(sess, now)
     if old_folded is not None and core.nicks.get(old_folded) is sess:
         del core.nicks[old_folded]
     sess.nick = nick
@@ -171,7 +166,7 @@ def handle_ping(core: ServerCore, sess: Session, msg: Message, now: float) -> No
 
 # PONG [<server>] <token>
 def handle_pong(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    sess.ping_sent = None  # any line already reset it; kept explicit for clarity
+    pass  # every line, this one included, already counts as activity (_handle_line)
 
 
 # QUIT [<reason>]
