@@ -1,18 +1,69 @@
-"""Drive the sans-I/O core directly: fake connections and a fake clock, no sockets."""
+"""Drive the sans-I/O core directly: fake connections and a fake clock, no sockets.
+
+This plays the transport's part: it frames bytes into lines, hands them to the
+core with the (fake) time, runs operations synchronously, acts on the core's
+requests (a REHASH runs the given loader), and fires timers as the clock moves.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from relaychat.config import Config
+from relaychat.protocol.commands import build_core
+from relaychat.protocol.core import ServerCore
+from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.message import Message, parse_message
-from relaychat.protocol.server import ServerCore
+from relaychat.protocol.ops import Op
 from relaychat.protocol.state import Session
+from relaychat.protocol.timebase import Now
 
 
 class Clock:
+    """Monotonic and wall time, moved by hand."""
+
     def __init__(self) -> None:
-        self.now = 1_700_000_000.0
+        self.mono = 1000.0
+        self.wall = 1_700_000_000.0
+
+    @property
+    def now(self) -> Now:
+        return Now(self.mono, self.wall)
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self.mono += seconds
+        self.wall += seconds
+
+
+_LOADERS: dict[int, Callable[[], Config]] = {}
+_CLOCKS: dict[int, Clock] = {}
+
+
+def new_core(
+    config: Config, clock: Clock, loader: Callable[[], Config] | None = None
+) -> ServerCore:
+    core = build_core(config, clock.now, msgid_prefix="t")
+    _CLOCKS[id(core)] = clock
+    if loader is not None:
+        _LOADERS[id(core)] = loader
+    return core
+
+
+def tick(core: ServerCore, clock: Clock) -> None:
+    """Fire every timer that is due at the clock's time, then deliver."""
+    core.handle_timers(clock.now)
+    pump(core)
+
+
+def advance(core: ServerCore, clock: Clock, seconds: float, step: float = 1.0) -> None:
+    """Move the clock forward in steps, firing timers as a transport would."""
+    left = seconds
+    while left > 0:
+        d = min(step, left)
+        clock.advance(d)
+        left -= d
+        tick(core, clock)
 
 
 class Peer:
@@ -24,13 +75,27 @@ class Peer:
         self.inbox: list[Message] = []
         self.raw: list[bytes] = []
         self.closed = False
+        lim = core.limits
+        self.framer = LineBuffer(lim.line_length, lim.tags_length)
         self.session: Session = core.connect(ip, clock.now, handle=self)
         pump(core)
 
+    @property
+    def user(self) -> Any:
+        return self.session.user
+
     def send(self, line: str | bytes) -> None:
         data = line if isinstance(line, bytes) else (line + "\r\n").encode()
-        self.core.receive_data(self.session, data, self.clock.now)
-        pump(self.core)
+        self.feed(data)
+
+    def feed(self, data: bytes, flush: bool = True) -> None:
+        """Bytes as a socket would deliver them; ``flush=False`` leaves the output
+        queued (several turns' input before one ``pump``)."""
+        lines = self.framer.feed(data)
+        if lines:
+            self.core.receive_lines(self.session, lines, self.clock.now)
+        if flush:
+            pump(self.core)
 
     def take(self) -> list[Message]:
         """Everything received since the last take."""
@@ -53,21 +118,46 @@ class Peer:
 
 
 def pump(core: ServerCore) -> None:
-    for handle, data, close in core.data_to_send():
-        peer: Peer = handle
-        peer.raw.append(data)
-        for line in data.split(b"\r\n"):
-            if line:
-                peer.inbox.append(parse_message(line.decode()))
-        if close:
-            peer.closed = True
-    for job in core.jobs_to_run():
+    """Deliver output, run operations and requests until nothing is left."""
+    clock = _CLOCKS.get(id(core))
+    for _ in range(100):
+        busy = False
+        for handle, data, close in core.data_to_send():
+            busy = True
+            peer: Peer = handle
+            peer.raw.append(data)
+            for line in data.split(b"\r\n"):
+                if line:
+                    peer.inbox.append(parse_message(line.decode()))
+            if close:
+                peer.closed = True
+        for kind, arg in core.take_requests():
+            busy = True
+            if kind == "rehash":
+                _rehash(core, arg)
+        for op in core.ops_to_run():
+            busy = True
+            try:
+                op.result = op.run()
+            except Exception as exc:  # handed back as the op's error
+                op.error = exc
+            core.op_done(op, clock.now if clock is not None else core.now)
+        if not busy:
+            return
+
+
+def _rehash(core: ServerCore, sess: Session | None) -> None:
+    loader = _LOADERS.get(id(core))
+
+    def run() -> object:
+        if loader is None:
+            return RuntimeError("no configuration file")
         try:
-            job.result = job.run()
-        except Exception as exc:  # noqa: BLE001 - handed back as the job's error
-            job.error = exc
-        core.job_done(job, 0.0)
-        pump(core)
+            return loader()
+        except Exception as exc:
+            return exc
+
+    core.submit(Op(run, lambda result: core.rehash_result(sess, result, core.now), None))
 
 
 def numerics(msgs: list[Message]) -> list[str]:

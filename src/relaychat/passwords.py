@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import os
 
-__all__ = ["hash_password", "verify_password"]
+__all__ = ["DUMMY_HASH", "hash_password", "verify_password"]
 
 _N, _R, _P = 2**14, 8, 1
 
@@ -41,3 +41,10 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+# A well-formed hash of a random password nobody knows: checking against it costs
+# what a real check costs, so a reply cannot tell an unknown name from a bad password.
+DUMMY_HASH = (
+    "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$w5hqzd7vJ2bXh2nq1x5dJX1C4D8m2sFY3rJd2o8pV0Y="
+)

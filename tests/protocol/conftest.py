@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from coreharness import Clock, Peer
+from coreharness import Clock, Peer, new_core
 from relaychat.config import Config, LimitsConfig
-from relaychat.protocol.server import ServerCore
+from relaychat.protocol.core import ServerCore
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def make_core(clock: Clock) -> Callable[..., ServerCore]:
         cfg = config or Config()
         if limits:
             cfg = dataclasses.replace(cfg, limits=dataclasses.replace(LimitsConfig(), **limits))
-        return ServerCore(cfg, now=clock.now)
+        return new_core(cfg, clock)
 
     return make
 

@@ -8,15 +8,15 @@ import random
 
 import pytest
 
-from coreharness import Clock, Peer
+from coreharness import Clock, Peer, new_core
 from relaychat.config import Config, LimitsConfig
-from relaychat.protocol.server import ServerCore
+from relaychat.protocol.core import ServerCore
 
 CHANNELS = ("#a", "#b", "#c")
 
 
 def _core(clock: Clock) -> ServerCore:
-    return ServerCore(Config(limits=LimitsConfig(flood_rate=0.0)), now=clock.now)
+    return new_core(Config(limits=LimitsConfig(flood_rate=0.0)), clock)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -39,7 +39,7 @@ def test_random_turns_deliver_like_a_reference_model(seed: int) -> None:
 
     def feed(n: str, line: str) -> None:
         # straight into the core, without pumping: many operations share one turn
-        core.receive_data(peers[n].session, (line + "\r\n").encode(), clock.now)
+        peers[n].feed((line + "\r\n").encode(), flush=False)
 
     for _ in range(300):
         op = rng.random()
@@ -91,7 +91,7 @@ def test_members_share_one_buffer_for_a_turn_of_channel_messages(clock: Clock) -
         p.take()
         p.raw.clear()
     for i in range(10):
-        core.receive_data(peers[0].session, f"PRIVMSG #c :{i}\r\n".encode(), clock.now)
+        peers[0].feed(f"PRIVMSG #c :{i}\r\n".encode(), flush=False)
     from coreharness import pump
 
     pump(core)

@@ -64,7 +64,7 @@ def test_join_0_parts_every_channel(connect: Connect) -> None:
     a.take()
     a.send("JOIN 0")
     assert [m.command for m in a.take()] == ["PART", "PART"]
-    assert a.session.channels == {}
+    assert a.user.channels == {}
     assert b.take()[0].command == "PART"
 
 
@@ -91,7 +91,7 @@ def test_part_broadcasts_with_reason_and_empty_channel_disappears(connect: Conne
     msg = b.take()[0]
     assert (msg.command, msg.params) == ("PART", ["#c", "bye now"])
     b.send("PART #c")
-    assert a.core.channels == {}
+    assert a.core.registry.channels == {}
 
 
 def test_part_errors(connect: Connect) -> None:
@@ -215,7 +215,7 @@ def test_kick_by_op_removes_the_user(connect: Connect) -> None:
     for p in (a, b):
         msg = p.take()[0]
         assert (msg.command, msg.params) == ("KICK", ["#c", "bob", "behave"])
-    assert b.session.channels == {}
+    assert b.user.channels == {}
 
 
 def test_kick_errors(connect: Connect) -> None:

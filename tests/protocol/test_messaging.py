@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.server import Outgoing, ServerCore
+from relaychat.protocol.core import ServerCore
+from relaychat.protocol.events import USER, Event
 
 Peer = Any
 Connect = Callable[..., Peer]
@@ -47,7 +48,16 @@ def test_channel_message_is_serialised_once_for_all_members(connect: Connect) ->
 
 
 def test_outgoing_serialises_each_variant_once() -> None:
-    out = Outgoing(":a!b@c PRIVMSG #c :hi", 1_700_000_000.5, {"+draft/react": "x"})
+    out = Event(
+        "PRIVMSG",
+        "a!b@c",
+        ["#c", "hi"],
+        time=1_700_000_000.5,
+        msgid="m1",
+        audience=USER,
+        tags={"+draft/react": "x"},
+        trailing=True,
+    )
     plain, timed, tagged, both = (out.for_variant(v) for v in range(4))
     assert plain == b":a!b@c PRIVMSG #c :hi\r\n"
     assert timed.startswith(b"@time=2023-11-14T22:13:20.500Z :a!b@c")

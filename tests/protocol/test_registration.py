@@ -6,9 +6,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from coreharness import new_core, tick
 from relaychat.config import Config, LimitsConfig, ServerConfig
 from relaychat.protocol import numerics as N
-from relaychat.protocol.server import ServerCore
+from relaychat.protocol.core import ServerCore
 
 Peer = Any
 Connect = Callable[..., Peer]
@@ -26,7 +27,7 @@ def test_nick_user_registers_with_001_to_005_lusers_and_motd(connect: Connect) -
     got = cmds(p)
     assert got[:5] == [N.RPL_WELCOME, N.RPL_YOURHOST, N.RPL_CREATED, N.RPL_MYINFO, N.RPL_ISUPPORT]
     assert N.RPL_LUSERCLIENT in got and got[-1] == N.RPL_ENDOFMOTD
-    assert p.session.prefix == "alice!~al@127.0.0.1"
+    assert p.user.prefix == "alice!~al@127.0.0.1"
 
 
 def test_isupport_advertises_the_tokens_clients_need(connect: Connect) -> None:
@@ -169,7 +170,7 @@ def test_server_password_is_required_when_configured(clock: Any) -> None:
     from coreharness import Peer as PeerCls
 
     cfg = Config(server=ServerConfig(password="s3cret"))
-    core = ServerCore(cfg, now=clock.now)
+    core = new_core(cfg, clock)
     bad = PeerCls(core, clock)
     bad.send("NICK bad")
     bad.send("USER b 0 * :B")
@@ -203,13 +204,13 @@ def test_idle_client_gets_ping_and_is_dropped_after_ping_timeout(
     a.take()
     b.take()
     clock.advance(31)
-    core.tick(clock.now)
+    tick(core, clock)
     _pump(core)
     assert [m.command for m in a.take()] == ["PING"]
     b.send("PONG :irc.relaychat.local")
     b.take()
     clock.advance(11)
-    core.tick(clock.now)
+    tick(core, clock)
     _pump(core)
     assert a.closed
     quit_msg = [m for m in b.take() if m.command == "QUIT"]
@@ -226,11 +227,11 @@ def test_unregistered_connection_times_out(
     p = PeerCls(core, clock)
     p.send("NICK slow")
     clock.advance(6)
-    core.tick(clock.now)
+    tick(core, clock)
     _pump(core)
     assert p.closed
     assert "Registration timed out" in p.take()[-1].params[0]
-    assert core.nicks == {}
+    assert core.registry.nicks == {}
 
 
 def test_quit_tells_channel_peers_once_and_closes(connect: Connect) -> None:
@@ -261,7 +262,7 @@ def test_max_connections_per_ip_refuses_the_extra_one(
 
 def test_config_limits_are_applied(clock: Any) -> None:
     limits = dataclasses.replace(LimitsConfig(), nicklen=5)
-    core = ServerCore(Config(limits=limits), now=clock.now)
+    core = new_core(Config(limits=limits), clock)
     from coreharness import Peer as PeerCls
 
     p = PeerCls(core, clock)
@@ -278,9 +279,9 @@ def _pump(core: ServerCore) -> None:
 def test_casemapping_ascii_keeps_brackets_distinct(clock: Any) -> None:
     from coreharness import Peer as PeerCls
 
-    core = ServerCore(
+    core = new_core(
         Config(server=ServerConfig(casemapping="ascii"), limits=LimitsConfig(flood_rate=0.0)),
-        now=clock.now,
+        clock,
     )
     a = PeerCls(core, clock)
     a.register("nick[")
@@ -291,6 +292,6 @@ def test_casemapping_ascii_keeps_brackets_distinct(clock: Any) -> None:
     assert [m.command for m in c.take()] == [N.ERR_NICKNAMEINUSE]
     a.send("JOIN #Chan[")
     b.send("JOIN #chan{")
-    assert len(core.channels) == 2
+    assert len(core.registry.channels) == 2
     a.send("VERSION")
     assert "CASEMAPPING=ascii" in [t for m in a.take() for t in m.params]

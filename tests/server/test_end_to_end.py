@@ -171,7 +171,7 @@ def test_ping_timeout_disconnects_a_silent_client_and_peers_see_quit(
         error = silent.expect("ERROR")
         assert "Ping timeout" in error.params[-1]
         silent.wait_closed()
-        assert server.core.find_nick("silent") is None
+        assert server.core.find_user("silent") is None
     finally:
         silent.close()
         peer.close()

@@ -115,7 +115,7 @@ def test_slow_reader_is_dropped_while_others_keep_receiving(
         # everyone else goes on as before
         flooder.send(f"PRIVMSG #flood :{seq} after")
         assert watcher.expect("PRIVMSG").params[-1] == f"{seq} after"
-        wait_for(lambda: server.core.find_nick("slow") is None, what="slow to be gone")
+        wait_for(lambda: server.core.find_user("slow") is None, what="slow to be gone")
         drain_until_closed(slow.sock)
     finally:
         for c in (slow, flooder, watcher):
@@ -133,7 +133,7 @@ def test_vanished_client_is_cleaned_up_and_peers_see_quit(
         peer.register("peer")
         peer.join("#room")
         sessions_before = len(server.core.sessions)
-        registered_before = server.core.registered_count
+        registered_before = server.core.registry.registered_count
         conns_before = open_connections(server, engine)
         threads_before = conn_threads()
 
@@ -151,8 +151,8 @@ def test_vanished_client_is_cleaned_up_and_peers_see_quit(
         quit_ = peer.expect("QUIT")
         assert quit_.source is not None and quit_.source.startswith("gone!")
         wait_for(lambda: len(server.core.sessions) == sessions_before, what="session removal")
-        assert server.core.registered_count == registered_before
-        assert server.core.find_nick("gone") is None
+        assert server.core.registry.registered_count == registered_before
+        assert server.core.find_user("gone") is None
         wait_for(lambda: open_connections(server, engine) == conns_before, what="socket closed")
         # a reader thread that spun on a dead socket would never end
         wait_for(lambda: conn_threads() == threads_before, what="the reader thread to end")
@@ -355,7 +355,7 @@ def test_registration_timeout_closes_a_client_that_never_registers(
         error = lurker.expect("ERROR", timeout=5)
         assert "Registration timed out" in error.params[-1]
         lurker.wait_closed()
-        assert server.core.nicks.get("lurker") is None
+        assert server.core.registry.nicks.get("lurker") is None
         member.send("PING :registered-stay")
         assert member.expect("PONG").params[-1] == "registered-stay"
     finally:

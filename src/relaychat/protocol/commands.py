@@ -1,89 +1,240 @@
 """The command table: for each command, its handler, how many parameters it
-needs, whether it is allowed before registration and whether only operators may
-run it. ``ServerCore.dispatch`` checks these once for every command, so handlers
-start from a message that already passed them.
+needs, whether it is allowed before registration, whether only operators may
+run it, and its HELP text. ``ServerCore.dispatch`` checks these once for every
+command, so handlers start from a message that already passed them.
+
+This is where the core meets the handlers: :func:`build_core` gives a core its
+table (the core module itself imports no handler).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from relaychat.protocol.handlers import channel, info, messaging, modes, oper, registration
+from relaychat.protocol.core import CommandSpec, Handler, ServerCore
+from relaychat.protocol.handlers import (
+    channel,
+    messaging,
+    modes,
+    oper,
+    registration,
+    serverinfo,
+    users,
+    who,
+)
 
 if TYPE_CHECKING:
-    from relaychat.protocol.message import Message
-    from relaychat.protocol.server import ServerCore
-    from relaychat.protocol.state import Session
+    from relaychat.config import Config
+    from relaychat.protocol.timebase import Now
 
-Handler = Callable[["ServerCore", "Session", "Message", float], None]
-
-__all__ = ["COMMANDS", "CommandSpec"]
-
-
-@dataclass(frozen=True, slots=True)
-class CommandSpec:
-    handler: Handler
-    min_params: int = 0
-    before_registration: bool = False
-    oper_only: bool = False
-    resets_idle: bool = False  # counts as activity for WHOIS idle time
+__all__ = ["COMMANDS", "build_core"]
 
 
 def _c(
     handler: Handler,
-    min_params: int = 0,
+    min_params: int,
+    syntax: str,
+    help: str,
     *,
     pre: bool = False,
     oper_only: bool = False,
     idle: bool = False,
 ) -> CommandSpec:
-    return CommandSpec(handler, min_params, pre, oper_only, idle)
+    return CommandSpec(handler, min_params, pre, oper_only, idle, syntax, help)
 
 
 COMMANDS: dict[str, CommandSpec] = {
     # connection registration
-    "CAP": _c(registration.handle_cap, 1, pre=True),
-    "PASS": _c(registration.handle_pass, 1, pre=True),
-    "NICK": _c(registration.handle_nick, 0, pre=True),
-    "USER": _c(registration.handle_user, 4, pre=True),
-    "PING": _c(registration.handle_ping, 1, pre=True),
-    "PONG": _c(registration.handle_pong, 0, pre=True),
-    "QUIT": _c(registration.handle_quit, 0, pre=True),
+    "CAP": _c(
+        registration.handle_cap,
+        1,
+        "CAP <LS|LIST|REQ|END> [...]",
+        "Negotiate IRCv3 client capabilities.",
+        pre=True,
+    ),
+    "PASS": _c(
+        registration.handle_pass,
+        1,
+        "PASS <password>",
+        "Give the connection password before registering.",
+        pre=True,
+    ),
+    "NICK": _c(registration.handle_nick, 0, "NICK <nick>", "Set or change your nick.", pre=True),
+    "USER": _c(
+        registration.handle_user,
+        4,
+        "USER <username> 0 * <realname>",
+        "Give your username and real name.",
+        pre=True,
+    ),
+    "PING": _c(
+        registration.handle_ping,
+        1,
+        "PING <token>",
+        "Ask the server to answer PONG with the token.",
+        pre=True,
+    ),
+    "PONG": _c(
+        registration.handle_pong,
+        0,
+        "PONG [<server>] <token>",
+        "Answer a PING from the server.",
+        pre=True,
+    ),
+    "QUIT": _c(
+        registration.handle_quit, 0, "QUIT [<reason>]", "Disconnect from the server.", pre=True
+    ),
     # channels
-    "JOIN": _c(channel.handle_join, 1, idle=True),
-    "PART": _c(channel.handle_part, 1),
-    "TOPIC": _c(channel.handle_topic, 1),
-    "NAMES": _c(channel.handle_names, 0),
-    "LIST": _c(channel.handle_list, 0),
-    "KICK": _c(channel.handle_kick, 2),
-    "INVITE": _c(channel.handle_invite, 2),
-    "MODE": _c(modes.handle_mode, 1),
+    "JOIN": _c(
+        channel.handle_join,
+        1,
+        "JOIN <channel>{,<channel>} [<key>{,<key>}]",
+        "Join channels; JOIN 0 parts all.",
+        idle=True,
+    ),
+    "PART": _c(channel.handle_part, 1, "PART <channel>{,<channel>} [<reason>]", "Leave channels."),
+    "TOPIC": _c(
+        channel.handle_topic, 1, "TOPIC <channel> [<topic>]", "Show or set a channel's topic."
+    ),
+    "NAMES": _c(channel.handle_names, 0, "NAMES [<channel>]", "List the users of a channel."),
+    "LIST": _c(
+        channel.handle_list,
+        0,
+        "LIST [<mask>{,<mask>}] [<condition>{,<condition>}]",
+        "List channels with their user counts and topics (ELIST C M N T U).",
+    ),
+    "KICK": _c(
+        channel.handle_kick,
+        2,
+        "KICK <channel> <nick>{,<nick>} [<reason>]",
+        "Remove users from a channel (ops).",
+    ),
+    "INVITE": _c(
+        channel.handle_invite,
+        2,
+        "INVITE <nick> <channel>",
+        "Invite a user to a channel (ops: lets them past +i, +l and +b, once).",
+    ),
+    "MODE": _c(
+        modes.handle_mode,
+        1,
+        "MODE <target> [<modes> [<args>...]]",
+        "Show or change user modes (+i +w) or channel modes (+beIklmnstov).",
+    ),
     # messages
-    "PRIVMSG": _c(messaging.handle_privmsg, 0, idle=True),
-    "NOTICE": _c(messaging.handle_notice, 0, idle=True),
-    "TAGMSG": _c(messaging.handle_tagmsg, 1),
-    # queries and information
-    "AWAY": _c(info.handle_away, 0),
-    "ISON": _c(info.handle_ison, 1),
-    "USERHOST": _c(info.handle_userhost, 1),
-    "WHO": _c(info.handle_who, 0),
-    "WHOIS": _c(info.handle_whois, 1),
-    "WHOWAS": _c(info.handle_whowas, 1),
-    "SETNAME": _c(info.handle_setname, 1),
-    "MOTD": _c(info.handle_motd, 0),
-    "LUSERS": _c(info.handle_lusers, 0),
-    "VERSION": _c(info.handle_version, 0),
-    "TIME": _c(info.handle_time, 0),
-    "INFO": _c(info.handle_info, 0),
-    "ADMIN": _c(info.handle_admin, 0),
-    "LINKS": _c(info.handle_links, 0),
-    "HELP": _c(info.handle_help, 0),
+    "PRIVMSG": _c(
+        messaging.handle_privmsg,
+        0,
+        "PRIVMSG <target>{,<target>} <text>",
+        "Send a message to users or channels.",
+        idle=True,
+    ),
+    "NOTICE": _c(
+        messaging.handle_notice,
+        0,
+        "NOTICE <target>{,<target>} <text>",
+        "Send a notice; never auto-answered.",
+        idle=True,
+    ),
+    "TAGMSG": _c(
+        messaging.handle_tagmsg,
+        1,
+        "TAGMSG <target>",
+        "Send only message tags (message-tags capability).",
+    ),
+    # users
+    "AWAY": _c(
+        users.handle_away,
+        0,
+        "AWAY [<message>]",
+        "Mark yourself away with a message; without one, back.",
+    ),
+    "ISON": _c(
+        users.handle_ison, 1, "ISON <nick>{ <nick>}", "Ask which of the given nicks are online."
+    ),
+    "USERHOST": _c(
+        users.handle_userhost, 1, "USERHOST <nick>{ <nick>}", "Show user@host of up to five nicks."
+    ),
+    "SETNAME": _c(
+        users.handle_setname, 1, "SETNAME <realname>", "Change your real name (setname capability)."
+    ),
+    "WHO": _c(
+        who.handle_who,
+        0,
+        "WHO <mask> [o][%<fields>[,<token>]]",
+        "List users matching a channel or a mask; o: operators only.",
+    ),
+    "WHOIS": _c(who.handle_whois, 1, "WHOIS [<server>] <nick>", "Show details about a user."),
+    "WHOWAS": _c(
+        who.handle_whowas,
+        1,
+        "WHOWAS <nick> [<count>]",
+        "Show details about a nick no longer in use.",
+    ),
+    # the server
+    "MOTD": _c(serverinfo.handle_motd, 0, "MOTD [<server>]", "Show the message of the day."),
+    "LUSERS": _c(
+        serverinfo.handle_lusers,
+        0,
+        "LUSERS",
+        "Show how many users, operators and channels there are.",
+    ),
+    "VERSION": _c(
+        serverinfo.handle_version,
+        0,
+        "VERSION [<server>]",
+        "Show the server version and its ISUPPORT tokens.",
+    ),
+    "TIME": _c(serverinfo.handle_time, 0, "TIME [<server>]", "Show the server's local time."),
+    "INFO": _c(serverinfo.handle_info, 0, "INFO", "Show information about this server software."),
+    "ADMIN": _c(
+        serverinfo.handle_admin,
+        0,
+        "ADMIN [<server>]",
+        "Show who runs this server and how to reach them.",
+    ),
+    "LINKS": _c(
+        serverinfo.handle_links, 0, "LINKS", "List the servers of this network (just this one)."
+    ),
+    "HELP": _c(
+        serverinfo.handle_help,
+        0,
+        "HELP [<subject>]",
+        "Show help on a command, or list the commands.",
+    ),
     # operators
-    "OPER": _c(oper.handle_oper, 2),
-    "KILL": _c(oper.handle_kill, 2, oper_only=True),
-    "WALLOPS": _c(oper.handle_wallops, 1, oper_only=True),
-    "REHASH": _c(oper.handle_rehash, 0, oper_only=True),
-    "DIE": _c(oper.handle_die, 0, oper_only=True),
+    "OPER": _c(oper.handle_oper, 2, "OPER <name> <password>", "Become an IRC operator."),
+    "KILL": _c(
+        oper.handle_kill,
+        2,
+        "KILL <nick> <reason>",
+        "Operators only: disconnect a user.",
+        oper_only=True,
+    ),
+    "WALLOPS": _c(
+        oper.handle_wallops,
+        1,
+        "WALLOPS <text>",
+        "Operators only: message every user with +w.",
+        oper_only=True,
+    ),
+    "REHASH": _c(
+        oper.handle_rehash,
+        0,
+        "REHASH",
+        "Operators only: reload the configuration file.",
+        oper_only=True,
+    ),
+    "DIE": _c(
+        oper.handle_die,
+        0,
+        "DIE [<reason>]",
+        "Operators only: shut the server down.",
+        oper_only=True,
+    ),
 }
+
+
+def build_core(config: Config, now: Now, msgid_prefix: str = "rc") -> ServerCore:
+    """A core with the full command table."""
+    return ServerCore(config, COMMANDS, now, msgid_prefix)

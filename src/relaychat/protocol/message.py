@@ -22,6 +22,9 @@ __all__ = [
     "escape_tag_value",
     "unescape_tag_value",
     "truncate_utf8",
+    "MessageSerializeError",
+    "valid_middle",
+    "valid_trailing",
 ]
 
 
@@ -184,3 +187,17 @@ def split_source(source: str) -> tuple[str, str | None, str | None]:
         return nick, user, (host if at else None)
     nick, at, host = source.partition("@")
     return nick, None, (host if at else None)
+
+
+class MessageSerializeError(ValueError):
+    """We were about to emit a line that is not a well-formed message (a local bug)."""
+
+
+def valid_trailing(param: str) -> bool:
+    """A last parameter: anything but CR, LF and NUL."""
+    return not ("\r" in param or "\n" in param or "\x00" in param)
+
+
+def valid_middle(param: str) -> bool:
+    """A middle parameter: non-empty, no space, no leading ':', no CR/LF/NUL."""
+    return bool(param) and param[0] != ":" and " " not in param and valid_trailing(param)

@@ -1,8 +1,15 @@
-"""The data the server core keeps: sessions (connections) and channels.
+"""The data the core keeps: users, their connections (sessions) and channels.
 
 Plain classes with ``__slots__`` (there may be tens of thousands of sessions, so
-every byte per session counts). No behaviour beyond small accessors: the rules
-live in the handlers, the bookkeeping in :mod:`relaychat.protocol.server`.
+every byte per session counts) and no rules: the rules live in the handlers,
+ownership (who may change what) in :mod:`relaychat.protocol.registry`, delivery in
+:mod:`relaychat.protocol.output`.
+
+A :class:`User` is a person on the network: nick, ident, host, modes, channels.
+A :class:`Session` is one connection: capabilities, queues, flood bucket,
+timers. A user has one session today; the seam is there for a user with several
+connections (one account, several devices) and for a user on another node (no
+local session at all). Channel membership is keyed by :class:`User`.
 """
 
 from __future__ import annotations
@@ -10,14 +17,78 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from relaychat.protocol.framing import LineBuffer
-
-__all__ = ["Session", "Channel", "ListEntry", "WhowasEntry", "CAP_SERVER_TIME", "CAP_MESSAGE_TAGS"]
+__all__ = [
+    "CAP_MESSAGE_TAGS",
+    "CAP_SERVER_TIME",
+    "Channel",
+    "Invite",
+    "ListEntry",
+    "Session",
+    "User",
+    "WhowasEntry",
+]
 
 # bits of Session.variant: the capabilities that change how a relayed message is
 # serialised; a message is serialised once per variant in use, not once per member.
 CAP_SERVER_TIME = 1
 CAP_MESSAGE_TAGS = 2
+
+
+class User:
+    """A person on the network, apart from the connection(s) they use."""
+
+    __slots__ = (
+        "uid",
+        "nick",
+        "nick_folded",
+        "ident",
+        "host",
+        "ip",
+        "realname",
+        "modes",
+        "away",
+        "oper_name",
+        "channels",
+        "sessions",
+        "invites",
+        "registered",
+        "signon",
+        "idle_since",
+        "account",
+        "prefix",
+        "__weakref__",
+    )
+
+    def __init__(self, uid: int, ip: str, host: str) -> None:
+        self.uid = uid
+        self.nick: str | None = None
+        self.nick_folded: str | None = None
+        self.ident: str | None = None
+        self.host = host
+        self.ip = ip
+        self.realname = ""
+        self.modes = ""  # user modes, sorted letters, e.g. "iw"
+        self.away: str | None = None
+        self.oper_name: str | None = None
+        self.channels: dict[str, Channel] = {}  # folded name -> channel
+        self.sessions: list[Session] = []  # local connections (none for a remote user)
+        self.invites: dict[int, Invite] | None = None  # channel instance id -> invite
+        self.registered = False
+        self.signon = 0.0  # wall time of registration
+        self.idle_since = 0.0  # monotonic time of the last message (WHOIS idle)
+        self.account: str | None = None
+        self.prefix = "*!*@" + host  # nick!ident@host, kept in step by the registry
+
+    @property
+    def name(self) -> str:
+        """The nick for numerics, ``*`` before one is set."""
+        return self.nick or "*"
+
+    def update_prefix(self) -> None:
+        self.prefix = f"{self.nick or '*'}!{self.ident or '*'}@{self.host}"
+
+    def __repr__(self) -> str:
+        return f"<User {self.uid} {self.nick or '*'}>"
 
 
 class Session:
@@ -27,99 +98,97 @@ class Session:
         "conn_id",
         "handle",
         "ip",
-        "host",
-        "nick",
-        "nick_folded",
         "user",
-        "realname",
-        "registered",
         "got_user",
         "password_ok",
         "cap_negotiating",
         "cap_version",
         "caps",
         "variant",
-        "modes",
-        "away",
-        "oper_name",
-        "channels",
         "out",
+        "queued",
+        "backlog",
         "closing",
         "connected_at",
         "last_active",
-        "idle_since",
         "ping_sent",
-        "framer",
         "tokens",
         "tokens_at",
         "inq",
         "inq_bytes",
         "busy",
-        "invited",
+        "drain_at",
         "__weakref__",
     )
 
-    def __init__(self, conn_id: int, ip: str, now: float, framer: LineBuffer) -> None:
+    def __init__(self, conn_id: int, ip: str, user: User, now_mono: float) -> None:
         self.conn_id = conn_id
         self.handle: Any = None  # the transport's object for this connection; opaque here
         self.ip = ip
-        # a host that starts with ':' (IPv6 "::1") would break the message grammar
-        self.host = "0" + ip if ip.startswith(":") else ip
-        self.nick: str | None = None
-        self.nick_folded: str | None = None
-        self.user: str | None = None
-        self.realname = ""
-        self.registered = False
+        self.user = user
         self.got_user = False
         self.password_ok = False
         self.cap_negotiating = False
         self.cap_version = 0
         self.caps: frozenset[str] = frozenset()
         self.variant = 0
-        self.modes: str = ""  # user modes, e.g. "iw"
-        self.away: str | None = None
-        self.oper_name: str | None = None
-        self.channels: dict[str, Channel] = {}  # folded name -> channel
         # pending output: bytes, or slices of a channel's batch for this turn;
         # non-empty means "in the dirty list"
         self.out: list[Any] = []
+        self.queued = 0  # bytes in ``out`` (slices of shared batches not counted)
+        self.backlog = 0  # bytes the transport holds unsent, as it last told us
         self.closing: str | None = None
-        self.connected_at = now
-        self.last_active = now
-        self.idle_since = now
+        self.connected_at = now_mono
+        self.last_active = now_mono
         self.ping_sent: float | None = None
-        self.framer = framer
         self.tokens = 0.0
-        self.tokens_at = now
-        self.inq: deque[bytes] | None = None  # lines waiting for flood tokens or a job
+        self.tokens_at = now_mono
+        self.inq: deque[bytes | None] | None = None  # lines waiting for flood tokens or an op
         self.inq_bytes = 0
-        self.busy = False  # a blocking job (e.g. password check) is running for it
-        self.invited: set[str] | None = None  # folded channel names
+        self.busy = False  # an ordered operation (e.g. a password check) is running
+        self.drain_at: float | None = None  # when a drain timer is due
+
+    @property
+    def registered(self) -> bool:
+        return self.user.registered
+
+    @property
+    def nick(self) -> str | None:
+        return self.user.nick
 
     @property
     def name(self) -> str:
-        """The nick for numerics, ``*`` before one is set."""
-        return self.nick or "*"
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.nick}!{self.user}@{self.host}"
+        return self.user.nick or "*"
 
     def __repr__(self) -> str:
-        return f"<Session {self.conn_id} {self.nick or '*'}>"
+        return f"<Session {self.conn_id} {self.user.nick or '*'}>"
 
 
 class ListEntry:
-    __slots__ = ("mask", "setter", "set_at")
+    __slots__ = ("mask", "folded", "setter", "set_at")
 
-    def __init__(self, mask: str, setter: str, set_at: float) -> None:
+    def __init__(self, mask: str, folded: str, setter: str, set_at: float) -> None:
         self.mask = mask
+        self.folded = folded
         self.setter = setter
         self.set_at = set_at
 
 
+class Invite:
+    """An invitation to one channel *instance*: single use, expiring."""
+
+    __slots__ = ("channel_id", "channel_name", "inviter", "expires")
+
+    def __init__(self, channel_id: int, channel_name: str, inviter: str, expires: float) -> None:
+        self.channel_id = channel_id
+        self.channel_name = channel_name
+        self.inviter = inviter
+        self.expires = expires  # monotonic
+
+
 class Channel:
     __slots__ = (
+        "cid",
         "name",
         "folded",
         "members",
@@ -134,12 +203,13 @@ class Channel:
         "batch",
     )
 
-    def __init__(self, name: str, folded: str, now: float) -> None:
+    def __init__(self, cid: int, name: str, folded: str, created: float) -> None:
+        self.cid = cid  # unique per channel instance: a re-created channel gets a new one
         self.name = name
         self.folded = folded
         # member -> status letters it holds, in rank order ("o", "v", "ov" or "")
-        self.members: dict[Session, str] = {}
-        self.created = now
+        self.members: dict[User, str] = {}
+        self.created = created  # wall
         self.topic = ""
         self.topic_setter = ""
         self.topic_time = 0.0
@@ -148,20 +218,24 @@ class Channel:
         self.limit: int | None = None
         # list modes: "b" bans, "e" ban exceptions, "I" invite exceptions
         self.lists: dict[str, list[ListEntry]] = {"b": [], "e": [], "I": []}
-        self.batch: Any = None  # this turn's ChannelBatch (relaychat.protocol.server)
+        self.batch: Any = None  # this turn's ChannelBatch (relaychat.protocol.output)
 
-    def is_op(self, sess: Session) -> bool:
-        return "o" in self.members.get(sess, "")
+    def is_op(self, user: User) -> bool:
+        return "o" in self.members.get(user, "")
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.cid} {self.name}>"
 
 
 class WhowasEntry:
-    __slots__ = ("nick", "user", "host", "realname", "server", "when")
+    __slots__ = ("nick", "folded", "ident", "host", "realname", "server", "when")
 
     def __init__(
-        self, nick: str, user: str, host: str, realname: str, server: str, when: float
+        self, nick: str, folded: str, ident: str, host: str, realname: str, server: str, when: float
     ) -> None:
         self.nick = nick
-        self.user = user
+        self.folded = folded
+        self.ident = ident
         self.host = host
         self.realname = realname
         self.server = server

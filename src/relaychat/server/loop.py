@@ -3,17 +3,15 @@
 Theory of operation
 -------------------
 Each connection is an ``asyncio.Protocol`` (:class:`_Connection`); its callbacks
-feed the :class:`~relaychat.protocol.server.ServerCore` and ask for one flush per
-loop turn (``call_soon``). The flush takes ``core.data_to_send()``: every
-connection's pending lines joined into one buffer, written with one
-``transport.write`` — coalesced, and a channel message was serialised only once.
+feed the :class:`~relaychat.server.driver.Driver` and ask for one flush per loop
+turn (``call_soon``). The flush writes every connection's pending lines with one
+``transport.write`` each: coalesced, and a channel message was serialised only
+once. A write never blocks: asyncio buffers what the socket does not take, and
+the driver drops a client whose buffer passes SendQ.
 
-A write never blocks: asyncio buffers what the socket does not take. When a
-connection's buffer passes ``limits.sendq`` the client is dropped with
-``Max SendQ exceeded`` and everyone else goes on. Blocking work from the core
-(password hashes, reloading the config) runs in the default executor; its
-result comes back on the loop. Everything here runs on the loop's thread only,
-so the core needs no lock.
+Operations (password hashes, reloading the config) run in the default executor
+and come back on the loop. Timers: one ``call_later`` for the driver's next
+deadline. Everything here runs on the loop's thread, so the core needs no lock.
 """
 
 from __future__ import annotations
@@ -23,23 +21,31 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from relaychat.config import Config
-from relaychat.protocol.server import Job, ServerCore
+from relaychat.protocol.ops import Op
+from relaychat.server.driver import Driver
+from relaychat.server.listen import open_listeners, tune_socket
 
-__all__ = ["LoopServer", "new_event_loop", "tune_socket"]
+if TYPE_CHECKING:
+    from relaychat.config import Config
+
+__all__ = ["LoopServer", "new_event_loop"]
 
 log = logging.getLogger("relaychat.loop")
 
+_HIGH_WATER = 64 * 1024  # resume_writing tells the core the backlog drained
+
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "session")
+    __slots__ = ("server", "transport", "session", "framer", "closed", "__weakref__")
 
     def __init__(self, server: LoopServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.session: Any = None
+        self.framer: Any = None
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but quack alike
@@ -49,43 +55,35 @@ class _Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             tune_socket(sock)
+        try:
+            transport.set_write_buffer_limits(high=_HIGH_WATER)  # type: ignore[attr-defined]
+        except (AttributeError, ValueError):
+            pass
         srv = self.server
         srv.connections.add(self)
-        self.session = srv.core.connect(ip, time.time(), handle=self)
+        srv.driver.accepted(self, ip)
         srv.schedule_flush()
 
     def data_received(self, data: bytes) -> None:
         srv = self.server
-        srv.core.receive_data(self.session, data, time.time())
+        srv.driver.data_received(self, data)
         srv.schedule_flush()
 
     def eof_received(self) -> bool:
         return False  # close our side too
 
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.server.driver.wrote(self, self.transport.get_write_buffer_size(), False)
+
     def connection_lost(self, exc: Exception | None) -> None:
         srv = self.server
         srv.connections.discard(self)
         reason = "Connection closed" if exc is None else f"Read error: {_reason(exc)}"
-        srv.core.connection_lost(self.session, reason, time.time())
+        srv.driver.connection_lost(self, reason)
         srv.schedule_flush()
         if not srv.connections and srv._all_closed is not None:
             srv._all_closed.set()
-
-
-# The kernel's send buffer is capped so that SendQ is the real bound: left to
-# autotuning, Linux lets one stuck reader pin up to tcp_wmem's maximum (4 MiB).
-SOCKET_SNDBUF = 128 * 1024
-
-
-def tune_socket(sock: socket.socket) -> None:
-    """TCP_NODELAY (lines go out as soon as a turn ends) and a bounded send buffer."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF)
-    except OSError:
-        pass
 
 
 def _reason(exc: BaseException) -> str:
@@ -95,50 +93,49 @@ def _reason(exc: BaseException) -> str:
 
 
 class LoopServer:
-    """Serve one :class:`ServerCore` on an asyncio loop.
+    """Serve one core on an asyncio loop.
 
-    ``await start()`` binds (port 0 picks a free port: read ``.port``), then
-    ``await serve_forever()`` until ``request_stop()`` (thread-safe) or DIE.
+    ``await start()`` binds every listener (port 0 picks a free port: read
+    ``.port``, the first listener's), then ``await serve_forever()`` until
+    ``request_stop()`` (thread-safe) or DIE.
     """
 
     def __init__(self, config: Config, config_loader: Callable[[], Config] | None = None) -> None:
         self.config = config
-        self.core = ServerCore(config, config_loader=config_loader)
+        self.driver = Driver(config, self, config_loader)
+        self.core = self.driver.core
         self.connections: set[_Connection] = set()
         self.port = 0
+        self.ports: list[int] = []
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._flush_scheduled = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = "Server shutting down"
         self._all_closed: asyncio.Event | None = None
-        self._ticker: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
 
-    async def start(self, sock: socket.socket | None = None) -> None:
+    async def start(self, socks: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        cfg = self.config.server
-        if sock is not None:
-            self._server = await self.loop.create_server(
+        socks = socks if socks is not None else open_listeners(self.config)
+        for sock in socks:
+            server = await self.loop.create_server(
                 lambda: _Connection(self), sock=sock, backlog=4096
             )
-        else:
-            self._server = await self.loop.create_server(
-                lambda: _Connection(self), cfg.host, cfg.port, backlog=4096, reuse_address=True
-            )
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ticker = self.loop.call_later(1.0, self._tick)
-        log.info(
-            "listening on %s:%d (engine: loop, %s)",
-            cfg.host,
-            self.port,
-            type(self.loop).__module__.split(".")[0],
-        )
+            self._servers.append(server)
+            self.ports.append(sock.getsockname()[1])
+        self.port = self.ports[0]
+        kind = type(self.loop).__module__.split(".")[0]
+        for sock in socks:
+            addr = sock.getsockname()
+            log.info("listening on %s port %d (engine: loop, %s)", addr[0], addr[1], kind)
 
     async def serve_forever(self) -> None:
         assert self._stop is not None
         await self._stop.wait()
-        await self.close(self._stop_reason)
+        await self.close_all(self._stop_reason)
 
     def request_stop(self, reason: str = "Server shutting down") -> None:
         """Stop serving; safe to call from any thread or a signal handler."""
@@ -148,21 +145,20 @@ class LoopServer:
 
     def request_rehash(self) -> None:
         """Reload the configuration file (SIGHUP); safe from any thread."""
-        from relaychat.protocol.handlers.oper import start_rehash
 
         def go() -> None:
-            start_rehash(self.core, None)
+            self.driver.start_rehash(None)
             self.schedule_flush()
 
         self.loop.call_soon_threadsafe(go)
 
-    async def close(self, reason: str) -> None:
+    async def close_all(self, reason: str) -> None:
         """ERROR to every client, close all sockets; returns within about 2 s."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-        if self._server is not None:
-            self._server.close()
-        self.core.shutdown(reason, time.time())
+        if self._timer is not None:
+            self._timer.cancel()
+        for server in self._servers:
+            server.close()
+        self.driver.shutdown(reason)
         self.flush()
         if self.connections:
             self._all_closed = asyncio.Event()
@@ -172,12 +168,49 @@ class LoopServer:
                 for conn in list(self.connections):
                     if conn.transport is not None:
                         conn.transport.abort()
-        if self._server is not None:
+        for server in self._servers:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 0.3)
+                await asyncio.wait_for(server.wait_closed(), 0.3)
             except TimeoutError:
                 pass
         log.info("stopped: %s", reason)
+
+    # ------------------------------------------------- engine primitives
+    def write(self, conn: _Connection, data: bytes) -> int:
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            return 0
+        transport.write(data)
+        return transport.get_write_buffer_size()
+
+    def backlog(self, conn: _Connection) -> int:
+        transport = conn.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def close(self, conn: _Connection) -> None:
+        if conn.transport is not None:
+            conn.transport.close()
+
+    def abort(self, conn: _Connection) -> None:
+        if conn.transport is not None:
+            conn.transport.abort()
+
+    def run_op(self, op: Op) -> None:
+        fut = self.loop.run_in_executor(None, op.run)
+        fut.add_done_callback(lambda f, op=op: self._op_finished(op, f))  # type: ignore[misc]
+
+    def set_timer(self, when: float) -> None:
+        if self._timer_at is not None and self._timer_at <= when and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_later(max(0.0, when - time.monotonic()), self._on_timer)
+
+    def stop(self, reason: str) -> None:
+        self._stop_reason = reason
+        if self._stop is not None:
+            self._stop.set()
 
     # ------------------------------------------------------------ internals
     def schedule_flush(self) -> None:
@@ -186,47 +219,23 @@ class LoopServer:
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write every connection's pending output (one write each) and start jobs."""
         self._flush_scheduled = False
-        core = self.core
-        sendq = core.limits.sendq
-        for _ in range(4):  # a SendQ drop queues QUITs for others: flush those too
-            batch = core.data_to_send()
-            if not batch:
-                break
-            for conn, data, close in batch:
-                transport = conn.transport
-                if transport is None or transport.is_closing():
-                    continue
-                transport.write(data)
-                if close:
-                    if transport.get_write_buffer_size():
-                        self.loop.call_later(2.0, transport.abort)
-                    transport.close()
-                elif transport.get_write_buffer_size() > sendq:
-                    core.disconnect(conn.session, "Max SendQ exceeded", time.time())
-                    transport.abort()
-        jobs = core.jobs_to_run()
-        for job in jobs:
-            fut = self.loop.run_in_executor(None, job.run)
-            fut.add_done_callback(lambda f, job=job: self._job_finished(job, f))  # type: ignore[misc]
-        if core.stop_requested is not None and self._stop is not None:
-            self._stop_reason = core.stop_requested
-            self._stop.set()
+        self.driver.flush_inline()
 
-    def _job_finished(self, job: Job, fut: asyncio.Future[Any]) -> None:
+    def _op_finished(self, op: Op, fut: asyncio.Future[Any]) -> None:
         exc = fut.exception()
         if exc is not None:
-            job.error = exc
+            op.error = exc
         else:
-            job.result = fut.result()
-        self.core.job_done(job, time.time())
+            op.result = fut.result()
+        self.driver.op_finished(op)
         self.schedule_flush()
 
-    def _tick(self) -> None:
-        self.core.tick(time.time())
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.driver.on_timer()
         self.flush()
-        self._ticker = self.loop.call_later(1.0, self._tick)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

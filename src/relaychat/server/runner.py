@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from relaychat.config import Config
-from relaychat.protocol.server import ServerCore
+from relaychat.protocol.core import ServerCore
 
 __all__ = ["RunningServer", "serve", "start_in_thread", "raise_fd_limit"]
 

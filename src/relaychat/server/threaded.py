@@ -4,26 +4,35 @@ Theory of operation
 -------------------
 Threads:
 
-* the **acceptor** (``serve_forever``'s caller) accepts connections and starts
-  one **reader thread** per connection (a small stack: 256 KiB);
-* each reader blocks in ``recv``; ``b""`` (EOF) or an error ends it — it never
-  spins on a dead socket; it feeds the bytes to the core;
-* one **writer thread** waits (``selectors``) on the sockets whose output the
-  kernel did not take at once, and finishes those writes;
-* one **ticker thread** drives ``core.tick`` every second and runs jobs
-  (password hashes) in a small pool.
+* the **acceptor** (``serve_forever``'s caller) accepts on every listener and
+  starts one **reader thread** per connection (a small stack: 256 KiB);
+* each reader blocks in ``recv``; ``b""`` (EOF) or an error ends it (it never
+  spins on a dead socket); it feeds the bytes to the driver under the core
+  lock, and on the way out always reports the connection lost (so no ghost
+  user stays in its channels, whatever went wrong) and closes its socket;
+* one **service thread** finishes writes the kernel did not take at once
+  (``selectors``), and runs the driver's timers (PING, timeouts, flood queues,
+  close deadlines) when they are due;
+* a small pool runs operations (password hashes, reloading the config).
 
-Locks (``conn.wlock`` may be held while taking ``self.lock``, never the reverse):
+Locks (``flush_lock`` may be held while taking ``lock``, never the reverse):
 
-1. ``self.lock`` guards the :class:`ServerCore` and every ``_Conn.pending``.
-   Whoever calls the core holds it, then moves ``core.data_to_send()`` into the
-   connections' ``pending`` lists *before* releasing it, so output keeps the
-   order the core made it in.
-2. ``_Conn.wlock`` serialises writes to one socket. Writers take everything in
-   ``pending`` (under lock 1, briefly) and send it with ``MSG_DONTWAIT``: one
-   system call for all of a turn's lines (coalesced), never blocking on a slow
-   reader. What the kernel does not take waits for the writer thread. Past
-   ``limits.sendq`` bytes waiting, the client is dropped (``Max SendQ exceeded``).
+1. ``lock`` guards the driver and the core. A reader holds it only while the
+   core handles its lines: no system call happens under it.
+2. ``flush_lock`` guards every socket write and each connection's unsent
+   ``backlog``. Output is *combined*: after its turn a reader tries to take
+   ``flush_lock``; if another thread is flushing, it leaves, and that thread
+   picks its output up on its next pass. The flusher takes all the core's
+   output at once (under ``lock``, briefly), writes it without ``lock``
+   (``MSG_DONTWAIT``: one system call per connection, never blocking), and
+   loops while turns keep producing output. Under load many turns share one
+   pass, so 10,000 readers do not mean 10,000 passes over 10,000 sockets.
+   What the kernel does not take is kept as a list of buffers (no copying) for
+   the service thread, and counts toward SendQ.
+
+A socket's file descriptor is closed only by its reader thread, under
+``flush_lock``, so a write can never hit a reused descriptor; ``abort`` only
+shuts the socket down, which wakes the reader.
 """
 
 from __future__ import annotations
@@ -34,13 +43,17 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from relaychat.config import Config
-from relaychat.protocol.server import Job, ServerCore
-from relaychat.server.loop import tune_socket
+from relaychat.protocol.ops import Op
+from relaychat.server.driver import Driver
+from relaychat.server.listen import open_listeners, tune_socket
+
+if TYPE_CHECKING:
+    from relaychat.config import Config
 
 __all__ = ["ThreadedServer"]
 
@@ -48,17 +61,20 @@ log = logging.getLogger("relaychat.threads")
 
 STACK_SIZE = 256 * 1024
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
+_IOV_MAX = 64
+_ACCEPT_WARN_INTERVAL = 10.0
 
 
 class _Conn:
     __slots__ = (
         "sock",
         "session",
-        "pending",
-        "backlog",
-        "wlock",
-        "closing",
+        "framer",
         "closed",
+        "dead",
+        "backlog",
+        "backlog_bytes",
+        "close_when_drained",
         "watched",
         "thread",
         "__weakref__",
@@ -67,25 +83,29 @@ class _Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.session: Any = None
-        self.pending: list[bytes] = []  # guarded by ThreadedServer.lock
-        self.backlog = b""  # bytes the kernel refused; guarded by wlock
-        self.wlock = threading.Lock()
-        self.closing = False  # close once everything is written
-        self.closed = False
-        self.watched = False  # registered with the writer's selector
+        self.framer: Any = None
+        self.closed = False  # the driver is done with it
+        self.dead = False  # shut down: write nothing more
+        self.backlog: deque[memoryview] = deque()  # unsent; guarded by flush_lock
+        self.backlog_bytes = 0
+        self.close_when_drained = False
+        self.watched = False  # registered with the service thread's selector
         self.thread: threading.Thread | None = None
 
 
 class ThreadedServer:
-    """Serve one :class:`ServerCore` with a thread per connection."""
+    """Serve one core with a thread per connection."""
 
     def __init__(self, config: Config, config_loader: Callable[[], Config] | None = None) -> None:
         self.config = config
-        self.core = ServerCore(config, config_loader=config_loader)
         self.lock = threading.Lock()
+        self.flush_lock = threading.Lock()
+        self.driver = Driver(config, self, config_loader)
+        self.core = self.driver.core
         self.port = 0
-        self.conns: set[_Conn] = set()
-        self._listener: socket.socket | None = None
+        self.ports: list[int] = []
+        self.conns: set[_Conn] = set()  # guarded by lock
+        self._listeners: list[socket.socket] = []
         self._stopping = threading.Event()
         self._stop_reason = "Server shutting down"
         self._selector = selectors.DefaultSelector()
@@ -93,42 +113,34 @@ class ThreadedServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relaychat-job")
-        self._threads: list[threading.Thread] = []
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="relaychat-op")
+        self._service: threading.Thread | None = None
         self._signalled_stop: str | None = None  # set by signal handlers only
         self._signalled_rehash = False
-        self._dirty: set[_Conn] = set()  # guarded by lock
-        self._jobs: list[Job] = []  # guarded by lock
+        self._pending = False  # the core may have output (set under lock)
+        self._timer_at: float | None = None
+        self._accept_errors = 0
+        self._accept_warned = 0.0
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Bind and listen (port 0 picks a free port: read ``.port``)."""
-        cfg = self.config.server
-        infos = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM)
-        family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
-        sock.listen(1024)
-        sock.settimeout(0.2)  # so the acceptor notices a stop request promptly
-        self._listener = sock
-        self.port = sock.getsockname()[1]
-        for target, name in (
-            (self._writer_loop, "relaychat-writer"),
-            (self._ticker_loop, "relaychat-ticker"),
-        ):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
-        log.info("listening on %s:%d (engine: threads)", cfg.host, self.port)
+        """Bind every listener (port 0 picks a free port: read ``.port``)."""
+        self._listeners = open_listeners(self.config, backlog=1024)
+        self.ports = [s.getsockname()[1] for s in self._listeners]
+        self.port = self.ports[0]
+        self._service = threading.Thread(
+            target=self._service_loop, name="relaychat-service", daemon=True
+        )
+        self._service.start()
+        for sock in self._listeners:
+            addr = sock.getsockname()
+            log.info("listening on %s port %d (engine: threads)", addr[0], addr[1])
 
     def serve_forever(self) -> None:
         """Accept until stopped, then shut down (ERROR to all) within about 2 s."""
-        assert self._listener is not None
+        sel = selectors.DefaultSelector()
+        for sock in self._listeners:
+            sel.register(sock, selectors.EVENT_READ)
         old_stack = threading.stack_size()
         threading.stack_size(STACK_SIZE)
         try:
@@ -139,19 +151,11 @@ class ThreadedServer:
                 if self._signalled_rehash:
                     self._signalled_rehash = False
                     self.request_rehash()
-                try:
-                    sock, addr = self._listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError as exc:
-                    if self._stopping.is_set():
-                        break
-                    log.warning("accept failed: %s", exc)
-                    time.sleep(0.05)  # EMFILE and friends: back off instead of spinning
-                    continue
-                self._accepted(sock, addr)
+                for key, _ in sel.select(0.2):
+                    self._accept(key.fileobj)  # type: ignore[arg-type]
         finally:
             threading.stack_size(old_stack)
+            sel.close()
         self._shutdown()
 
     def request_stop(self, reason: str = "Server shutting down") -> None:
@@ -160,7 +164,7 @@ class ThreadedServer:
 
     def signal_stop(self, reason: str = "Server shutting down") -> None:
         """For a signal handler: takes no lock (the interrupted main thread may hold
-        one); the accept loop acts on it within its 0.2 s accept timeout."""
+        one); the accept loop acts on it within 0.2 s."""
         self._signalled_stop = reason
 
     def signal_rehash(self) -> None:
@@ -168,53 +172,75 @@ class ThreadedServer:
         self._signalled_rehash = True
 
     def request_rehash(self) -> None:
-        from relaychat.protocol.handlers.oper import start_rehash
-
         with self.lock:
-            start_rehash(self.core, None)
-            self._collect()
+            self.driver.start_rehash(None)
+            self._pending = True
         self._after_turn()
 
     def _shutdown(self) -> None:
-        assert self._listener is not None
-        self._listener.close()
+        for sock in self._listeners:
+            sock.close()
         with self.lock:
-            self.core.shutdown(self._stop_reason, time.time())
-            self._collect()
+            self.driver.shutdown(self._stop_reason)
+            self._pending = True
+            conns = list(self.conns)
         self._after_turn()
         deadline = time.monotonic() + 1.5
-        with self.lock:
-            conns = list(self.conns)
+        # the readers exit without taking the core lock from here on
+        self._stopping.set()
+        while time.monotonic() < deadline and any(c.backlog_bytes for c in conns if not c.dead):
+            time.sleep(0.02)  # the service thread is writing the last lines
         for conn in conns:
-            with conn.wlock:
-                if conn.backlog and time.monotonic() < deadline:
-                    with contextlib.suppress(OSError):
-                        conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
-                        conn.sock.sendall(conn.backlog)
-                self._close_socket_locked(conn)
+            self.abort(conn)
         for conn in conns:
             if conn.thread is not None:
-                conn.thread.join(max(0.01, deadline - time.monotonic()))
-        self._stopping.set()
+                conn.thread.join(max(0.01, deadline + 0.4 - time.monotonic()))
         self._wake()
-        for t in self._threads:
-            t.join(0.5)
+        if self._service is not None:
+            self._service.join(0.5)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._selector.close()
+        with contextlib.suppress(OSError):
+            self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
         log.info("stopped: %s", self._stop_reason)
 
     # ------------------------------------------------------------ per conn
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._accept_failed(exc)
+                return
+            self._accepted(sock, addr)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        """EMFILE and friends: one warning per interval, and a short back-off."""
+        self._accept_errors += 1
+        now = time.monotonic()
+        if now - self._accept_warned >= _ACCEPT_WARN_INTERVAL:
+            log.warning(
+                "accept failed %d time(s) in the last %.0f s: %s",
+                self._accept_errors,
+                _ACCEPT_WARN_INTERVAL,
+                exc,
+            )
+            self._accept_warned = now
+            self._accept_errors = 0
+        time.sleep(0.05)
+
     def _accepted(self, sock: socket.socket, addr: Any) -> None:
-        sock.settimeout(None)
+        sock.setblocking(True)
         tune_socket(sock)
         conn = _Conn(sock)
         ip = addr[0] if isinstance(addr, tuple) else "unknown"
         with self.lock:
-            conn.session = self.core.connect(ip, time.time(), handle=conn)
+            self.driver.accepted(conn, ip)
             self.conns.add(conn)
-            self._collect()
+            self._pending = True
         thread = threading.Thread(
             target=self._reader,
             args=(conn,),
@@ -226,98 +252,175 @@ class ThreadedServer:
             thread.start()
         except RuntimeError as exc:  # cannot start a thread: refuse this one client
             log.error("cannot start a reader thread: %s", exc)
+            conn.thread = None
             with self.lock:
-                self.core.disconnect(conn.session, "Server is out of resources", time.time())
-                self._collect()
-            self._close_socket(conn)
+                self.core.disconnect(conn.session, "Server is out of resources", self.core.now)
+                self._pending = True
+            self._after_turn()
+            self._finish(conn, "Server is out of resources")
+            return
         self._after_turn()
 
     def _reader(self, conn: _Conn) -> None:
         sock = conn.sock
-        core = self.core
         reason = "Connection closed"
-        while True:
-            try:
-                data = sock.recv(65536)
-            except OSError as exc:
-                reason = f"Read error: {exc.strerror or exc.__class__.__name__}"
-                break
-            if not data:
-                break  # EOF: the peer is gone; stop instead of spinning on b""
-            with self.lock:
-                if conn.session.closing is not None:
+        try:
+            while not conn.dead:
+                try:
+                    data = sock.recv(65536)
+                except OSError as exc:
+                    reason = f"Read error: {exc.strerror or exc.__class__.__name__}"
                     break
-                core.receive_data(conn.session, data, time.time())
-                self._collect()
+                if not data or self._stopping.is_set():
+                    break  # EOF: the peer is gone; stop instead of spinning on b""
+                with self.lock:
+                    self.driver.data_received(conn, data)
+                    self._pending = True
+                self._after_turn()
+        except Exception:
+            log.exception("[%d] reader failed", conn.session.conn_id)
+            reason = "Internal error"
+        finally:
+            self._finish(conn, reason)
+
+    def _finish(self, conn: _Conn, reason: str) -> None:
+        """The reader's way out: the core forgets the session, the socket closes."""
+        if not self._stopping.is_set():
+            with self.lock:
+                self.driver.connection_lost(conn, reason)
+                self._pending = True
             self._after_turn()
-            if conn.closed:
-                break
+        with self.flush_lock:
+            conn.dead = True
+            conn.backlog.clear()
+            conn.backlog_bytes = 0
+            self._unwatch(conn)
+            with contextlib.suppress(OSError):
+                conn.sock.close()
         with self.lock:
-            core.connection_lost(conn.session, reason, time.time())
-            self._collect()
-        self._after_turn()
-        self._close_socket(conn)
+            self.conns.discard(conn)
 
     # --------------------------------------------------------------- output
-    def _collect(self) -> None:
-        """Move the core's output into per-connection queues. Caller holds ``lock``."""
-        for conn, data, close in self.core.data_to_send():
-            conn.pending.append(data)
-            if close:
-                conn.closing = True
-            self._dirty.add(conn)
-        self._jobs.extend(self.core.jobs_to_run())
-        if self.core.stop_requested is not None and not self._stopping.is_set():
-            self.request_stop(self.core.stop_requested)
-
     def _after_turn(self) -> None:
-        """Outside ``lock``: write what the last core call produced, start jobs."""
-        with self.lock:
-            dirty, self._dirty = self._dirty, set()
-            jobs, self._jobs = self._jobs, []
-        for conn in dirty:
-            self._flush(conn)
-        for job in jobs:
-            self._pool.submit(self._run_job, job)
+        """Write what the core produced, combining with other threads' turns."""
+        while self._pending:
+            if not self.flush_lock.acquire(blocking=False):
+                return  # the thread that holds it will see our output
+            try:
+                self._flush_all()
+            finally:
+                self.flush_lock.release()
 
-    def _flush(self, conn: _Conn) -> None:
-        """Send everything queued for ``conn`` without blocking."""
-        with conn.wlock:
-            if conn.closed:
-                return
+    def _flush_all(self) -> None:
+        """Caller holds ``flush_lock``."""
+        while True:
             with self.lock:
-                pending = conn.pending
-                conn.pending = []
-            data = conn.backlog + b"".join(pending) if pending else conn.backlog
-            if data:
-                try:
-                    sent = conn.sock.send(data, _SEND_FLAGS)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self._close_socket_locked(conn)
-                    return
-                conn.backlog = data[sent:]
-            if conn.backlog:
-                if len(conn.backlog) > self.core.limits.sendq and not conn.closing:
-                    self._drop_sendq(conn)
-                    return
-                self._watch(conn)
-            elif conn.closing:
-                self._close_socket_locked(conn)
+                self._pending = False
+                out = self.driver.take_output()
+            if not out:
+                return
+            results: list[tuple[_Conn, int, bool]] = []
+            for conn, data, close in out:
+                if conn.dead:
+                    continue
+                backlog = self._send(conn, data) if data else conn.backlog_bytes
+                results.append((conn, backlog, close))
+            with self.lock:
+                for conn, backlog, close in results:
+                    self.driver.wrote(conn, backlog, close)
+                self._pending = True  # wrote() may have queued more (SendQ QUITs)
 
-    def _drop_sendq(self, conn: _Conn) -> None:
-        """Caller holds ``conn.wlock``."""
-        conn.backlog = b""
-        with self.lock:
-            self.core.disconnect(conn.session, "Max SendQ exceeded", time.time())
-            self._collect()
-        self._close_socket_locked(conn)
-        # the QUIT went to the others' queues; the ticker or next turn flushes them
-        self._wake()
+    def _send(self, conn: _Conn, data: bytes) -> int:
+        """Non-blocking send; what the kernel refuses joins the backlog. Caller
+        holds ``flush_lock``."""
+        if conn.backlog:
+            conn.backlog.append(memoryview(data))
+            conn.backlog_bytes += len(data)
+            return conn.backlog_bytes
+        try:
+            sent = conn.sock.send(data, _SEND_FLAGS)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._kill(conn)
+            return 0
+        if sent < len(data):
+            conn.backlog.append(memoryview(data)[sent:])
+            conn.backlog_bytes += len(data) - sent
+            self._watch(conn)
+        return conn.backlog_bytes
+
+    def _drain_backlog(self, conn: _Conn) -> None:
+        """Write as much of the backlog as the kernel takes. Caller holds ``flush_lock``."""
+        if conn.dead:
+            return
+        backlog = conn.backlog
+        while backlog:
+            bufs = [backlog[i] for i in range(min(len(backlog), _IOV_MAX))]
+            try:
+                sent = conn.sock.sendmsg(bufs, (), _SEND_FLAGS)
+            except BlockingIOError:
+                break
+            except OSError:
+                self._kill(conn)
+                return
+            conn.backlog_bytes -= sent
+            while sent:
+                head = backlog[0]
+                if len(head) <= sent:
+                    sent -= len(head)
+                    backlog.popleft()
+                else:
+                    backlog[0] = head[sent:]
+                    sent = 0
+            if conn.backlog_bytes and len(bufs) < _IOV_MAX:
+                break  # the kernel is full
+        if backlog:
+            self._watch(conn)
+        elif conn.close_when_drained:
+            self._kill(conn)
+
+    # ------------------------------------------------- engine primitives
+    def write(self, conn: _Conn, data: bytes) -> int:
+        with self.flush_lock:
+            return self._send(conn, data)
+
+    def backlog(self, conn: _Conn) -> int:
+        return conn.backlog_bytes
+
+    def close(self, conn: _Conn) -> None:
+        """Called under ``lock`` (and ``flush_lock``, from a flush)."""
+        if conn.backlog_bytes:
+            conn.close_when_drained = True
+        else:
+            self._kill(conn)
+
+    def abort(self, conn: _Conn) -> None:
+        self._kill(conn)
+
+    def run_op(self, op: Op) -> None:
+        self._pool.submit(self._run_op, op)
+
+    def set_timer(self, when: float) -> None:
+        if self._timer_at is None or when < self._timer_at:
+            self._timer_at = when
+            self._wake()
+
+    def stop(self, reason: str) -> None:
+        if not self._stopping.is_set():
+            self.request_stop(reason)
+
+    # ------------------------------------------------------------ internals
+    def _kill(self, conn: _Conn) -> None:
+        """Shut the socket down (wakes its reader, which closes it)."""
+        if conn.dead:
+            return
+        conn.dead = True
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
 
     def _watch(self, conn: _Conn) -> None:
-        if conn.watched:
+        if conn.watched or conn.dead:
             return
         with self._sel_lock:
             try:
@@ -327,28 +430,6 @@ class ThreadedServer:
                 pass
         self._wake()
 
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x", _SEND_FLAGS)
-
-    def _writer_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                events = self._selector.select(1.0)
-            except (OSError, ValueError):
-                if self._stopping.is_set():
-                    return
-                continue
-            for key, _ in events:
-                if key.data is None:
-                    with contextlib.suppress(OSError):
-                        self._wake_r.recv(4096)
-                    continue
-                conn: _Conn = key.data
-                self._unwatch(conn)
-                self._flush(conn)
-            self._after_turn()
-
     def _unwatch(self, conn: _Conn) -> None:
         with self._sel_lock:
             if conn.watched:
@@ -356,35 +437,61 @@ class ThreadedServer:
                 with contextlib.suppress(KeyError, ValueError, OSError):
                     self._selector.unregister(conn.sock)
 
-    def _close_socket(self, conn: _Conn) -> None:
-        with conn.wlock:
-            self._close_socket_locked(conn)
-
-    def _close_socket_locked(self, conn: _Conn) -> None:
-        if conn.closed:
-            return
-        conn.closed = True
-        self._unwatch(conn)
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):
-            conn.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader blocked in recv
-        conn.sock.close()
+            self._wake_w.send(b"x", _SEND_FLAGS)
+
+    def _service_loop(self) -> None:
+        """Unfinished writes and timers."""
+        while True:
+            timer_at = self._timer_at
+            timeout = 1.0 if timer_at is None else min(1.0, max(0.0, timer_at - time.monotonic()))
+            try:
+                events = self._selector.select(timeout)
+            except (OSError, ValueError):
+                if self._stopping.is_set() and self._selector.get_map() is None:
+                    return
+                continue
+            if self._selector.get_map() is None:
+                return
+            writable: list[_Conn] = []
+            for key, _ in events:
+                if key.data is None:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    continue
+                writable.append(key.data)
+            try:
+                if writable:
+                    self._service_writes(writable)
+                if self._timer_at is not None and self._timer_at <= time.monotonic():
+                    with self.lock:
+                        self._timer_at = None
+                        self.driver.on_timer()
+                        self._pending = True
+                self._after_turn()
+            except Exception:  # never let the service thread die
+                log.exception("service thread error")
+
+    def _service_writes(self, writable: list[_Conn]) -> None:
+        with self.flush_lock:
+            results = []
+            for conn in writable:
+                self._unwatch(conn)
+                self._drain_backlog(conn)
+                results.append((conn, conn.backlog_bytes))
         with self.lock:
-            self.conns.discard(conn)
+            for conn, backlog in results:
+                if not conn.closed and not conn.dead:
+                    self.driver.wrote(conn, backlog, False)
+            self._pending = True
 
-    # ----------------------------------------------------------- ticker, jobs
-    def _ticker_loop(self) -> None:
-        while not self._stopping.wait(1.0):
-            with self.lock:
-                self.core.tick(time.time())
-                self._collect()
-            self._after_turn()
-
-    def _run_job(self, job: Job) -> None:
+    def _run_op(self, op: Op) -> None:
         try:
-            job.result = job.run()
-        except Exception as exc:  # noqa: BLE001 - handed back to the core
-            job.error = exc
+            op.result = op.run()
+        except Exception as exc:  # handed back to the core
+            op.error = exc
         with self.lock:
-            self.core.job_done(job, time.time())
-            self._collect()
+            self.driver.op_finished(op)
+            self._pending = True
         self._after_turn()

@@ -1,8 +1,10 @@
 """Messages between users: PRIVMSG, NOTICE, TAGMSG.
 
-The hot path of the server: a channel message is built into one :class:`Outgoing`
-and queued to every member with ``core.relay`` (serialised once per variant).
-NOTICE never produces an error reply, as RFC 2812 requires.
+The hot path of the server: each target gets one :class:`Event`; local delivery
+serialises it once per variant and shares one batch per channel per turn.
+Targets are deduplicated (case-folded) and capped at ``MAXTARGETS``; the text
+is cut so that the relayed line fits in 512 bytes. NOTICE never produces an
+error reply, as RFC 2812 requires.
 """
 
 from __future__ import annotations
@@ -10,29 +12,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.server import Outgoing
+from relaychat.protocol.events import CHANNEL, ECHO_CAP, USER
+from relaychat.protocol.handlers.common import safe_param
 
 if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
     from relaychat.protocol.message import Message
-    from relaychat.protocol.server import ServerCore
-    from relaychat.protocol.state import Channel, Session
+    from relaychat.protocol.state import Channel, Session, User
+    from relaychat.protocol.timebase import Now
 
 _STATUS = {"@": "o", "+": "v"}  # STATUSMSG prefix -> lowest status that receives it
 
 
 # PRIVMSG <target>{,<target>} <text to be sent>
-def handle_privmsg(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    _deliver(core, sess, msg, now, "PRIVMSG", errors=True)
+def handle_privmsg(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    _deliver(core, sess, msg, now, "PRIVMSG", True)
 
 
 # NOTICE <target>{,<target>} <text to be sent>
-def handle_notice(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    _deliver(core, sess, msg, now, "NOTICE", errors=False)
+def handle_notice(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    _deliver(core, sess, msg, now, "NOTICE", False)
 
 
 # TAGMSG <target>{,<target>}
-def handle_tagmsg(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    _deliver(core, sess, msg, now, "TAGMSG", errors=True)
+def handle_tagmsg(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    _deliver(core, sess, msg, now, "TAGMSG", True)
 
 
 def _client_tags(msg: Message) -> dict[str, str] | None:
@@ -43,7 +47,7 @@ def _client_tags(msg: Message) -> dict[str, str] | None:
 
 
 def _deliver(
-    core: ServerCore, sess: Session, msg: Message, now: float, command: str, errors: bool
+    core: ServerCore, sess: Session, msg: Message, now: Now, command: str, errors: bool
 ) -> None:
     params = msg.params
     if not params or not params[0]:
@@ -55,16 +59,18 @@ def _deliver(
         if errors:
             core.reply(sess, N.ERR_NOTEXTTOSEND, "No text to send")
         return
-    text = "" if tagmsg else params[1]
     tags = _client_tags(msg) if "message-tags" in sess.caps else None
     if tagmsg and tags is None:
         return  # a TAGMSG without client tags carries nothing
-    targets = params[0].split(",")
-    if len(targets) > core.limits.max_targets:
-        if errors:
-            core.reply(sess, N.ERR_TOOMANYTARGETS, params[0], "Too many targets")
-        return
-    echo = "echo-message" in sess.caps
+    raw = params[0]
+    targets = raw.split(",") if "," in raw else [raw]
+    if len(targets) > 1:
+        targets = _dedup(core, targets)
+        if len(targets) > core.targets.privmsg:
+            if errors:
+                core.reply(sess, N.ERR_TOOMANYTARGETS, safe_param(raw), "Too many targets")
+            return
+    user = sess.user
     for target in targets:
         status = ""
         name = target
@@ -75,63 +81,73 @@ def _deliver(
             chan = core.find_channel(name)
             if chan is None:
                 if errors:
-                    core.reply(sess, N.ERR_NOSUCHCHANNEL, name, "No such channel")
+                    core.reply(sess, N.ERR_NOSUCHCHANNEL, safe_param(name), "No such channel")
                 continue
-            if not _may_send(core, chan, sess):
+            if not _may_send(core, chan, user):
                 if errors:
                     core.reply(sess, N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                 continue
-            shown = target if status else chan.name
-            line = _line(sess, command, shown, text, tagmsg)
-            out = Outgoing(line, now, tags)
-            members = chan.members
-            if tagmsg:
-                recipients = [m for m in members if "message-tags" in m.caps]
-                core.relay(recipients, out, exclude=sess)
-            elif status:
-                recipients = [m for m, st in members.items() if _has_status(st, status)]
-                core.relay(recipients, out, exclude=sess)
-            else:
-                core.relay_channel(chan, out, exclude=sess)
-            if echo:
-                core.relay_one(sess, out)
+            shown = (("@" if status == "o" else "+") + chan.name) if status else chan.name
+            core.emit(
+                core.event(
+                    user,
+                    command,
+                    [shown] if tagmsg else [shown, params[1]],
+                    now,
+                    CHANNEL,
+                    channel=chan,
+                    origin=sess,
+                    tags=tags,
+                    status=status,
+                    cap="message-tags" if tagmsg else None,
+                    echo=ECHO_CAP,
+                    trailing=not tagmsg,
+                )
+            )
             continue
-        user = core.find_nick(name)
-        if user is None or status:
+        dest = core.find_user(name)
+        if dest is None or status:
             if errors:
-                core.reply(sess, N.ERR_NOSUCHNICK, name, "No such nick/channel")
+                core.reply(sess, N.ERR_NOSUCHNICK, safe_param(name), "No such nick/channel")
             continue
-        out = Outgoing(_line(sess, command, user.name, text, tagmsg), now, tags)
-        if not tagmsg or "message-tags" in user.caps:
-            core.relay_one(user, out)
-        if errors and not tagmsg and user.away is not None:
-            core.reply(sess, N.RPL_AWAY, user.name, user.away)
-        if echo and user is not sess:  # a message to oneself arrives once
-            core.relay_one(sess, out)
+        core.emit(
+            core.event(
+                user,
+                command,
+                [dest.name] if tagmsg else [dest.name, params[1]],
+                now,
+                USER,
+                target=dest,
+                origin=sess,
+                tags=tags,
+                cap="message-tags" if tagmsg else None,
+                echo=ECHO_CAP,
+                trailing=not tagmsg,
+            )
+        )
+        if errors and not tagmsg and dest.away is not None:
+            core.reply(sess, N.RPL_AWAY, dest.name, dest.away)
 
 
-def _line(sess: Session, command: str, target: str, text: str, tagmsg: bool) -> str:
-    if tagmsg:
-        return f":{sess.nick}!{sess.user}@{sess.host} TAGMSG {target}"
-    return f":{sess.nick}!{sess.user}@{sess.host} {command} {target} :{text}"
+def _dedup(core: ServerCore, targets: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for t in targets:
+        key = core.fold(t)
+        if t and key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
 
 
-def _has_status(status: str, wanted: str) -> bool:
-    if wanted == "o":
-        return "o" in status
-    return bool(status)  # "+": voiced or higher
-
-
-def _may_send(core: ServerCore, chan: Channel, sess: Session) -> bool:
-    status = chan.members.get(sess)
+def _may_send(core: ServerCore, chan: Channel, user: User) -> bool:
+    status = chan.members.get(user)
     if status is None:
-        if "n" in chan.modes:
+        if "n" in chan.modes or "m" in chan.modes:
             return False
-        if "m" in chan.modes:
-            return False
-        return not core.is_banned(chan, sess)
+        return not core.is_banned(chan, user)
     if status:
         return True  # ops and voiced users always speak
     if "m" in chan.modes:
         return False
-    return not chan.lists["b"] or not core.is_banned(chan, sess)
+    return not chan.lists["b"] or not core.is_banned(chan, user)

@@ -10,9 +10,12 @@ channel state, and finally announces the changes that took effect in one
 ``MODE`` line to every member. Changes that change nothing (setting a mode
 already set, removing an absent ban) are dropped silently.
 
-Channel state kept here: type D flags live in ``Channel.modes`` (``i m n s t``);
-the key in ``Channel.key``, the limit in ``Channel.limit``; list entries in
-``Channel.lists``; member status letters in ``Channel.members``.
+Channel state is changed only through the registry (``set_flag``, ``set_key``,
+``set_limit``, ``add_list_entry``, ``set_status``...). Unknown letters get one
+472 per command, whatever their number; a list mask that is not one word
+(spaces, a leading colon, a comma) is refused; the announcement is split into
+several MODE lines when its parameters would not fit in 512 bytes. The lists
+of a secret (``+s``) channel are shown to its members only.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.handlers.info import safe_param
-from relaychat.protocol.server import Outgoing
-from relaychat.protocol.state import ListEntry
+from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, MAX_RELAY_LINE, SELF
+from relaychat.protocol.handlers.common import channel_visible, parse_int, safe_param
+from relaychat.protocol.message import valid_middle
 
 if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
     from relaychat.protocol.message import Message
-    from relaychat.protocol.server import ServerCore
     from relaychat.protocol.state import Channel, Session
+    from relaychat.protocol.timebase import Now
 
 __all__ = ["CHANNEL_MODES", "USER_MODES", "handle_mode", "normalize_mask"]
 
@@ -79,11 +83,10 @@ USER_MODES: dict[str, tuple[bool, bool]] = {
 
 KEY_MAX = 32  # characters in a channel key
 MASK_MAX = 200  # characters in a list mode mask
-_STATUS_ORDER = "ov"  # rank order of member status letters
 
 
 # MODE <target> [<modestring> [<mode arguments>...]]
-def handle_mode(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_mode(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     target = msg.params[0]
     if core.is_channel_name(target):
         chan = core.find_channel(target)
@@ -94,21 +97,22 @@ def handle_mode(core: ServerCore, sess: Session, msg: Message, now: float) -> No
         else:
             _change_channel_modes(core, sess, chan, msg.params[1], msg.params[2:], now)
         return
-    user = core.find_nick(target)
+    user = core.find_user(target)
     if user is None:
         core.reply(sess, N.ERR_NOSUCHNICK, safe_param(target), "No such nick/channel")
-    elif user is not sess:
+    elif user is not sess.user:
         verb = "change" if len(msg.params) > 1 else "view"
         core.reply(sess, N.ERR_USERSDONTMATCH, f"Can't {verb} mode for other users")
     elif len(msg.params) < 2:
-        core.reply(sess, N.RPL_UMODEIS, "+" + sess.modes)
+        core.reply(sess, N.RPL_UMODEIS, "+" + user.modes)
     else:
         _change_user_modes(core, sess, msg.params[1], now)
 
 
 # ------------------------------------------------------------------ user modes
-def _change_user_modes(core: ServerCore, sess: Session, modestring: str, now: float) -> None:
-    current = set(sess.modes)
+def _change_user_modes(core: ServerCore, sess: Session, modestring: str, now: Now) -> None:
+    user = sess.user
+    current = set(user.modes)
     applied: list[tuple[bool, str]] = []
     unknown = False
     adding = True
@@ -131,16 +135,23 @@ def _change_user_modes(core: ServerCore, sess: Session, modestring: str, now: fl
         core.reply(sess, N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if not applied:
         return
-    core.set_user_modes(sess, "".join(current))
-    text, _ = _format_changes([(adding, letter, None) for adding, letter in applied])
-    core.relay_one(sess, Outgoing(f":{sess.prefix} MODE {sess.nick} {text}", now))
+    ev = core.event(
+        user,
+        "MODE",
+        [user.name, _format_changes([(a, letter, None) for a, letter in applied])[0]],
+        now,
+        SELF,
+        trailing=True,
+    )
+    core.registry.set_user_modes(user, "".join(current))
+    core.emit(ev)
 
 
 # --------------------------------------------------------------- channel modes
 def _show_channel_modes(core: ServerCore, sess: Session, chan: Channel) -> None:
     letters = "".join(sorted(chan.modes))
     params: list[str] = []
-    member = sess in chan.members
+    member = sess.user in chan.members
     if chan.key is not None:
         letters += "k"
         if member:
@@ -155,11 +166,12 @@ def _show_channel_modes(core: ServerCore, sess: Session, chan: Channel) -> None:
 
 def _show_list(core: ServerCore, sess: Session, chan: Channel, letter: str) -> None:
     item, end, text = _LIST_REPLIES[letter]
-    for entry in chan.lists[letter]:
-        if letter == "b":
-            core.reply(sess, item, chan.name, entry.mask, entry.setter, str(int(entry.set_at)))
-        else:
-            core.reply(sess, item, chan.name, entry.mask)
+    if channel_visible(sess.user, chan):
+        for entry in chan.lists[letter]:
+            if letter == "b":
+                core.reply(sess, item, chan.name, entry.mask, entry.setter, str(int(entry.set_at)))
+            else:
+                core.reply(sess, item, chan.name, entry.mask)
     core.reply(sess, end, chan.name, text)
 
 
@@ -172,7 +184,7 @@ class _Context:
 
     __slots__ = ("core", "sess", "chan", "now")
 
-    def __init__(self, core: ServerCore, sess: Session, chan: Channel, now: float) -> None:
+    def __init__(self, core: ServerCore, sess: Session, chan: Channel, now: Now) -> None:
         self.core = core
         self.sess = sess
         self.chan = chan
@@ -185,14 +197,14 @@ def _change_channel_modes(
     chan: Channel,
     modestring: str,
     args: list[str],
-    now: float,
+    now: Now,
 ) -> None:
     ctx = _Context(core, sess, chan, now)
-    is_op = chan.is_op(sess)
+    is_op = chan.is_op(sess.user)
     params = iter(args)
     changes: list[Change] = []
     listed: set[str] = set()
-    reported_unknown: set[str] = set()
+    unknown: str | None = None
     denied = False
     with_param = 0
     adding = True
@@ -202,11 +214,8 @@ def _change_channel_modes(
             continue
         kind = CHANNEL_MODES.get(letter)
         if kind is None:
-            if letter not in reported_unknown:
-                reported_unknown.add(letter)
-                core.reply(
-                    sess, N.ERR_UNKNOWNMODE, safe_param(letter), "is unknown mode char to me"
-                )
+            if unknown is None:
+                unknown = letter
             continue
         param: str | None = None
         if _TAKES_PARAM[kind][0 if adding else 1]:
@@ -230,10 +239,42 @@ def _change_channel_modes(
         change = _APPLIERS[kind](ctx, adding, letter, param)
         if change is not None:
             changes.append(change)
+    if unknown is not None:
+        core.reply(sess, N.ERR_UNKNOWNMODE, safe_param(unknown), "is unknown mode char to me")
     if changes:
-        text, announced = _format_changes(changes)
-        line = f":{sess.prefix} MODE {chan.name} {text}" + "".join(" " + p for p in announced)
-        core.relay(list(chan.members), Outgoing(line, now))
+        _announce(core, sess, chan, changes, now)
+
+
+def _announce(
+    core: ServerCore, sess: Session, chan: Channel, changes: list[Change], now: Now
+) -> None:
+    """One MODE line per group of changes that fits in 512 bytes."""
+    user = sess.user
+    room = MAX_RELAY_LINE - 2 - len(f":{user.prefix} MODE {chan.name} +") - 10
+    start = 0
+    while start < len(changes):
+        end = start
+        size = 0
+        while end < len(changes):
+            param = changes[end][2]
+            cost = 2 + (len(param.encode()) + 1 if param is not None else 0)
+            if end > start and size + cost > room:
+                break
+            size += cost
+            end += 1
+        text, announced = _format_changes(changes[start:end])
+        core.emit(
+            core.event(
+                user,
+                "MODE",
+                [chan.name, text, *announced],
+                now,
+                CHANNEL,
+                channel=chan,
+                echo=ECHO_ALWAYS,
+            )
+        )
+        start = end
 
 
 def _format_changes(changes: list[Change]) -> tuple[str, list[str]]:
@@ -264,65 +305,51 @@ def normalize_mask(mask: str) -> str:
     return f"{nick or '*'}!{user or '*'}@{host or '*'}"
 
 
+def valid_mask(raw: str) -> bool:
+    """One word a list mode may hold: no space, comma, leading colon, CR/LF/NUL."""
+    return valid_middle(raw) and "," not in raw and len(raw) <= MASK_MAX
+
+
 def _apply_list(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
     assert param is not None
     core, chan = ctx.core, ctx.chan
-    raw = param.lstrip(":")
-    if not raw or "," in raw or len(raw) > MASK_MAX:
+    if not valid_mask(param):
         return None
-    mask = normalize_mask(raw)
-    entries = chan.lists[letter]
-    folded = core.fold(mask)
-    index = next((i for i, e in enumerate(entries) if core.fold(e.mask) == folded), None)
+    mask = normalize_mask(param)
     if adding:
-        if index is not None:
-            return None
-        if len(entries) >= core.limits.max_list_entries:
+        added = core.registry.add_list_entry(
+            chan, letter, mask, ctx.sess.user.prefix, ctx.now.wall, core.limits.max_list_entries
+        )
+        if added is None:
             core.reply(ctx.sess, N.ERR_BANLISTFULL, chan.name, letter, "Channel list is full")
             return None
-        entries.append(ListEntry(mask, ctx.sess.prefix, ctx.now))
-        return (True, letter, mask)
-    if index is None:
-        return None
-    removed = entries.pop(index)
-    return (False, letter, removed.mask)
+        return (True, letter, mask) if added else None
+    removed = core.registry.remove_list_entry(chan, letter, mask)
+    return (False, letter, removed.mask) if removed is not None else None
 
 
 def _valid_key(key: str) -> bool:
-    return (
-        0 < len(key) <= KEY_MAX
-        and key[0] != ":"
-        and not any(c in key for c in ", ")
-        and key.isprintable()
-    )
+    return 0 < len(key) <= KEY_MAX and valid_mask(key) and key.isprintable()
 
 
 def _apply_key(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
-    chan = ctx.chan
+    reg, chan = ctx.core.registry, ctx.chan
     if not adding:
-        if chan.key is None:
-            return None
-        chan.key = None
-        return (False, letter, "*")
+        return (False, letter, "*") if reg.set_key(chan, None) else None
     assert param is not None
     if not _valid_key(param):
         ctx.core.reply(ctx.sess, N.ERR_INVALIDKEY, chan.name, "Key is not well-formed")
         return None
-    if chan.key == param:
-        return None
-    chan.key = param
-    return (True, letter, param)
+    return (True, letter, param) if reg.set_key(chan, param) else None
 
 
 def _apply_limit(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
-    chan = ctx.chan
+    reg, chan = ctx.core.registry, ctx.chan
     if not adding:
-        if chan.limit is None:
-            return None
-        chan.limit = None
-        return (False, letter, None)
+        return (False, letter, None) if reg.set_limit(chan, None) else None
     assert param is not None
-    if not (param.isascii() and param.isdigit() and 0 < int(param) < 2**31):
+    limit = parse_int(param)
+    if limit is None or not 0 < limit < 2**31:
         ctx.core.reply(
             ctx.sess,
             N.ERR_INVALIDMODEPARAM,
@@ -332,41 +359,27 @@ def _apply_limit(ctx: _Context, adding: bool, letter: str, param: str | None) ->
             "Invalid limit: a positive number is required",
         )
         return None
-    limit = int(param)
-    if chan.limit == limit:
-        return None
-    chan.limit = limit
-    return (True, letter, str(limit))
+    return (True, letter, str(limit)) if reg.set_limit(chan, limit) else None
 
 
 def _apply_flag(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
-    modes = ctx.chan.modes
-    if adding == (letter in modes):
-        return None
-    if adding:
-        modes.add(letter)
-    else:
-        modes.discard(letter)
-    return (adding, letter, None)
+    return (adding, letter, None) if ctx.core.registry.set_flag(ctx.chan, letter, adding) else None
 
 
 def _apply_status(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:
     assert param is not None
     core, chan = ctx.core, ctx.chan
-    target = core.find_nick(param)
+    target = core.find_user(param)
     if target is None or target.nick is None:
         core.reply(ctx.sess, N.ERR_NOSUCHNICK, safe_param(param), "No such nick/channel")
         return None
-    status = chan.members.get(target)
-    if status is None:
+    if target not in chan.members:
         core.reply(
             ctx.sess, N.ERR_USERNOTINCHANNEL, target.nick, chan.name, "They aren't on that channel"
         )
         return None
-    if adding == (letter in status):
+    if not core.registry.set_status(chan, target, letter, adding):
         return None
-    letters = set(status) | {letter} if adding else set(status) - {letter}
-    chan.members[target] = "".join(c for c in _STATUS_ORDER if c in letters)
     return (adding, letter, target.nick)
 
 

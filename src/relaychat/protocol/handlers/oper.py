@@ -1,107 +1,124 @@
 """Operator commands: OPER, KILL, WALLOPS, REHASH, DIE.
 
-OPER checks an scrypt hash, which is slow: the check runs as a core *job* in a
-worker thread, and the session's later commands wait for it so their order holds.
-REHASH reads the configuration file in a job too.
+OPER checks an scrypt hash (30 ms, 16 MiB): the check is an ordered operation
+in the ``hash`` pool (at most two in flight server-wide), so the session's
+later commands wait for it and a crowd of OPER attempts queues instead of
+eating memory. An unknown name, a wrong password and a wrong host all get the
+same 464 after the same work (a check against a dummy hash), so replies and
+timing reveal nothing. Failures back off per address and per name (1 s,
+doubling up to a minute): an attempt during a backoff is held until it ends,
+then checked. Every success and failure is logged with the address.
+
+REHASH and DIE are requests to the transport (``core.requests``): the core reads
+no files and stops nothing itself.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
-from relaychat.passwords import verify_password
+from relaychat.passwords import DUMMY_HASH, verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import mask_matches
-from relaychat.protocol.server import Outgoing
+from relaychat.protocol.events import OPERWALL, SELF, USER
+from relaychat.protocol.handlers.common import safe_param
+from relaychat.protocol.message import truncate_utf8
+from relaychat.protocol.ops import Op
 
 if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
     from relaychat.protocol.message import Message
-    from relaychat.protocol.server import ServerCore
     from relaychat.protocol.state import Session
+    from relaychat.protocol.timebase import Now
 
-log = logging.getLogger("relaychat.core")
+log = logging.getLogger("relaychat.oper")
 
 
 # OPER <name> <password>
-def handle_oper(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_oper(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     name, password = msg.params[0], msg.params[1]
+    user = sess.user
+    ip_key, name_key = "ip:" + sess.ip, "name:" + name[:64]
+    backoff = core.auth_backoff
     oper = core.config.opers.get(name)
-    if oper is None:
-        # the same answer as a bad password: no oracle for operator names
-        core.reply(sess, N.ERR_PASSWDMISMATCH, "Password incorrect")
-        return
-    if not mask_matches(oper.host, f"{sess.user}@{sess.host}"):
-        core.reply(sess, N.ERR_NOOPERHOST, "No O-lines for your host")
-        return
-    stored = oper.password
+    host_ok = oper is not None and mask_matches(oper.host, f"{user.ident}@{user.host}")
+    stored = oper.password if oper is not None and host_ok else DUMMY_HASH
+    real = oper is not None and host_ok
 
     def then(ok: object) -> None:
-        if not ok:
+        mono = core.now.mono
+        if not (ok and real):
+            backoff.failed(ip_key, mono)
+            backoff.failed(name_key, mono)
+            why = "bad password" if real else "unknown name or host not allowed"
+            log.warning("[%d] OPER %r from %s failed: %s", sess.conn_id, name, sess.ip, why)
             core.reply(sess, N.ERR_PASSWDMISMATCH, "Password incorrect")
             return
-        core.set_user_modes(sess, sess.modes + "o")
-        sess.oper_name = name
+        backoff.succeeded(ip_key)
+        backoff.succeeded(name_key)
+        core.registry.set_user_modes(user, user.modes + "o")
+        user.oper_name = name
+        log.warning("[%d] %s (%s) is now operator %r", sess.conn_id, user.prefix, sess.ip, name)
         core.reply(sess, N.RPL_YOUREOPER, "You are now an IRC operator")
-        core.send_raw(sess, f":{sess.prefix} MODE {sess.nick} +o")
+        core.emit(core.event(user, "MODE", [user.name, "+o"], core.now, SELF))
 
-    core.add_job(sess, lambda: verify_password(password, stored), then)
+    def check() -> None:
+        sess.busy = False
+        core.submit(Op(partial(verify_password, password, stored), then, sess, pool="hash"))
+
+    wait = max(backoff.blocked(ip_key, now.mono), backoff.blocked(name_key, now.mono))
+    if wait > 0:
+        # held, not refused: the check runs when the backoff ends, and the
+        # session's later commands wait for it (no thread is held meanwhile)
+        sess.busy = True
+        core.call_at(now.mono + wait, sess, check)
+    else:
+        check()
 
 
 # KILL <nickname> <comment>
-def handle_kill(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    nick, comment = msg.params[0], msg.params[1]
-    target = core.find_nick(nick)
+def handle_kill(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    nick, comment = msg.params[0], truncate_utf8(msg.params[1], 200)
+    target = core.find_user(nick)
     if target is None:
         if core.fold(nick) == core.fold(core.server_name):
             core.reply(sess, N.ERR_CANTKILLSERVER, "You cannot kill a server!")
         else:
-            core.reply(sess, N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+            core.reply(sess, N.ERR_NOSUCHNICK, safe_param(nick), "No such nick/channel")
         return
-    core.send_raw(target, f":{sess.prefix} KILL {target.name} :{comment}")
-    core.disconnect(target, f"Killed ({sess.name} ({comment}))", now)
+    log.warning(
+        "[%d] KILL %s by %s (%s): %s",
+        sess.conn_id,
+        target.prefix,
+        sess.user.prefix,
+        sess.ip,
+        comment,
+    )
+    core.emit(
+        core.event(
+            sess.user, "KILL", [target.name, comment], now, USER, target=target, trailing=True
+        )
+    )
+    for victim in list(target.sessions):
+        core.disconnect(victim, f"Killed ({sess.name} ({comment}))", now)
 
 
 # WALLOPS <text>
-def handle_wallops(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    out = Outgoing(f":{sess.prefix} WALLOPS :{msg.params[0]}", now)
-    core.relay((s for s in core.sessions.values() if s.registered and "w" in s.modes), out)
+def handle_wallops(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    core.emit(core.event(sess.user, "WALLOPS", [msg.params[0]], now, OPERWALL, trailing=True))
 
 
 # REHASH
-def handle_rehash(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_rehash(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    log.warning("[%d] REHASH by %s (%s)", sess.conn_id, sess.user.prefix, sess.ip)
     core.reply(sess, N.RPL_REHASHING, core.config.path or "(embedded defaults)", "Rehashing")
-    start_rehash(core, sess)
-
-
-def start_rehash(core: ServerCore, sess: Session | None) -> None:
-    """Reload the config file in a job (REHASH, SIGHUP); clients stay connected.
-    A broken file keeps the running configuration and says why."""
-    loader = core.config_loader
-    if loader is None:
-        return
-
-    def run() -> object:
-        try:
-            return loader()
-        except Exception as exc:  # noqa: BLE001 - reported, the old config stays
-            return exc
-
-    def then(result: object) -> None:
-        if isinstance(result, Exception):
-            log.error("REHASH failed: %s", result)
-            if sess is not None:
-                core.server_notice(sess, f"REHASH failed: {result}")
-            return
-        core.rehash(result)  # type: ignore[arg-type]
-        log.info("configuration reloaded from %s", core.config.path)
-        if sess is not None:
-            core.server_notice(sess, f"Configuration reloaded from {core.config.path}")
-
-    core.add_job(sess, run, then)
+    core.requests.append(("rehash", sess))
 
 
 # DIE [<reason>]
-def handle_die(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_die(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     reason = msg.params[0] if msg.params else f"DIE by {sess.name}"
-    core.stop_requested = reason
+    log.warning("[%d] DIE by %s (%s): %s", sess.conn_id, sess.user.prefix, sess.ip, reason)
+    core.request_stop(truncate_utf8(reason, 200))

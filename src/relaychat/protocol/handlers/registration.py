@@ -1,21 +1,33 @@
-"""Connection registration and upkeep: CAP, PASS, NICK, USER, PING, PONG, QUIT."""
+"""Connection registration and upkeep: CAP, PASS, NICK, USER, PING, PONG, QUIT,
+and the welcome burst that ends registration."""
 
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from typing import TYPE_CHECKING
 
+from relaychat import __version__
 from relaychat.protocol import numerics as N
-from relaychat.protocol.server import SUPPORTED_CAPS, VARIANT_CAPS, Outgoing
-from relaychat.protocol.state import Session
+from relaychat.protocol.caps import SUPPORTED_CAPS, variant_of
+from relaychat.protocol.events import ECHO_ALWAYS, PEERS
+from relaychat.protocol.handlers.common import parse_int, safe_param
+from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
+from relaychat.protocol.message import truncate_utf8
+from relaychat.protocol.timebase import ctime_utc
 
 if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
     from relaychat.protocol.message import Message
-    from relaychat.protocol.server import ServerCore
+    from relaychat.protocol.state import Session
+    from relaychat.protocol.timebase import Now
+
+log = logging.getLogger("relaychat.core")
 
 # a nick starts with a letter or one of []\`_^{|} and goes on with those, digits and '-'
 _NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
+_USER_DROP = str.maketrans("", "", " @!:*?,")
 
 
 def valid_nick(core: ServerCore, nick: str) -> bool:
@@ -23,74 +35,69 @@ def valid_nick(core: ServerCore, nick: str) -> bool:
 
 
 # CAP <subcommand> [args]
-def handle_cap(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_cap(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     sub = msg.params[0].upper()
     handler = _CAP_SUBCOMMANDS.get(sub)
     if handler is None:
-        core.reply(sess, N.ERR_INVALIDCAPCMD, msg.params[0], "Invalid CAP command")
+        core.reply(sess, N.ERR_INVALIDCAPCMD, safe_param(msg.params[0]), "Invalid CAP command")
         return
     handler(core, sess, msg.params[1:], now)
 
 
-def _cap_reply(core: ServerCore, sess: Session, sub: str, *params: str) -> None:
-    core.send_raw(sess, f":{core.server_name} CAP {sess.name} {sub} " + " ".join(params))
+def _cap_reply(core: ServerCore, sess: Session, sub: str, text: str) -> None:
+    core.send_line(sess, f":{core.server_name} CAP {sess.name} {sub} :{text}")
 
 
-def _cap_ls(core: ServerCore, sess: Session, args: list[str], now: float) -> None:
+def _cap_ls(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     if not sess.registered:
         sess.cap_negotiating = True
-    version = 0
-    if args and args[0].isdigit():
-        version = int(args[0])
-    sess.cap_version = max(sess.cap_version, version)
+    version = parse_int(args[0]) if args else None
+    sess.cap_version = max(sess.cap_version, min(version or 0, 999))
     if sess.cap_version >= 302:
         # cap-notify is implicitly enabled for 302 clients
         _set_caps(sess, sess.caps | {"cap-notify"})
         items = [f"{k}={v}" if v else k for k, v in sorted(SUPPORTED_CAPS.items())]
     else:
         items = sorted(SUPPORTED_CAPS)
-    _cap_reply(core, sess, "LS", ":" + " ".join(items))
+    _cap_reply(core, sess, "LS", " ".join(items))
 
 
-def _cap_list(core: ServerCore, sess: Session, args: list[str], now: float) -> None:
-    _cap_reply(core, sess, "LIST", ":" + " ".join(sorted(sess.caps)))
+def _cap_list(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    _cap_reply(core, sess, "LIST", " ".join(sorted(sess.caps)))
 
 
-def _cap_req(core: ServerCore, sess: Session, args: list[str], now: float) -> None:
-    if not sess.registered:
-        sess.cap_negotiating = True
-    wanted = " ".join(args).split()
+def _cap_req(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     if not args:
         core.reply(sess, N.ERR_NEEDMOREPARAMS, "CAP", "Not enough parameters")
         return
+    if not sess.registered:
+        sess.cap_negotiating = True
+    wanted = " ".join(args).split()
+    shown = truncate_utf8(" ".join(wanted), 400)
     new = set(sess.caps)
     for item in wanted:
         name = item[1:] if item.startswith("-") else item
         if name not in SUPPORTED_CAPS:
-            _cap_reply(core, sess, "NAK", ":" + " ".join(wanted))
+            _cap_reply(core, sess, "NAK", shown)
             return
         if item.startswith("-"):
             new.discard(name)
         else:
             new.add(name)
     _set_caps(sess, frozenset(new))
-    _cap_reply(core, sess, "ACK", ":" + " ".join(wanted))
+    _cap_reply(core, sess, "ACK", shown)
 
 
-def _cap_end(core: ServerCore, sess: Session, args: list[str], now: float) -> None:
+def _cap_end(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     if sess.registered:
         return
     sess.cap_negotiating = False
-    core.try_register(sess, now)
+    try_register(core, sess, now)
 
 
 def _set_caps(sess: Session, caps: frozenset[str] | set[str]) -> None:
     sess.caps = frozenset(caps)
-    variant = 0
-    for name, bit in VARIANT_CAPS.items():
-        if name in sess.caps:
-            variant |= bit
-    sess.variant = variant
+    sess.variant = variant_of(sess.caps)
 
 
 _CAP_SUBCOMMANDS = {
@@ -102,7 +109,7 @@ _CAP_SUBCOMMANDS = {
 
 
 # PASS <password>
-def handle_pass(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_pass(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     if sess.registered:
         core.reply(sess, N.ERR_ALREADYREGISTERED, "You may not reregister")
         return
@@ -114,62 +121,122 @@ def handle_pass(core: ServerCore, sess: Session, msg: Message, now: float) -> No
 
 
 # NICK <nickname>
-def handle_nick(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     if not msg.params or not msg.params[0]:
         core.reply(sess, N.ERR_NONICKNAMEGIVEN, "No nickname given")
         return
     nick = msg.params[0]
     if not valid_nick(core, nick):
-        core.reply(sess, N.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
+        core.reply(sess, N.ERR_ERRONEUSNICKNAME, safe_param(nick), "Erroneous nickname")
         return
-    folded = core.fold(nick)
-    holder = core.nicks.get(folded)
-    if holder is not None and holder is not sess:
+    user = sess.user
+    holder = core.registry.nick_holder(nick)
+    if holder is not None and holder is not user:
         core.reply(sess, N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
-    if sess.nick == nick:
+    if user.nick == nick:
         return
-    old_folded = sess.nick_folded
-    if sess.registered:
-        out = Outgoing(f":{sess.prefix} NICK :{nick}", now)
-        core.relay(core.common_peers(sess, include_self=True), out)
-        core.remember_whowas(sess, now)
-    if old_folded is not None and core.nicks.get(old_folded) is sess:
-        del core.nicks[old_folded]
-    sess.nick = nick
-    sess.nick_folded = folded
-    core.nicks[folded] = sess
-    if not sess.registered:
-        core.try_register(sess, now)
+    if not user.registered:
+        # not claimed until registration completes: nobody can camp on a nick
+        user.nick = nick
+        user.update_prefix()
+        try_register(core, sess, now)
+        return
+    if user.nick_folded != core.fold(nick):
+        for chan in user.channels.values():
+            if not chan.members[user] and core.is_banned(chan, user):
+                core.reply(
+                    sess,
+                    N.ERR_BANONCHAN,
+                    nick,
+                    chan.name,
+                    "Cannot change nickname while banned on channel",
+                )
+                return
+    ev = core.event(user, "NICK", [nick], now, PEERS, echo=ECHO_ALWAYS, trailing=True)
+    if core.registry.change_nick(user, nick, now.wall):
+        core.emit(ev)
 
 
 # USER <username> <mode> <unused> <realname>
-def handle_user(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
+def handle_user(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     if sess.registered or sess.got_user:
         core.reply(sess, N.ERR_ALREADYREGISTERED, "You may not reregister")
         return
-    username = msg.params[0]
-    if not username:
+    username, realname = msg.params[0], msg.params[3]
+    if not username or not realname:
         core.reply(sess, N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         return
-    cleaned = "".join(c for c in username if c.isprintable() and c not in " @!:")
-    sess.user = ("~" + cleaned)[: core.limits.userlen] if cleaned else "~user"
-    sess.realname = msg.params[3]
+    cleaned = "".join(c for c in username.translate(_USER_DROP) if c.isprintable())
+    user = sess.user
+    user.ident = ("~" + cleaned)[: core.limits.userlen] if cleaned else "~user"
+    user.realname = truncate_utf8(realname, _realname_len(core))
+    user.update_prefix()
     sess.got_user = True
-    core.try_register(sess, now)
+    try_register(core, sess, now)
+
+
+def _realname_len(core: ServerCore) -> int:
+    return int(getattr(core.limits, "realnamelen", 128))
+
+
+def try_register(core: ServerCore, sess: Session, now: Now) -> None:
+    """Finish registration once NICK, USER, CAP END and PASS all allow it."""
+    user = sess.user
+    if user.registered or user.nick is None or not sess.got_user or sess.cap_negotiating:
+        return
+    if core.config.server.password and not sess.password_ok:
+        core.reply(sess, N.ERR_PASSWDMISMATCH, "Password incorrect")
+        core.disconnect(sess, "Bad password", now)
+        return
+    user.idle_since = now.mono
+    if not core.registry.register(user, now.wall):
+        core.reply(sess, N.ERR_NICKNAMEINUSE, user.nick, "Nickname is already in use")
+        user.nick = None
+        user.update_prefix()
+        return
+    core.registered(sess, now)
+    log.info("[%d] registered as %s", sess.conn_id, user.prefix)
+    send_welcome(core, sess)
+
+
+def send_welcome(core: ServerCore, sess: Session) -> None:
+    cfg = core.config.server
+    created = ctime_utc(core.created)
+    core.reply(sess, N.RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {sess.user.prefix}")
+    core.reply(
+        sess,
+        N.RPL_YOURHOST,
+        f"Your host is {cfg.name}, running version relaychat-{__version__}",
+    )
+    core.reply(sess, N.RPL_CREATED, f"This server was created {created}")
+    core.reply(
+        sess,
+        N.RPL_MYINFO,
+        cfg.name,
+        f"relaychat-{__version__}",
+        "iow",
+        "beIiklmnostv",
+        "beIklov",
+    )
+    for tokens in core.isupport:
+        core.reply(sess, N.RPL_ISUPPORT, *tokens, "are supported by this server")
+    send_lusers(core, sess)
+    send_motd(core, sess)
 
 
 # PING <token>
-def handle_ping(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    core.send_raw(sess, f":{core.server_name} PONG {core.server_name} :{msg.params[0]}")
+def handle_ping(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    token = truncate_utf8(msg.params[0], 400)
+    core.send_line(sess, f":{core.server_name} PONG {core.server_name} :{token}")
 
 
 # PONG [<server>] <token>
-def handle_pong(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    pass  # every line, this one included, already counts as activity (_handle_line)
+def handle_pong(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    pass  # every line, this one included, already counts as activity
 
 
 # QUIT [<reason>]
-def handle_quit(core: ServerCore, sess: Session, msg: Message, now: float) -> None:
-    reason = msg.params[0] if msg.params else ""
+def handle_quit(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    reason = truncate_utf8(msg.params[0], 300) if msg.params else ""
     core.disconnect(sess, f"Quit: {reason}" if reason else "Quit", now)

@@ -1,0 +1,549 @@
+"""The server core: all IRC state and rules, with no I/O.
+
+Theory of operation
+-------------------
+A transport driver (``relaychat.server.driver``) or a test drives one
+:class:`ServerCore`, always from one thread at a time:
+
+* ``connect(ip, now, handle)`` when a connection is accepted -> a :class:`Session`;
+* ``receive_lines(sess, lines, now)`` with the lines the transport framed
+  (``bytes`` without CR/LF, or ``TooLong``);
+* ``connection_lost(sess, reason, now)`` when the socket died;
+* ``handle_timers(now)`` when ``next_deadline()`` (monotonic) has come;
+* then ``data_to_send()`` -> ``[(handle, bytes, close)]``: one buffer per
+  connection with output, and whether to close it after writing; the transport
+  reports what it could not write yet with ``note_backlog``;
+* ``ops_to_run()`` -> operations to run on a worker thread, handed back with
+  ``op_done``; ``requests`` -> what the core asks of the transport (stop, rehash).
+
+``now`` is a :class:`~relaychat.protocol.timebase.Now` (monotonic and wall time);
+nothing here reads a clock, touches a socket, a thread or a file. The pieces:
+:mod:`~relaychat.protocol.inbound` (lines, flood control, dispatch to the
+command table), :mod:`~relaychat.protocol.output` (replies, local delivery,
+SendQ), :mod:`~relaychat.protocol.registry` (nicks, channels, invites),
+:mod:`~relaychat.protocol.ops` (asynchronous operations),
+:mod:`~relaychat.protocol.timers` (deadlines), :mod:`~relaychat.protocol.events`
+(what handlers emit). The command table is given to the constructor: the core
+imports no handler.
+
+A handler that raises is contained: the session that sent the command is closed
+with ``Internal error`` (its user leaves every channel through the same path as
+a QUIT, so nothing stays half-joined), everyone else goes on, and the log says
+so at most a few times a minute.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from relaychat.protocol import numerics as N
+from relaychat.protocol.backoff import Backoff
+from relaychat.protocol.caps import isupport_lines, target_limits
+from relaychat.protocol.casemap import casefolder, mask_matches
+from relaychat.protocol.events import PEERS, Event, MsgIds
+from relaychat.protocol.inbound import Inbound, Line
+from relaychat.protocol.message import Message
+from relaychat.protocol.ops import Batcher, Op, Ops
+from relaychat.protocol.output import Output
+from relaychat.protocol.registry import Registry
+from relaychat.protocol.state import Channel, Session, User
+from relaychat.protocol.timers import Timers
+
+if TYPE_CHECKING:
+    from relaychat.config import Config
+    from relaychat.protocol.timebase import Now
+
+__all__ = ["CommandSpec", "Handler", "ServerCore"]
+
+log = logging.getLogger("relaychat.core")
+
+Handler = Callable[["ServerCore", Session, Message, "Now"], None]
+EventConsumer = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One row of the command table (``relaychat.protocol.commands``)."""
+
+    handler: Handler
+    min_params: int = 0
+    before_registration: bool = False
+    oper_only: bool = False
+    resets_idle: bool = False  # counts as activity for WHOIS idle time
+    syntax: str = ""
+    help: str = ""
+
+
+class RateLimitedLog:
+    """At most ``burst`` records per ``window`` seconds; then one summary line."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0) -> None:
+        self.burst = burst
+        self.window = window
+        self._start = -1e18
+        self._count = 0
+        self._suppressed = 0
+
+    def allow(self, mono: float) -> bool:
+        if mono - self._start >= self.window:
+            if self._suppressed:
+                log.error("%d more internal errors were not logged", self._suppressed)
+            self._start = mono
+            self._count = 0
+            self._suppressed = 0
+        self._count += 1
+        if self._count <= self.burst:
+            return True
+        self._suppressed += 1
+        return False
+
+
+class ServerCore:
+    def __init__(
+        self,
+        config: Config,
+        commands: Mapping[str, CommandSpec],
+        now: Now,
+        msgid_prefix: str = "rc",
+    ) -> None:
+        self.config = config
+        self.commands = commands
+        self.created = now.wall
+        # folding is pure: cache it (every message folds its target's name)
+        self.fold: Callable[[str], str] = lru_cache(maxsize=8192)(
+            casefolder(config.server.casemapping)
+        )
+        self.sessions: dict[int, Session] = {}
+        self.per_ip: dict[str, int] = {}
+        self.registry = Registry(
+            self.fold, config.limits.whowas_size, self._member_added, self._member_removed
+        )
+        self.output = Output(
+            config.server.name, config.limits.sendq, self._overflow, self._wallops_users
+        )
+        self.timers = Timers()
+        self.ops = Ops({"hash": 2})
+        self.msgid = MsgIds(msgid_prefix)
+        self.consumers: list[EventConsumer] = [self.output.deliver]
+        self.requests: list[tuple[str, Any]] = []  # ("stop", reason), ("rehash", session)
+        self.stop_requested: str | None = None
+        self.error_log = RateLimitedLog()
+        self.auth_backoff = Backoff()
+        self._next_id = 1
+        self._now = now
+        self._apply_config(config)
+        self.inbound = Inbound(self)
+
+    # ------------------------------------------------------------ config
+    def _apply_config(self, config: Config) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.server_name = config.server.name
+        self.flood = config.limits.flood_rate > 0
+        self.targets = target_limits(config)
+        self.isupport = isupport_lines(config, self.targets)
+        self.registry.resize_whowas(config.limits.whowas_size)
+        self.output.configure(config.server.name, config.limits.sendq)
+        exempt = getattr(config.limits, "connection_limit_exempt", ())
+        self._exempt = [ipaddress.ip_network(e, strict=False) for e in exempt]
+        if hasattr(self, "inbound"):
+            self.inbound.configure()
+
+    def rehash(self, config: Config) -> None:
+        """Swap in a reloaded configuration (already validated as a whole). The
+        casemapping stays as it started: changing it under live nick and
+        channel tables would corrupt them."""
+        if config.server.casemapping != self.config.server.casemapping:
+            log.warning(
+                "casemapping change needs a restart; keeping %s", self.config.server.casemapping
+            )
+            import dataclasses
+
+            config = dataclasses.replace(
+                config,
+                server=dataclasses.replace(
+                    config.server, casemapping=self.config.server.casemapping
+                ),
+            )
+        self._apply_config(config)
+
+    @property
+    def now(self) -> Now:
+        """The time of the call being handled (entry points set it)."""
+        return self._now
+
+    def rehash_result(self, sess: Session | None, result: Config | Exception, now: Now) -> None:
+        """The transport loaded the configuration file (REHASH, SIGHUP): apply it
+        whole, or keep the running one and say why."""
+        self._now = now
+        if isinstance(result, Exception):
+            log.error("REHASH failed, keeping the running configuration: %s", result)
+            if sess is not None and sess.closing is None:
+                self.server_notice(sess, f"REHASH failed, nothing changed: {result}")
+            return
+        self.rehash(result)
+        log.info("configuration reloaded from %s", result.path or "(embedded defaults)")
+        if sess is not None and sess.closing is None:
+            self.server_notice(sess, f"Configuration reloaded from {result.path}")
+
+    # ------------------------------------------------------- transport side
+    def connect(self, ip: str, now: Now, handle: Any = None) -> Session:
+        """A new connection. Over a limit, the session comes back already
+        closing, with an ERROR queued."""
+        self._now = now
+        ip = normalize_ip(ip)
+        conn_id = self._next_id
+        self._next_id += 1
+        lim = self.limits
+        # a host that starts with ':' (IPv6 "::1") would break the message grammar
+        host = "0" + ip if ip.startswith(":") else ip
+        user = User(conn_id, ip, host)
+        sess = Session(conn_id, ip, user, now.mono)
+        user.sessions.append(sess)
+        sess.handle = handle
+        sess.tokens = float(lim.flood_burst)
+        self.sessions[conn_id] = sess
+        count = self.per_ip.get(ip, 0) + 1
+        self.per_ip[ip] = count
+        log.debug("[%d] connected from %s", conn_id, ip)
+        if len(self.sessions) > lim.max_connections:
+            log.info("[%d] refused %s: server is full", conn_id, ip)
+            self.disconnect(sess, "Server is full", now)
+        elif (
+            lim.max_connections_per_ip
+            and count > lim.max_connections_per_ip
+            and not self._is_exempt(ip)
+        ):
+            log.info("[%d] refused %s: too many connections from this address", conn_id, ip)
+            self.disconnect(sess, "Too many connections from your IP address", now)
+        else:
+            self.timers.schedule(now.mono + lim.registration_timeout, "register", sess)
+        return sess
+
+    def _is_exempt(self, ip: str) -> bool:
+        if not self._exempt:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._exempt)
+
+    def receive_lines(self, sess: Session, lines: list[Line], now: Now) -> None:
+        """Framed lines from the peer: processed now, or queued when the session
+        is over its flood budget or waiting for an operation."""
+        self._now = now
+        self.inbound.receive_lines(sess, lines, now)
+
+    def connection_lost(self, sess: Session, reason: str, now: Now) -> None:
+        """The socket closed or failed under us."""
+        self._now = now
+        if sess.closing is None:
+            self.disconnect(sess, reason, now)
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time at which ``handle_timers`` has work, or None."""
+        return self.timers.next_deadline()
+
+    def handle_timers(self, now: Now) -> None:
+        self._now = now
+        for kind, subject in self.timers.pop_due(now.mono):
+            if kind == "call":
+                sess, fn = subject
+            else:
+                sess, fn = subject, None
+            if sess.closing is not None:
+                continue
+            try:
+                if fn is not None:
+                    self.output.begin_response(sess)
+                    try:
+                        fn()
+                    finally:
+                        self.output.end_response()
+                elif kind == "drain":
+                    self.inbound.drain_timer(sess, now)
+                elif kind == "ping":
+                    self._ping_timer(sess, now)
+                elif kind == "register":
+                    if not sess.registered:
+                        self.disconnect(sess, "Registration timed out", now)
+            except Exception:
+                self._internal_error(sess, f"timer {kind}", now)
+
+    def _ping_timer(self, sess: Session, now: Now) -> None:
+        lim = self.limits
+        mono = now.mono
+        sent = sess.ping_sent
+        if sent is not None:
+            if sess.last_active >= sent:
+                sess.ping_sent = None  # answered (any line counts)
+            elif mono - sent >= lim.ping_timeout:
+                secs = int(mono - sess.last_active)
+                self.disconnect(sess, f"Ping timeout: {secs} seconds", now)
+                return
+            else:
+                self.timers.schedule(sent + lim.ping_timeout, "ping", sess)
+                return
+        due = sess.last_active + lim.ping_interval
+        if mono >= due:
+            sess.ping_sent = mono
+            self.send_line(sess, f"PING :{self.server_name}")
+            self.timers.schedule(mono + lim.ping_timeout, "ping", sess)
+        else:
+            self.timers.schedule(due, "ping", sess)
+
+    def data_to_send(self) -> list[tuple[Any, bytes, bool]]:
+        """Each connection with output: (handle, all its pending bytes, close after)."""
+        return self.output.data_to_send()
+
+    def note_backlog(self, sess: Session, nbytes: int, now: Now) -> None:
+        """The transport holds ``nbytes`` unsent for ``sess``; past SendQ it is dropped."""
+        self._now = now
+        sess.backlog = nbytes
+        if nbytes > self.limits.sendq and sess.closing is None:
+            self._overflow(sess)
+
+    def ops_to_run(self) -> list[Op]:
+        return self.ops.to_run()
+
+    def op_done(self, op: Op, now: Now) -> None:
+        """An operation came back from its worker thread."""
+        self._now = now
+        if not self.ops.finished(op):
+            return  # cancelled: its session is gone
+        sess = op.session
+        if op.error is not None:
+            if self.error_log.allow(now.mono):
+                log.error(
+                    "[%s] operation %r failed",
+                    sess.conn_id if sess is not None else "-",
+                    op,
+                    exc_info=op.error,
+                )
+            if sess is not None:
+                self.reply(sess, N.ERR_UNKNOWNERROR, "*", "Internal error, try again")
+        elif op.then is not None:
+            if sess is not None:
+                self.output.begin_response(sess)
+            try:
+                op.then(op.result)
+            except Exception:
+                if sess is not None:
+                    self.output.end_response()
+                    self._internal_error(sess, repr(op), now)
+                    return
+                if self.error_log.allow(now.mono):
+                    log.exception("completion of %r failed", op)
+            finally:
+                if sess is not None:
+                    self.output.end_response()
+        if sess is not None and sess.closing is None and sess.inq:
+            self.inbound.drain(sess, now)
+
+    def submit(self, op: Op) -> None:
+        self.ops.submit(op)
+
+    def add_to_batch(self, batcher: Batcher, item: Any) -> None:
+        self.ops.add_to_batch(batcher, item)
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_requested is None:
+            self.stop_requested = reason
+            self.requests.append(("stop", reason))
+
+    def take_requests(self) -> list[tuple[str, Any]]:
+        reqs = self.requests
+        self.requests = []
+        return reqs
+
+    def shutdown(self, reason: str, now: Now) -> None:
+        """Tell every client and close every connection (SIGINT/SIGTERM, DIE)."""
+        self._now = now
+        for sess in list(self.sessions.values()):
+            if sess.closing is None:
+                self.disconnect(sess, reason, now, error=reason)
+
+    # -------------------------------------------------------------- output
+    def send_line(self, sess: Session, line: str) -> None:
+        self.output.send_line(sess, line)
+
+    def reply(self, sess: Session, numeric: str, *params: str) -> None:
+        self.output.reply(sess, numeric, *params)
+
+    def server_notice(self, sess: Session, text: str) -> None:
+        self.output.send_bytes(
+            sess, Message("NOTICE", [sess.name, text], source=self.server_name).to_bytes()
+        )
+
+    def emit(self, ev: Event) -> None:
+        """Hand an event to every consumer (local delivery first)."""
+        for consumer in self.consumers:
+            consumer(ev)
+
+    def event(
+        self,
+        actor: User | None,
+        command: str,
+        params: Sequence[str],
+        now: Now,
+        audience: int,
+        **kw: Any,
+    ) -> Event:
+        """An event from ``actor`` (None: from the server), stamped and given a msgid."""
+        source = actor.prefix if actor is not None else self.server_name
+        return Event(
+            command,
+            source,
+            params,
+            time=now.wall,
+            msgid=self.msgid(),
+            audience=audience,
+            actor=actor,
+            **kw,
+        )
+
+    def charge(self, sess: Session, tokens: float) -> None:
+        self.inbound.charge(sess, tokens)
+
+    def call_at(self, when: float, sess: Session, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at monotonic time ``when`` unless ``sess`` has closed by then."""
+        self.timers.schedule(when, "call", (sess, fn))
+
+    def registered(self, sess: Session, now: Now) -> None:
+        """Registration completed: start the PING clock."""
+        self.timers.schedule(now.mono + self.limits.ping_interval, "ping", sess)
+
+    # ------------------------------------------------------------- lookups
+    def find_user(self, nick: str) -> User | None:
+        return self.registry.nicks.get(self.fold(nick))
+
+    def find_channel(self, name: str) -> Channel | None:
+        return self.registry.channels.get(self.fold(name))
+
+    def is_channel_name(self, name: str) -> bool:
+        return bool(name) and name[0] in "#&"
+
+    def valid_channel_name(self, name: str) -> bool:
+        if not self.is_channel_name(name) or len(name) < 2:
+            return False
+        if len(name.encode("utf-8")) > self.limits.channellen:
+            return False
+        return not any(c in name for c in " ,\x07\x00\r\n:")
+
+    def matches_list(self, chan: Channel, mode: str, user: User) -> bool:
+        entries = chan.lists[mode]
+        if not entries:
+            return False
+        full = user.prefix
+        cm = self.config.server.casemapping
+        return any(mask_matches(e.mask, full, cm) for e in entries)
+
+    def is_banned(self, chan: Channel, user: User) -> bool:
+        return self.matches_list(chan, "b", user) and not self.matches_list(chan, "e", user)
+
+    def _wallops_users(self) -> list[User]:
+        return list(self.registry.wallops)
+
+    # ----------------------------------------------------------- lifecycle
+    def disconnect(self, sess: Session, reason: str, now: Now, error: str | None = None) -> None:
+        """Remove a session everywhere, tell its channels (QUIT), queue ERROR and
+        mark it for closing. Idempotent."""
+        if sess.closing is not None:
+            return
+        user = sess.user
+        if user.registered and len(user.sessions) == 1:
+            self.emit(self.event(user, "QUIT", [reason], now, PEERS, trailing=True))
+        if len(user.sessions) <= 1:
+            self.registry.remove_user(user, now.wall)
+        # queued while not yet closing
+        self.output.send_line(sess, f"ERROR :{error or f'Closing Link: {user.host} ({reason})'}")
+        self.output.mark_dirty(sess)
+        sess.closing = reason
+        if sess in user.sessions:
+            user.sessions.remove(sess)
+        self.sessions.pop(sess.conn_id, None)
+        sess.inq = None
+        left = self.per_ip.get(sess.ip, 1) - 1
+        if left > 0:
+            self.per_ip[sess.ip] = left
+        else:
+            self.per_ip.pop(sess.ip, None)
+        log.info("[%d] closed %s (%s): %s", sess.conn_id, user.nick or "*", sess.ip, reason)
+
+    def _overflow(self, sess: Session) -> None:
+        """SendQ exceeded while output was built or waited: drop the client."""
+        if sess.closing is not None:
+            return
+        self.output.discard(sess)
+        sess.backlog = 0
+        self.disconnect(sess, "Max SendQ exceeded", self._now)
+
+    def _internal_error(self, sess: Session, what: str, now: Now) -> None:
+        if self.error_log.allow(now.mono):
+            log.exception("[%d] %s failed; closing the session", sess.conn_id, what)
+        self.disconnect(sess, "Internal error", now)
+
+    def _member_added(self, chan: Channel, user: User) -> None:
+        self.output.member_added(chan, user)
+
+    def _member_removed(self, chan: Channel, user: User) -> None:
+        self.output.member_removed(chan, user)
+
+    # ------------------------------------------------------------ dispatch
+    def dispatch(self, sess: Session, msg: Message, now: Now) -> None:
+        """Check the command table once, then call the handler inside the
+        session's response buffer."""
+        command = msg.command.upper()
+        msg.command = command
+        spec = self.commands.get(command)
+        user = sess.user
+        if spec is None:
+            if user.registered:
+                self.reply(sess, N.ERR_UNKNOWNCOMMAND, _word(command), "Unknown command")
+            else:
+                self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
+            return
+        if not user.registered and not spec.before_registration:
+            self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
+            return
+        if len(msg.params) < spec.min_params:
+            self.reply(sess, N.ERR_NEEDMOREPARAMS, command, "Not enough parameters")
+            return
+        if spec.oper_only and user.oper_name is None:
+            self.reply(sess, N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+            return
+        if spec.resets_idle:
+            user.idle_since = now.mono
+        output = self.output
+        output.begin_response(sess)
+        try:
+            spec.handler(self, sess, msg, now)
+        except Exception:
+            output.end_response()
+            self._internal_error(sess, f"handler for {command}", now)
+        else:
+            output.end_response()
+
+
+def _word(text: str) -> str:
+    """Client input echoed as a middle parameter, made safe."""
+    return "*" if not text or " " in text or text[0] == ":" else text
+
+
+def normalize_ip(ip: str) -> str:
+    """``::ffff:1.2.3.4`` -> ``1.2.3.4`` (a dual-stack listener's IPv4 clients),
+    so masks and per-IP limits see the same address either way."""
+    if ip.startswith("::ffff:") and "." in ip:
+        try:
+            mapped = ipaddress.IPv6Address(ip).ipv4_mapped
+        except ValueError:
+            return ip
+        if mapped is not None:
+            return str(mapped)
+    return ip

@@ -1,0 +1,183 @@
+"""Domain events: what happened, as data, before it becomes bytes.
+
+Handlers do not write relayed lines into queues; they build an :class:`Event`
+(source, command, parameters, client tags, wall time, a unique ``msgid``) with
+an *audience* that says who should see it, and hand it to ``core.emit``. Every
+registered consumer gets it: local delivery (``relaychat.protocol.output``) is one;
+a history writer or a publisher to other nodes are others, and none of them
+needs to touch a handler.
+
+An event serialises lazily, once per capability *variant* (server-time,
+message-tags), and every local recipient of that variant shares the same
+``bytes``. The wire line is checked when it is first built: a parameter with
+CR, LF or NUL, or a middle parameter that is empty, has a space or starts with
+``:``, is a programming error (:class:`MessageSerializeError`), never bytes on
+the wire. Text parameters are cut so that the relayed line fits in 512 bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from relaychat.protocol.message import (
+    MessageSerializeError,
+    escape_tag_value,
+    truncate_utf8,
+    valid_middle,
+    valid_trailing,
+)
+from relaychat.protocol.state import CAP_MESSAGE_TAGS, CAP_SERVER_TIME
+from relaychat.protocol.timebase import server_time
+
+if TYPE_CHECKING:
+    from relaychat.protocol.state import Channel, Session, User
+
+__all__ = [
+    "CHANNEL",
+    "ECHO_ALWAYS",
+    "ECHO_CAP",
+    "ECHO_NEVER",
+    "Event",
+    "MsgIds",
+    "OPERWALL",
+    "PEERS",
+    "SELF",
+    "USER",
+    "MAX_RELAY_LINE",
+]
+
+# audiences: who sees an event
+CHANNEL = 1  # the members of ``channel`` (``status`` and ``cap`` filter them)
+USER = 2  # the sessions of ``target``
+PEERS = 3  # everyone who shares a channel with ``actor``
+SELF = 4  # the actor only (a user mode change)
+OPERWALL = 5  # every user with user mode +w (WALLOPS)
+
+# does the origin session see its own event?
+ECHO_NEVER = 0
+ECHO_ALWAYS = 1
+ECHO_CAP = 2  # only with echo-message
+
+MAX_RELAY_LINE = 512  # bytes, CRLF included, tags excluded: what every client accepts
+
+
+class MsgIds:
+    """Unique message ids: a random per-process prefix (unique across restarts and,
+    later, nodes) and a counter. The prefix is given by the transport (the core
+    reads no entropy source or clock)."""
+
+    __slots__ = ("_prefix", "_next")
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._next = 0
+
+    def __call__(self) -> str:
+        self._next += 1
+        return f"{self._prefix}{self._next:x}"
+
+
+class Event:
+    __slots__ = (
+        "command",
+        "source",
+        "params",
+        "tags",
+        "time",
+        "msgid",
+        "audience",
+        "actor",
+        "origin",
+        "channel",
+        "target",
+        "status",
+        "cap",
+        "echo",
+        "_line",
+        "_variants",
+    )
+
+    def __init__(
+        self,
+        command: str,
+        source: str,
+        params: Sequence[str],
+        *,
+        time: float,
+        msgid: str,
+        audience: int,
+        actor: User | None = None,
+        origin: Session | None = None,
+        channel: Channel | None = None,
+        target: User | None = None,
+        tags: dict[str, str] | None = None,
+        status: str = "",
+        cap: str | None = None,
+        echo: int = ECHO_NEVER,
+        trailing: bool = False,
+    ) -> None:
+        self.command = command
+        self.source = source
+        self.tags = tags  # client-only (+) tags, relayed to message-tags sessions
+        self.time = time  # wall
+        self.msgid = msgid
+        self.audience = audience
+        self.actor = actor
+        self.origin = origin
+        self.channel = channel
+        self.target = target
+        self.status = status  # STATUSMSG: lowest member status that receives it ("o", "v")
+        self.cap = cap  # only sessions with this capability receive it
+        self.echo = echo
+        self._variants: list[bytes | None] = [None, None, None, None]
+        self._line, self.params = _build_line(source, command, params, trailing)
+
+    @property
+    def line(self) -> str:
+        """The line without tags or CRLF."""
+        return self._line
+
+    def for_variant(self, variant: int) -> bytes:
+        data = self._variants[variant]
+        if data is None:
+            tags: list[str] = []
+            if variant & CAP_SERVER_TIME:
+                tags.append("time=" + server_time(self.time))
+            if variant & CAP_MESSAGE_TAGS and self.tags:
+                tags.extend(
+                    k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in self.tags.items()
+                )
+            line = "@" + ";".join(tags) + " " + self._line if tags else self._line
+            data = (line + "\r\n").encode("utf-8", "replace")
+            self._variants[variant] = data
+        return data
+
+    def __repr__(self) -> str:
+        return f"<Event {self.msgid} {self._line!r}>"
+
+
+def _build_line(
+    source: str, command: str, params: Sequence[str], trailing: bool
+) -> tuple[str, list[str]]:
+    """``:source COMMAND middle... [:last]``, checked; the last parameter of a
+    ``trailing`` event is cut so the line fits in :data:`MAX_RELAY_LINE`."""
+    if not valid_middle(source) or not valid_middle(command):
+        raise MessageSerializeError(f"bad source or command: {source!r} {command!r}")
+    if not params:
+        return f":{source} {command}", []
+    params = list(params)
+    *middle, last = params
+    for p in middle:
+        if not valid_middle(p):
+            raise MessageSerializeError(f"bad middle parameter {p!r} in {command}")
+    head = f":{source} {command} " + "".join(p + " " for p in middle)
+    if trailing or not valid_middle(last):
+        if not valid_trailing(last):
+            raise MessageSerializeError(f"bad trailing parameter in {command}")
+        room = MAX_RELAY_LINE - 3 - len(head.encode("utf-8"))  # ":" and CRLF
+        if len(last) * 4 > room and len(last.encode("utf-8")) > room:
+            last = truncate_utf8(last, max(room, 0))
+            params[-1] = last
+        return head + ":" + last, params
+    return head + last, params

@@ -1,0 +1,361 @@
+"""Output: replies, local delivery of events, the per-command response buffer, SendQ.
+
+Theory of operation
+-------------------
+Every byte the core sends goes through :class:`Output`. Each session has an
+``out`` list (bytes, or slices of a channel batch); a session with output is in
+the *dirty* list; ``data_to_send()`` joins each dirty session's list into one
+buffer: one write per connection per turn.
+
+*Local delivery* is the consumer of :class:`~relaychat.protocol.events.Event` that
+turns an event into bytes for the local sessions in its audience. An event is
+serialised once per capability variant. Unfiltered channel events go through
+the channel's :class:`ChannelBatch` for this turn: the first message of a turn
+attaches an open :class:`Slice` of the batch to each member's queue (one pass
+over the members); later messages are appended to the batch alone, in O(1),
+and reach every attached member through its slice. Whatever else is queued to a
+member closes its slice first, so its output keeps its order; the next channel
+message attaches a new slice. At ``data_to_send`` each slice becomes bytes,
+joined once per (range, variant) and shared by every member with that range.
+
+*The response buffer*: while a command runs, everything for the session that
+sent it (numerics, its own JOIN, an echo) is collected in one list and moved to
+its queue when the command ends, so a later layer (labeled-response, batch)
+can wrap one command's replies as a unit.
+
+*SendQ* is checked while output is built: ``queued`` (bytes waiting in the core)
+plus ``backlog`` (bytes the transport holds, as it last reported) past
+``sendq`` calls ``overflow(session)``, which drops the client at once; nothing
+more is queued for a closing session, so a reply that would be huge stops
+growing as soon as it passes the limit.
+
+Only the core's thread calls this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from relaychat.protocol.events import (
+    CHANNEL,
+    ECHO_ALWAYS,
+    ECHO_CAP,
+    OPERWALL,
+    PEERS,
+    SELF,
+    USER,
+    Event,
+)
+from relaychat.protocol.state import Channel, Session, User
+
+__all__ = ["ChannelBatch", "Output", "Slice", "common_peers"]
+
+
+class ChannelBatch:
+    """The channel messages of one turn, shared by every member's queue."""
+
+    __slots__ = ("items", "attached", "detached", "_joined")
+
+    def __init__(self) -> None:
+        self.items: list[Event] = []
+        self.attached: dict[Session, Slice] = {}
+        self.detached: set[Session] = set()
+        self._joined: dict[tuple[int, int, int], bytes] = {}
+
+    def join(self, start: int, end: int, variant: int) -> bytes:
+        key = (start, end, variant)
+        data = self._joined.get(key)
+        if data is None:
+            data = b"".join([e.for_variant(variant) for e in self.items[start:end]])
+            self._joined[key] = data
+        return data
+
+
+class Slice:
+    """Messages ``start:end`` of a batch for one session (``end`` None: still open)."""
+
+    __slots__ = ("batch", "start", "end")
+
+    def __init__(self, batch: ChannelBatch, start: int) -> None:
+        self.batch = batch
+        self.start = start
+        self.end: int | None = None
+
+
+def common_peers(user: User, include_self: bool = False) -> set[User]:
+    """Every user who shares a channel with ``user``."""
+    peers: set[User] = set()
+    for chan in user.channels.values():
+        peers.update(chan.members)
+    if include_self:
+        peers.add(user)
+    else:
+        peers.discard(user)
+    return peers
+
+
+class Output:
+    def __init__(
+        self,
+        server_name: str,
+        sendq: int,
+        overflow: Callable[[Session], None],
+        opers_wall: Callable[[], Iterable[User]],
+    ) -> None:
+        self.numeric_prefix = f":{server_name} "
+        self.sendq = sendq
+        self._overflow = overflow
+        self._wall_users = opers_wall
+        self._dirty: list[Session] = []
+        self._batched: list[Channel] = []
+        self.responding: Session | None = None
+        self._response: list[bytes] = []
+
+    def configure(self, server_name: str, sendq: int) -> None:
+        self.numeric_prefix = f":{server_name} "
+        self.sendq = sendq
+
+    # ------------------------------------------------------------ raw output
+    def send_bytes(self, sess: Session, data: bytes) -> None:
+        if sess.closing is not None:
+            return
+        if sess is self.responding:
+            self._response.append(data)
+        else:
+            q = sess.out
+            if not q:
+                self._dirty.append(sess)
+            elif q[-1].__class__ is Slice:
+                _close_slice(sess, q[-1])
+            q.append(data)
+        sess.queued += len(data)
+        if sess.queued + sess.backlog > self.sendq:
+            self._overflow(sess)
+
+    def send_line(self, sess: Session, line: str) -> None:
+        self.send_bytes(sess, (line + "\r\n").encode("utf-8", "replace"))
+
+    def reply(self, sess: Session, numeric: str, *params: str) -> None:
+        """``:server NUMERIC nick params...`` (the last param gets a colon as needed).
+
+        Middle parameters must be valid words (handlers pass names they checked,
+        or ``safe_param`` of client input); the last may be any text."""
+        nick = sess.user.nick or "*"
+        if params:
+            *middle, last = params
+            if not last or last[0] == ":" or " " in last:
+                last = ":" + last
+            line = " ".join((self.numeric_prefix + numeric, nick, *middle, last))
+        else:
+            line = f"{self.numeric_prefix}{numeric} {nick}"
+        self.send_bytes(sess, (line + "\r\n").encode("utf-8", "replace"))
+
+    def discard(self, sess: Session) -> None:
+        """Forget everything queued for ``sess`` (it is being dropped)."""
+        if sess is self.responding:
+            self._response = []
+        q = sess.out
+        if q and q[-1].__class__ is Slice:
+            _close_slice(sess, q[-1])
+        q.clear()  # stays in the dirty list if it was: an empty write is harmless
+        sess.queued = 0
+
+    # ------------------------------------------------------ response buffer
+    def begin_response(self, sess: Session) -> None:
+        self.responding = sess
+        self._response = []
+
+    def end_response(self) -> None:
+        sess = self.responding
+        self.responding = None
+        response = self._response
+        if sess is None or not response:
+            return
+        self._response = []
+        q = sess.out
+        if not q:
+            self._dirty.append(sess)
+        elif q[-1].__class__ is Slice:
+            _close_slice(sess, q[-1])
+        q.append(response[0] if len(response) == 1 else b"".join(response))
+
+    # -------------------------------------------------------- local delivery
+    def deliver(self, ev: Event) -> None:
+        """Queue an event to the local sessions in its audience."""
+        audience = ev.audience
+        origin = ev.origin
+        skip = origin
+        if origin is not None and (
+            ev.echo == ECHO_ALWAYS or (ev.echo == ECHO_CAP and "echo-message" in origin.caps)
+        ):
+            skip = None
+        cap = ev.cap
+        if audience == CHANNEL:
+            chan = ev.channel
+            assert chan is not None
+            if ev.status or cap is not None:
+                members = chan.members
+                if ev.status:
+                    want = ev.status
+                    users: Iterable[User] = [
+                        u for u, st in members.items() if st and (want == "v" or "o" in st)
+                    ]
+                else:
+                    users = members
+                self._relay(users, ev, skip)
+                if skip is None and origin is not None and origin.user not in members:
+                    self._relay_session(origin, ev)  # an echo to a non-member sender
+            else:
+                self._relay_channel(chan, ev, skip)
+                if skip is None and origin is not None and origin.user not in chan.members:
+                    self._relay_session(origin, ev)
+        elif audience == USER:
+            target = ev.target
+            assert target is not None
+            # a message to oneself arrives once, echo-message or not
+            self._relay(
+                (target,), ev, None if origin is not None and origin.user is target else skip
+            )
+            if skip is None and origin is not None and origin.user is not target:
+                self._relay_session(origin, ev)
+        elif audience == PEERS:
+            actor = ev.actor
+            assert actor is not None
+            self._relay(common_peers(actor, include_self=ev.echo == ECHO_ALWAYS), ev, None)
+        elif audience == SELF:
+            actor = ev.actor
+            assert actor is not None
+            self._relay((actor,), ev, None)
+        elif audience == OPERWALL:
+            self._relay(self._wall_users(), ev, None)
+
+    def _relay_session(self, sess: Session, ev: Event) -> None:
+        if ev.cap is None or ev.cap in sess.caps:
+            self.send_bytes(sess, ev.for_variant(sess.variant))
+
+    def _relay(self, users: Iterable[User], ev: Event, skip: Session | None) -> None:
+        """Serialise once per variant; append the same bytes to every session."""
+        cache: list[bytes | None] = [None, None, None, None]
+        cap = ev.cap
+        send = self.send_bytes
+        for user in users:
+            for sess in user.sessions:
+                if sess is skip or sess.closing is not None:
+                    continue
+                if cap is not None and cap not in sess.caps:
+                    continue
+                v = sess.variant
+                data = cache[v]
+                if data is None:
+                    data = cache[v] = ev.for_variant(v)
+                send(sess, data)
+
+    def _relay_channel(self, chan: Channel, ev: Event, skip: Session | None) -> None:
+        """Through the channel's batch for this turn: O(1) per message once the
+        members are attached."""
+        batch = chan.batch
+        if batch is None:
+            batch = chan.batch = ChannelBatch()
+            self._batched.append(chan)
+            batch.items.append(ev)
+            detached = batch.detached
+            for user in chan.members:
+                for sess in user.sessions:
+                    if sess is skip or sess.closing is not None:
+                        detached.add(sess)
+                    else:
+                        self._attach(sess, batch, 0, ev)
+            return
+        if skip is not None:
+            sl = batch.attached.get(skip)
+            if sl is not None:
+                _close_slice(skip, sl)
+        index = len(batch.items)
+        batch.items.append(ev)
+        detached = batch.detached
+        if detached:
+            for sess in list(detached):
+                if sess is not skip and sess.closing is None:
+                    self._attach(sess, batch, index, ev)
+
+    def _attach(self, sess: Session, batch: ChannelBatch, start: int, ev: Event) -> None:
+        if sess is self.responding:
+            # the commander's own copy goes into its response, as bytes
+            batch.detached.add(sess)
+            self.send_bytes(sess, ev.for_variant(sess.variant))
+            return
+        sl = Slice(batch, start)
+        q = sess.out
+        if not q:
+            self._dirty.append(sess)
+        elif q[-1].__class__ is Slice:
+            _close_slice(sess, q[-1])
+        q.append(sl)
+        batch.attached[sess] = sl
+        batch.detached.discard(sess)
+
+    # --------------------------------------------------- membership changes
+    def member_added(self, chan: Channel, user: User) -> None:
+        batch = chan.batch
+        if batch is not None:
+            for sess in user.sessions:
+                batch.detached.add(sess)  # gets this turn's later messages only
+
+    def member_removed(self, chan: Channel, user: User) -> None:
+        batch = chan.batch
+        if batch is not None:
+            for sess in user.sessions:
+                sl = batch.attached.get(sess)
+                if sl is not None:
+                    _close_slice(sess, sl)
+                batch.detached.discard(sess)
+
+    # ----------------------------------------------------------- the turn
+    def data_to_send(self) -> list[tuple[Any, bytes, bool]]:
+        """Each connection with output: (handle, all its pending bytes, close after)."""
+        dirty = self._dirty
+        if not dirty:
+            return []
+        self._dirty = []
+        out: list[tuple[Any, bytes, bool]] = []
+        for sess in dirty:
+            q = sess.out
+            if not q:
+                if sess.closing is not None:
+                    out.append((sess.handle, b"", True))
+                continue
+            if len(q) == 1:
+                item = q[0]
+                data = _resolve(item, sess.variant) if item.__class__ is Slice else item
+            else:
+                v = sess.variant
+                data = b"".join([_resolve(i, v) if i.__class__ is Slice else i for i in q])
+            sess.out = []
+            sess.queued = 0
+            out.append((sess.handle, data, sess.closing is not None))
+        for chan in self._batched:
+            chan.batch = None
+        self._batched = []
+        return out
+
+    def mark_dirty(self, sess: Session) -> None:
+        """Make sure ``sess`` is visited by the next ``data_to_send`` (to close it)."""
+        if not sess.out:
+            self._dirty.append(sess)
+            sess.out.append(b"")
+
+
+def _close_slice(sess: Session, sl: Slice) -> None:
+    """End an open slice at the batch's current length (more output follows it)."""
+    if sl.end is None:
+        batch = sl.batch
+        sl.end = len(batch.items)
+        batch.attached.pop(sess, None)
+        batch.detached.add(sess)
+
+
+def _resolve(sl: Slice, variant: int) -> bytes:
+    batch = sl.batch
+    end = len(batch.items) if sl.end is None else sl.end
+    return batch.join(sl.start, end, variant)

@@ -1,0 +1,260 @@
+"""The engine driver: the policy both engines share, written once.
+
+Theory of operation
+-------------------
+An engine (``loop``: asyncio; ``threads``: a thread per connection) owns sockets
+and threads; the :class:`Driver` owns everything else between them and the
+core: framing (a :class:`~relaychat.protocol.framing.LineBuffer` per
+connection), the clock (``Now``: monotonic + wall), the end-of-turn flush
+(every connection's output in one write, SendQ, close with a deadline),
+operations (run on the engine's workers), the core's requests (stop, rehash),
+timers (the core's next deadline and the close deadlines), and containment: an
+exception escaping the core closes the one connection it came from, is logged
+at most a few times a minute, and never kills a timer or a thread.
+
+An engine implements the primitives of :class:`Engine` (the same names in
+both) and calls the driver's entry points from the core's thread only (the
+asyncio loop's thread; in the threads engine, with its core lock held):
+``accepted``, ``data_received``, ``connection_lost``, ``on_timer``,
+``op_finished``; then ``take_output`` and, per buffer written, ``wrote``.
+
+Close policy: a closing connection gets its last output written, then a
+graceful close; if the peer does not read it within ``CLOSE_DEADLINE`` seconds
+the connection is aborted. A connection whose unsent output passes SendQ is
+dropped (``Max SendQ exceeded``) and aborted at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from relaychat.protocol.commands import build_core
+from relaychat.protocol.core import RateLimitedLog
+from relaychat.protocol.framing import LineBuffer
+from relaychat.protocol.ops import Op
+from relaychat.protocol.timebase import Now
+
+if TYPE_CHECKING:
+    from relaychat.config import Config
+    from relaychat.protocol.core import ServerCore
+    from relaychat.protocol.state import Session
+
+__all__ = ["CLOSE_DEADLINE", "Conn", "Driver", "Engine", "clock"]
+
+log = logging.getLogger("relaychat.driver")
+
+CLOSE_DEADLINE = 2.0  # seconds a closing peer has to read its last lines
+
+
+def clock() -> Now:
+    return Now(time.monotonic(), time.time())
+
+
+class Conn(Protocol):
+    """What the driver keeps on an engine's connection object."""
+
+    session: Session
+    framer: LineBuffer
+    closed: bool
+
+
+class Engine(Protocol):
+    """The primitives an engine gives the driver (same names in both engines)."""
+
+    def write(self, conn: Any, data: bytes) -> int:
+        """Queue ``data``; return the bytes still unsent for ``conn`` (never blocks)."""
+        ...
+
+    def backlog(self, conn: Any) -> int: ...
+
+    def close(self, conn: Any) -> None:
+        """Close once the unsent bytes are written (the driver aborts at the deadline)."""
+        ...
+
+    def abort(self, conn: Any) -> None: ...
+
+    def run_op(self, op: Op) -> None:
+        """Run ``op.run()`` on a worker; then ``driver.op_finished(op)`` on the core's thread."""
+        ...
+
+    def set_timer(self, when: float) -> None:
+        """Call ``driver.on_timer()`` at monotonic time ``when`` (earlier is fine)."""
+        ...
+
+    def stop(self, reason: str) -> None: ...
+
+
+class Driver:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        config_loader: Callable[[], Config] | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.config_loader = config_loader
+        self.core: ServerCore = build_core(config, clock(), secrets.token_hex(5))
+        self.errors = RateLimitedLog()
+        self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
+        self._timer_at: float | None = None
+
+    # ------------------------------------------------------------ entry points
+    def accepted(self, conn: Any, ip: str) -> Session:
+        lim = self.core.limits
+        conn.framer = LineBuffer(lim.line_length, lim.tags_length)
+        conn.closed = False
+        sess = self.core.connect(ip, clock(), handle=conn)
+        conn.session = sess
+        return sess
+
+    def data_received(self, conn: Any, data: bytes) -> None:
+        sess = conn.session
+        if sess.closing is not None:
+            return
+        try:
+            lines = conn.framer.feed(data)
+            if lines:
+                self.core.receive_lines(sess, lines, clock())
+        except Exception:
+            self._contain(sess, "input")
+
+    def connection_lost(self, conn: Any, reason: str) -> None:
+        self._closing.pop(conn, None)
+        conn.closed = True
+        try:
+            self.core.connection_lost(conn.session, reason, clock())
+        except Exception:
+            self._contain(None, "connection_lost")
+
+    def on_timer(self) -> None:
+        self._timer_at = None
+        now = clock()
+        try:
+            self.core.handle_timers(now)
+        except Exception:
+            self._contain(None, "timers")
+        if self._closing:
+            for conn, deadline in list(self._closing.items()):
+                if deadline <= now.mono:
+                    del self._closing[conn]
+                    if not conn.closed:
+                        conn.closed = True
+                        self.engine.abort(conn)
+
+    def op_finished(self, op: Op) -> None:
+        try:
+            self.core.op_done(op, clock())
+        except Exception:
+            self._contain(op.session, f"completion of {op!r}")
+
+    def shutdown(self, reason: str) -> None:
+        self.core.shutdown(reason, clock())
+
+    # ---------------------------------------------------------- end of a turn
+    def take_output(self) -> list[tuple[Any, bytes, bool]]:
+        """The core's output, and everything else a turn ends with: operations
+        started, requests acted on, the timer re-armed."""
+        core = self.core
+        out = core.data_to_send()
+        for op in core.ops_to_run():
+            self.engine.run_op(op)
+        if core.requests:
+            for kind, arg in core.take_requests():
+                if kind == "stop":
+                    self.engine.stop(arg)
+                elif kind == "rehash":
+                    self.start_rehash(arg)
+            for op in core.ops_to_run():
+                self.engine.run_op(op)
+        self._arm_timer()
+        return out
+
+    def wrote(self, conn: Any, backlog: int, close: bool) -> None:
+        """After writing a buffer from ``take_output``: SendQ and the close policy."""
+        if conn.closed:
+            return
+        sess = conn.session
+        if close:
+            if backlog > self.core.limits.sendq:
+                conn.closed = True
+                self.engine.abort(conn)
+            elif backlog == 0:
+                conn.closed = True
+                self.engine.close(conn)
+            else:
+                self.engine.close(conn)
+                self._closing[conn] = time.monotonic() + CLOSE_DEADLINE
+                self._arm_timer()
+            return
+        if backlog != sess.backlog:
+            try:
+                self.core.note_backlog(sess, backlog, clock())
+            except Exception:
+                self._contain(sess, "note_backlog")
+
+    def flush_inline(self) -> None:
+        """Take the output and write it here (an engine whose writes never block
+        and that needs no lock around them: asyncio)."""
+        engine = self.engine
+        for _ in range(8):  # a SendQ drop queues QUITs for others: flush those too
+            out = self.take_output()
+            if not out:
+                return
+            for conn, data, close in out:
+                if conn.closed:
+                    continue
+                backlog = engine.write(conn, data) if data else engine.backlog(conn)
+                self.wrote(conn, backlog, close)
+
+    # --------------------------------------------------------------- internals
+    def start_rehash(self, sess: Session | None) -> None:
+        """Reload the configuration in a worker; the core applies all or nothing."""
+        loader = self.config_loader
+        core = self.core
+        if loader is None:
+            if sess is not None:
+                core.server_notice(sess, "REHASH: this server has no configuration file")
+            return
+
+        def run() -> object:
+            try:
+                return loader()
+            except Exception as exc:  # reported to the oper; the old config stays
+                return exc
+
+        def then(result: Any) -> None:
+            core.rehash_result(sess, result, core.now)
+            self._apply_limits()
+
+        core.submit(Op(run, then, None))
+
+    def _apply_limits(self) -> None:
+        """New framing limits for connections accepted from now on."""
+        self.config = self.core.config
+
+    def _arm_timer(self) -> None:
+        when = self.core.next_deadline()
+        if self._closing:
+            first = min(self._closing.values())
+            when = first if when is None else min(when, first)
+        if when is not None and (self._timer_at is None or when < self._timer_at):
+            self._timer_at = when
+            self.engine.set_timer(when)
+
+    def _contain(self, sess: Session | None, what: str) -> None:
+        """An exception escaped the core: log it (rate-limited), close the one
+        connection it came from, keep serving everyone else."""
+        if self.errors.allow(time.monotonic()):
+            log.exception(
+                "[%s] internal error in %s", sess.conn_id if sess is not None else "-", what
+            )
+        if sess is not None and sess.closing is None:
+            try:
+                self.core.disconnect(sess, "Internal error", clock())
+            except Exception:
+                log.exception("[%d] could not close after an internal error", sess.conn_id)
