@@ -111,8 +111,10 @@ def test_rest_of_a_tagged_line_keeps_the_512_byte_limit() -> None:
 
 
 def test_line_of_only_tags_within_the_limit_is_yielded_for_the_parser_to_refuse() -> None:
-    buf = LineBuffer()
+    buf = LineBuffer(512, 10)
     assert buf.feed(b"@a=b\r\n") == [b"@a=b"]
+    assert buf.feed(b"@0123456789\r\n") == [b"@0123456789"]
+    assert buf.feed(b"@0123456789a") == [TooLong(tags=True)]
 
 
 # -- bounded memory ------------------------------------------------------------
