@@ -94,15 +94,18 @@ class LineBuffer:
                 return []
             self._discarding = False
             data = data[nl + 1 :]
-        buf = self._buf + data if self._buf else data
-        lines = buf.split(b"\n")
-        rest = lines.pop()
         short = self._short
         out: list[Frame]
-        if lines and max(map(len, lines)) <= short:
-            out = list(filter(None, lines))
+        if b"\n" not in data:  # no line ends: just hold the bytes (cheap for tiny reads)
+            rest = self._buf + data
+            out = []
         else:
-            out = [line if len(line) <= short else self._check(line) for line in lines if line]
+            lines = (self._buf + data if self._buf else data).split(b"\n")
+            rest = lines.pop()
+            if max(map(len, lines)) <= short:
+                out = list(filter(None, lines))
+            else:
+                out = [line if len(line) <= short else self._check(line) for line in lines if line]
         if len(rest) > short:
             verdict = self._check(rest)
             if isinstance(verdict, TooLong):
