@@ -29,6 +29,9 @@ from relaychat.protocol.numerics import (
     RPL_WELCOME,
 )
 
+# Modern IRC: a client accepts up to 8191 bytes of tags from a server ('@' included)
+SERVER_TAGS_BYTES = 8190
+
 __all__ = [
     "ClientProtocol",
     "ConnectionClosed",
@@ -109,24 +112,6 @@ def _alternate_nicks(nick: str) -> Iterator[str]:
         yield f"{nick[:6]}{i:03d}"
 
 
-def _validate(message: Message) -> None:
-    """Raise ValueError for a message that would not survive serialization intact."""
-    command = message.command
-    if not command or any(c in command for c in " \r\n\0:"):
-        raise ValueError(f"bad command {command!r}")
-    params = message.params
-    for i, param in enumerate(params):
-        if any(c in param for c in "\r\n\0"):
-            raise ValueError(f"parameter {i} contains CR, LF or NUL: {param!r}")
-        if i < len(params) - 1 and (not param or " " in param or param.startswith(":")):
-            raise ValueError(
-                f"only the last parameter may be empty, contain a space or start with ':'; "
-                f"parameter {i} is {param!r}"
-            )
-    if message.source is not None and any(c in message.source for c in " \r\n\0"):
-        raise ValueError(f"bad source {message.source!r}")
-
-
 class ClientProtocol:
     """Sans-I/O client core: bytes in, messages and bytes out.
 
@@ -166,7 +151,7 @@ class ClientProtocol:
             iter(list(alt_nicks)) if alt_nicks is not None else _alternate_nicks(nick)
         )
         self._nick_attempts_left = max_nick_attempts
-        self._lines = LineBuffer(line_length=MAX_LINE_BYTES)
+        self._lines = LineBuffer(line_length=MAX_LINE_BYTES, tags_length=SERVER_TAGS_BYTES)
         self._outbuf = bytearray()
 
     # -- state ----------------------------------------------------------------
@@ -205,8 +190,7 @@ class ClientProtocol:
         """Queue one message. Raises ValueError if it cannot be serialized faithfully
         (CR/LF/NUL anywhere, or a space/colon/empty string in a middle parameter) --
         a programming error, never sent half-way."""
-        _validate(message)
-        self._outbuf += message.to_bytes()
+        self._outbuf += message.to_bytes()  # MessageSerializeError is a ValueError
 
     def data_to_send(self) -> bytes:
         """Return (and forget) every byte queued so far; ``b""`` when there is none."""
@@ -247,7 +231,7 @@ class ClientProtocol:
 
     def receive_eof(self) -> None:
         """The server closed the connection; a pending partial line is dropped."""
-        self._lines = LineBuffer(line_length=MAX_LINE_BYTES)
+        self._lines = LineBuffer(line_length=MAX_LINE_BYTES, tags_length=SERVER_TAGS_BYTES)
         if self.phase is Phase.REGISTERING and self.error is None:
             self.error = "connection closed before registration completed"
         self._transition(_Event.EOF)

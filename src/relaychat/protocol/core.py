@@ -47,7 +47,7 @@ from relaychat.protocol.caps import isupport_lines, target_limits
 from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.events import PEERS, Event, MsgIds
 from relaychat.protocol.inbound import Inbound, Line
-from relaychat.protocol.message import Message
+from relaychat.protocol.message import Message, sanitize_text
 from relaychat.protocol.ops import Batcher, Op, Ops
 from relaychat.protocol.output import Output
 from relaychat.protocol.registry import Registry
@@ -378,7 +378,8 @@ class ServerCore:
 
     def server_notice(self, sess: Session, text: str) -> None:
         self.output.send_bytes(
-            sess, Message("NOTICE", [sess.name, text], source=self.server_name).to_bytes()
+            sess,
+            Message("NOTICE", [sess.name, sanitize_text(text)], source=self.server_name).to_bytes(),
         )
 
     def emit(self, ev: Event) -> None:

@@ -1,15 +1,38 @@
 """Framing: a TCP byte stream in, whole lines out, with limits.
 
 Theory of operation: :class:`LineBuffer` is fed whatever ``recv`` returned (any
-split, any size) and yields complete lines, split on LF with an optional CR
-before it, never trusting one ``recv`` to be one message. Limits follow the
-Modern IRC document and IRCv3 message-tags: the part of a line after its tags
-may be at most ``line_length`` bytes (CRLF included), the tags part at most
-``tags_length`` bytes. A line over the limit becomes a :class:`TooLong` item, and
-bytes still without a newline past the combined limit are discarded up to the
-next newline, so a peer cannot grow the buffer without bound.
+split, any size) and yields complete lines, never trusting one ``recv`` to be one
+message.
 
-A pure class: no sockets, no clock; one owner at a time.
+Line ends. CR, LF and CRLF all end a line. RFC 1459/2812 (section 2.3.1)
+"designate two characters, CR and LF, as message separators" and silently ignore
+empty messages, "which permits use of the sequence CR-LF between messages"; the
+Modern IRC document also describes the stream as messages separated by CR and LF
+(while senders must end each one with CRLF). ircu-style servers split this way.
+So a lone CR cannot hide a second message inside one line: in
+``PRIVMSG #c :hi<CR>:root!root@server PRIVMSG #c :forged`` the part after the CR
+is a line of its own from the same peer (whose source the server ignores), never
+text relayed to clients that split on CR. Empty lines carry nothing and are never
+yielded (nor is anything for the LF of a CRLF, even when a read ends between the
+two). The lines yielded never contain CR or LF, and the result does not depend on
+how the stream was split into reads.
+
+Limits follow the Modern IRC document and IRCv3 message-tags. A line that starts
+with ``@`` has *tag data*: the bytes between the ``@`` and the first space. It may
+hold at most ``tags_length`` bytes (4094: what a client may send); more is
+``TooLong(tags=True)``, answered with 417 ERR_INPUTTOOLONG. The rest of the line
+(after that space, or the whole line without tags) may be at most
+``line_length`` bytes counting the CRLF (512), whether or not the peer actually
+ended it with CRLF; more is ``TooLong(tags=False)``.
+
+Memory is bounded: as soon as the unterminated tail of the stream is certain to
+be too long (those checks only get worse as bytes are added), the framer yields
+its ``TooLong`` right away and discards bytes up to the next CR or LF. So
+``pending()`` never exceeds ``max_total`` whatever the peer sends.
+
+A pure class: no sockets, no clock; one owner at a time. ``feed`` works on whole
+chunks with ``bytes.replace`` / ``bytes.split`` (no per-byte Python loop): it is on
+the hot path.
 """
 
 from __future__ import annotations
@@ -30,17 +53,28 @@ Frame = bytes | TooLong
 
 
 class LineBuffer:
-    __slots__ = ("_buf", "_line_length", "_tags_length", "_discarding")
+    """Split a byte stream into lines (see the module docstring for the rules).
 
-    def __init__(self, line_length: int = 512, tags_length: int = 8191) -> None:
+    ``line_length``: most bytes of a line after its tags, CRLF included.
+    ``tags_length``: most bytes of tag data (between ``@`` and the space).
+    """
+
+    __slots__ = ("_buf", "_line_length", "_tags_length", "_short", "_discarding")
+
+    def __init__(self, line_length: int = 512, tags_length: int = 4094) -> None:
+        if line_length < 3 or tags_length < 0:
+            raise ValueError("line_length must be at least 3 and tags_length at least 0")
         self._buf = b""
         self._line_length = line_length
         self._tags_length = tags_length
+        # A line this short passes both limits whatever its shape (fast path).
+        self._short = min(line_length - 2, tags_length)
         self._discarding = False
 
     @property
     def max_total(self) -> int:
-        # tags + the space after them + the rest of the line
+        """The longest acceptable line, CRLF included (tags, space, rest); an upper
+        bound on :meth:`pending`."""
         return self._line_length + self._tags_length + 1
 
     def pending(self) -> int:
@@ -48,42 +82,52 @@ class LineBuffer:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Add bytes; return the complete lines (without CR/LF) and TooLong markers."""
-        buf = self._buf + data if self._buf else data
-        out: list[Frame] = []
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
+        """Add bytes; return the complete lines (without CR/LF, never empty) and
+        :class:`TooLong` markers, in stream order."""
+        if b"\r" in data:
+            # every CR ends a line; the empty line a CRLF then makes is skipped below
+            data = data.replace(b"\r", b"\n")
+        if self._discarding:
+            # the rest of an over-long line, up to the next line end, is dropped
+            nl = data.find(b"\n")
             if nl == -1:
-                break
-            if self._discarding:
-                self._discarding = False
-                start = nl + 1
-                continue
-            end = nl
-            if end > start and buf[end - 1] == 13:  # CR
-                end -= 1
-            out.append(self._check(buf[start:end]))
-            start = nl + 1
-        rest = buf[start:]
-        if len(rest) > self.max_total:
-            if not self._discarding:
-                out.append(TooLong(tags=rest[:1] == b"@"))
-            self._discarding = True
-            rest = b""
+                return []
+            self._discarding = False
+            data = data[nl + 1 :]
+        short = self._short
+        out: list[Frame]
+        if b"\n" not in data:  # no line ends: just hold the bytes (cheap for tiny reads)
+            rest = self._buf + data
+            out = []
+        else:
+            lines = (self._buf + data if self._buf else data).split(b"\n")
+            rest = lines.pop()
+            if max(map(len, lines)) <= short:
+                out = list(filter(None, lines))
+            else:
+                out = [line if len(line) <= short else self._check(line) for line in lines if line]
+        if len(rest) > short:
+            verdict = self._check(rest)
+            if isinstance(verdict, TooLong):
+                # certain already: more bytes cannot make this line acceptable
+                out.append(verdict)
+                self._discarding = True
+                rest = b""
         self._buf = rest
         return out
 
     def _check(self, line: bytes) -> Frame:
+        """``line`` itself, or the limit it breaks. Also right for the unterminated
+        start of a line: a verdict of TooLong cannot change as bytes are added."""
         if line[:1] == b"@":
             sp = line.find(b" ")
             if sp == -1:
-                tags_len = len(line)
+                tag_data = len(line) - 1
                 rest_len = 0
             else:
-                tags_len = sp
+                tag_data = sp - 1
                 rest_len = len(line) - sp - 1
-            if tags_len > self._tags_length:
+            if tag_data > self._tags_length:
                 return TooLong(tags=True)
             if rest_len + 2 > self._line_length:
                 return TooLong(tags=False)
