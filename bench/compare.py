@@ -18,6 +18,14 @@ and print the same JSON.
 All traffic goes to 127.0.0.1. Each phase is bounded in time (``--duration``, setup timeouts,
 a subprocess timeout around the load generator) and in count (``--idle``).
 
+The ``idle50k`` scenario (not in the default set) holds 50,000 clients (``--idle50k-clients``):
+it needs an open-file limit above that for the server and for the load generator (this script
+raises the hard limit when it may, i.e. as root, and otherwise says what to run), and its
+clients connect from several loopback source addresses (127.0.0.2, 127.0.0.3, ...; all of
+127.0.0.0/8 is loopback on Linux), because one source address has only the ephemeral port
+range (``net.ipv4.ip_local_port_range``, about 28,000 ports) to connect to one server port from.
+The servers still listen on 127.0.0.1 only.
+
 Results are printed as plain tables (or Markdown with ``--markdown``), with ratios against
 InspIRCd measured in the same run, and saved as JSON under ``bench/results/``.
 """
@@ -60,8 +68,11 @@ log_level = "WARNING"
 [limits]
 flood_rate = 0            # 0 disables flood control
 max_connections_per_ip = 0  # 0 = unlimited
+max_connections = 1000000   # the default, 20000, is below idle50k's 50,000
 sendq = 16777216
 """
+# The listening address and port are given on the command line (--host/--port), not here: the
+# [server] section's host/port keys are being replaced by [[listen]] tables.
 
 INSPIRCD_CONF = """\
 <server name="bench.inspircd" description="bench" network="bench">
@@ -237,7 +248,7 @@ def _miniircd() -> Server:
         lambda: _first_line(_miniircd_argv() + ["--version"]),
         idle_cap=1000,
         note="miniircd uses select(), which cannot watch fds >= 1024 "
-        "(FD_SETSIZE), so its idle test is capped at 1000 clients.",
+        "(FD_SETSIZE), so its idle tests are capped at 1000 clients.",
     )
 
 
@@ -245,7 +256,13 @@ SERVERS: dict[str, Server] = {
     s.name: s
     for s in (_relaychat("loop"), _relaychat("threads"), _inspircd(), _ngircd(), _miniircd())
 }
-SCENARIOS = ("fanout", "private", "idle")
+SCENARIOS = ("fanout", "private", "idle", "idle50k")
+# idle50k is left out of a default run: it needs open-file limits above 50,000 (see
+# ensure_nofile()), a server that registers ~1000 clients/s needs over a minute for it, and
+# ngIRCd, whose registrations slow down as clients accumulate, several.
+DEFAULT_SCENARIOS = ("fanout", "private", "idle")
+NOFILE_WANTED = 110_000  # the hard limit idle50k asks for when it must raise it
+NOFILE_MARGIN = 1000  # descriptors besides the clients' (server: listeners, logs; loadgen: epoll)
 
 # -- processes ----------------------------------------------------------------------------------
 
@@ -254,6 +271,56 @@ def raise_nofile_limit() -> None:
     """Soft RLIMIT_NOFILE := hard limit (also used as the servers' preexec_fn)."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def ensure_nofile(clients: int) -> str | None:
+    """Make the open-file limit of this process, and so of the servers and load generators it
+    starts, big enough for *clients* connections; return why not when that cannot be done.
+
+    The soft limit is raised to the hard one; a hard limit below what is needed is raised to
+    max(needed, NOFILE_WANTED), which only root (CAP_SYS_RESOURCE) may do, up to fs.nr_open.
+    """
+    need = clients + NOFILE_MARGIN
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        target = max(need, NOFILE_WANTED)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+        except (ValueError, OSError) as exc:
+            nr_open = _read_int("/proc/sys/fs/nr_open")
+            hint = (
+                f"; first raise fs.nr_open (now {nr_open}): sysctl -w fs.nr_open={target}"
+                if nr_open is not None and nr_open < target
+                else ""
+            )
+            return (
+                f"open-file hard limit (ulimit -Hn) is {hard}, {clients} clients need {need} "
+                f"in the server and in the load generator, and raising it failed ({exc}): as "
+                f"root, run `prlimit --pid $$ --nofile={target}:{target}` (or `ulimit -n "
+                f"{target}`) in the shell that then starts compare.py{hint}; or use fewer "
+                "clients (--idle50k-clients)"
+            )
+        progress(f"note: raised the open-file limit from {hard} to {target} for idle50k")
+    raise_nofile_limit()
+    return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def source_address_count(clients: int, wanted: int) -> int:
+    """How many loopback source addresses idle50k's clients connect from: *wanted*, or more
+    if fewer would use over 80% of the ephemeral port range (ip_local_port_range) each."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    per_address = max(1, int(0.8 * (high - low + 1)))
+    return max(wanted, -(-clients // per_address))
 
 
 def free_port() -> int:
@@ -398,6 +465,8 @@ def python_loadgen_label(args: argparse.Namespace) -> str:
 def run_loadgen(
     scenario: str, pid: int, port: int, args: argparse.Namespace, idle: int, pending: int
 ) -> dict[str, Any]:
+    """Run the load generator once; *idle* is the idle/idle50k client count."""
+    setup_timeout = args.idle50k_timeout if scenario == "idle50k" else args.setup_timeout
     command = [sys.executable, str(LOADGEN_PY)] if args.loadgen is None else [str(args.loadgen)]
     argv = [
         *command,
@@ -423,13 +492,21 @@ def run_loadgen(
         "--concurrency",
         str(pending),
         "--setup-timeout",
-        str(args.setup_timeout),
+        str(setup_timeout),
     ]
+    if scenario == "idle50k":
+        argv += ["--sources", str(args.idle50k_sources), "--hold", str(args.idle_hold)]
     if args.no_uvloop and args.loadgen is None:
         argv.append("--no-uvloop")
     if not args.no_quickack:
         argv.append("--quickack")
-    budget = args.setup_timeout + 30 + (0 if scenario == "idle" else args.warmup + args.duration)
+    if scenario == "idle":
+        phases = 0.0
+    elif scenario == "idle50k":
+        phases = args.idle_hold + 30  # the hold, then closing up to 50,000 sockets
+    else:
+        phases = args.warmup + args.duration
+    budget = setup_timeout + 30 + phases
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=budget)
     except subprocess.TimeoutExpired:
@@ -458,7 +535,15 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
                 workdir = Path(tmp) / f"{name}-{scenario}"
                 workdir.mkdir()
                 (workdir / "motd.txt").write_text("relaychat benchmark\n")
-                idle = args.idle if server.idle_cap is None else min(args.idle, server.idle_cap)
+                idle = args.idle50k_clients if scenario == "idle50k" else args.idle
+                if server.idle_cap is not None:
+                    idle = min(idle, server.idle_cap)
+                nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                if scenario == "idle50k" and idle + NOFILE_MARGIN > nofile:
+                    why = args.nofile_error or f"open-file limit {nofile} < {idle + NOFILE_MARGIN}"
+                    results[name][scenario] = {"error": why}
+                    progress(f"[{name}] {scenario}: skipped: {why}")
+                    continue
                 progress(f"[{name}] {scenario} ...")
                 try:
                     with running_server(server, workdir, args.start_timeout) as (
@@ -495,6 +580,14 @@ def summary(scenario: str, r: dict[str, Any]) -> str:
             f"{r['rate']:.0f} registrations/s, {r['kib_per_client']:.1f} KiB/client "
             f"({r['clients']} clients)"
         )
+    if scenario == "idle50k":
+        return (
+            f"{r['rate']:.0f} registrations/s, {r['kib_per_client']:.1f} KiB/client, "
+            f"server CPU while idle {r['hold_server_cpu_pct']:.2f}% of a core over "
+            f"{r['hold_s']:.1f}s, {r['hold_bytes_received']} bytes received meanwhile "
+            f"({r['clients']} clients from {r['sources']} addresses, "
+            f"loadgen CPU {r['hold_gen_cpu_s']:.2f}s, other processes {r['hold_other_cpu_s']:.2f}s)"
+        )
     return (
         f"{r['rate']:.0f}/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
         f"server CPU {r['server_cpu_s']:.2f}s, loadgen CPU {r['gen_cpu_s']:.2f}s "
@@ -521,6 +614,14 @@ def _pct(cpu_s: float, wall_s: float) -> str:
 def _disturbed_mark(r: dict[str, Any]) -> str:
     """Return " (~)" when other processes used a quarter of a core or more meanwhile."""
     return " (~)" if r.get("other_cpu_s", 0.0) >= 0.25 * r["wall_s"] else ""
+
+
+def _hold_cpu(r: dict[str, Any]) -> str:
+    """idle50k: the server's CPU while its clients were idle, as % of one core, marked (~) when
+    other processes used a quarter of a core or more meanwhile."""
+    pct = 100 * r["hold_server_cpu_s"] / r["hold_s"] if r["hold_s"] else 0.0
+    mark = _disturbed_mark({"other_cpu_s": r["hold_other_cpu_s"], "wall_s": r["hold_s"]})
+    return f"{pct:.2f}%{mark}"
 
 
 def _gen_bound_mark(r: dict[str, Any]) -> str:
@@ -564,6 +665,20 @@ def build_tables(
                 "server CPU s",
                 "loadgen CPU s",
             ]
+        elif scenario == "idle50k":
+            title = "Many idle clients: registrations, server memory and server CPU while idle"
+            headers = [
+                "server",
+                "clients",
+                "sources",
+                "pending",
+                "registrations/s",
+                "vs InspIRCd",
+                "KiB/client",
+                "vs InspIRCd",
+                "idle server CPU",
+                "idle bytes in",
+            ]
         else:
             title = (
                 "Fan-out: deliveries/s in one channel"
@@ -585,6 +700,21 @@ def build_tables(
                 continue
             if "error" in r:
                 rows.append([name, "failed: " + r["error"][:110]] + [""] * (len(headers) - 2))
+            elif scenario == "idle50k":
+                rows.append(
+                    [
+                        name,
+                        str(r["clients"]),
+                        str(r["sources"]),
+                        str(r["concurrency"]),
+                        _num(r["rate"]),
+                        _ratio(r["rate"], ref_r.get("rate")),
+                        _num(r["kib_per_client"], 1),
+                        _ratio(r["kib_per_client"], ref_r.get("kib_per_client")),
+                        _hold_cpu(r),
+                        _num(r["hold_bytes_received"]),
+                    ]
+                )
             elif scenario == "idle":
                 rows.append(
                     [
@@ -671,6 +801,11 @@ def describe_run(
         f"clients, at most min({args.idle_concurrency}, server's listen backlog) "
         "registrations pending at once"
     )
+    if "idle50k" in args.scenarios:
+        params += (
+            f"; idle50k: {args.idle50k_clients} clients from {args.idle50k_sources} loopback "
+            f"source addresses, pending as for idle, then {args.idle_hold:g} s idle, measured"
+        )
     try:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
@@ -725,6 +860,16 @@ def report(run: dict[str, Any], md: bool) -> str:
         "Idle 'pending': registrations in progress at once, capped at the server's listen "
         "backlog so that no SYN is dropped (ngIRCd listens with 10, miniircd with 5).",
     ]
+    if "idle50k" in run["scenarios"]:
+        notes.append(
+            "idle50k: registrations/s from the first connect to the last 001; KiB/client = "
+            "(server VmRSS at the end of the idle period - VmRSS before connecting) / clients; "
+            "idle server CPU = user+sys CPU time of the server over the idle period (after all "
+            "registered and 0.5 s settled), as a percentage of one core, (~) when other "
+            "processes used >= 25% of a core meanwhile; idle bytes in = bytes the clients "
+            "received during it (PINGs, if any, answered). Clients connect round-robin from "
+            "127.0.0.2, 127.0.0.3, ... ('sources'); the servers listen on 127.0.0.1."
+        )
     notes += [f"{n}: {SERVERS[n].note}" for n in results if SERVERS[n].note]
     out.append("\n".join(("- " if md else "* ") + n for n in notes))
     return "\n\n".join(out)
@@ -761,8 +906,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--scenarios",
         type=_csv(SCENARIOS),
-        default=list(SCENARIOS),
-        help="comma-separated; default: " + ",".join(SCENARIOS),
+        default=list(DEFAULT_SCENARIOS),
+        help="comma-separated, from "
+        + ",".join(SCENARIOS)
+        + "; default: "
+        + ",".join(DEFAULT_SCENARIOS),
     )
     ap.add_argument(
         "--duration",
@@ -777,6 +925,32 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1000,
         help="idle: registrations pending at once (default 1000)",
+    )
+    ap.add_argument(
+        "--idle50k-clients",
+        type=int,
+        default=50000,
+        help="idle50k: idle connections (default 50000)",
+    )
+    ap.add_argument(
+        "--idle-hold",
+        type=float,
+        default=10.0,
+        help="idle50k: measured seconds with every client registered and idle (default 10)",
+    )
+    ap.add_argument(
+        "--idle50k-sources",
+        type=int,
+        default=4,
+        help="idle50k: loopback source addresses, 127.0.0.2 and up (default 4; more if the "
+        "ephemeral port range needs them)",
+    )
+    ap.add_argument(
+        "--idle50k-timeout",
+        type=float,
+        default=600.0,
+        help="idle50k: seconds allowed for all registrations (default 600: ngIRCd's "
+        "registrations slow down as clients accumulate: about 4 minutes for 50,000, extrapolated)",
     )
     ap.add_argument("--clients", type=int, default=100, help="fan-out: channel members")
     ap.add_argument("--senders", type=int, default=10, help="fan-out: members that send")
@@ -829,8 +1003,20 @@ def main(argv: list[str] | None = None) -> int:
         print(report(json.loads(args.from_json.read_text()), args.markdown))
         return 0
 
+    if args.idle50k_clients < 1 or not 1 <= args.idle50k_sources <= 250 or args.idle_hold < 0:
+        ap.error("--idle50k-clients must be >= 1, --idle50k-sources 1..250, --idle-hold >= 0")
+
     signal.signal(signal.SIGTERM, _terminate)
     raise_nofile_limit()
+    args.nofile_error = None
+    if "idle50k" in args.scenarios:
+        args.nofile_error = ensure_nofile(args.idle50k_clients)
+        if args.nofile_error:
+            progress(f"note: idle50k cannot run: {args.nofile_error}")
+        sources = source_address_count(args.idle50k_clients, args.idle50k_sources)
+        if sources != args.idle50k_sources:
+            progress(f"note: idle50k: {sources} source addresses (ip_local_port_range is small)")
+            args.idle50k_sources = sources
     started = time.monotonic()
     args.loadgen = None  # the C load generator's binary, or None for loadgen.py
     label = python_loadgen_label(args)

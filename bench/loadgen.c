@@ -17,6 +17,12 @@
  * latency receiver). Flow control, latency receivers, TCP_QUICKACK and the CPU/RSS readings
  * are those of loadgen.py: see its docstring.
  *
+ * idle50k is idle with a measured hold at the end (--hold seconds, every client registered and
+ * silent: the server's CPU time over it, and the bytes the clients received meanwhile). Its
+ * clients bind 127.0.0.(2 + i % K) (--sources K) with IP_BIND_ADDRESS_NO_PORT before connect():
+ * one source address has only the ephemeral port range (about 28,000) to reach one server port
+ * from. It needs RLIMIT_NOFILE above the client count, and checks that before connecting.
+ *
  * Build: gcc -O2 -std=c11 -Wall -Wextra -o loadgen bench/loadgen.c (compare.py does this).
  */
 #define _GNU_SOURCE
@@ -61,6 +67,8 @@ typedef struct { double *t; size_t n, cap; bool keep; } Times; /* send times by 
 
 static struct {
     int ep, port, nconns, nstarted, nregistered, nsenders;
+    int nsources;            /* > 0: bind client i to 127.0.0.(2 + i % nsources) */
+    long long rbytes;        /* bytes received, all connections */
     bool quickack, setup, sending, measuring, closing;
     Conn *conns, **senders;
     Times *sent;
@@ -107,6 +115,18 @@ static void buf_add(Buf *b, const char *s, size_t n) {
 }
 
 /* -- errors ------------------------------------------------------------------------------- */
+
+/* The source address of client i: 127.0.0.1 (the kernel's choice for a connection to it) or,
+ * with --sources K, 127.0.0.(2 + i % K). */
+static in_addr_t source_addr(int i) {
+    return htonl(INADDR_LOOPBACK + (R.nsources > 0 ? 1 + (unsigned)(i % R.nsources) : 0));
+}
+
+static const char *source_text(int i) {
+    static char text[INET_ADDRSTRLEN];
+    struct in_addr a = {.s_addr = source_addr(i)};
+    return inet_ntop(AF_INET, &a, text, sizeof text);
+}
 
 /* A connection failed: during setup that ends the run (first reason wins); later it is one of
  * the errors reported with the results. */
@@ -294,6 +314,7 @@ static void on_readable(Conn *c) {
         conn_close(c, got ? strerror(errno) : "closed by server");
         return;
     }
+    R.rbytes += got;
     if (c->quickack) setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
     data -= c->tail_len;
     memcpy(data, c->tail, c->tail_len);
@@ -319,7 +340,8 @@ static void on_event(Conn *c, unsigned ev) {
         if (err) {
             if (!R.setup_error[0])
                 snprintf(R.setup_error, sizeof R.setup_error,
-                         "OSError: connect to 127.0.0.1:%d: %s", R.port, strerror(err));
+                         "OSError: connect from %s to 127.0.0.1:%d: %s",
+                         source_text((int)(c - R.conns)), R.port, strerror(err));
             close(c->fd);
             c->closed = true;
             return;
@@ -339,20 +361,44 @@ static void on_event(Conn *c, unsigned ev) {
 
 /* -- the loop ----------------------------------------------------------------------------- */
 
+/* A client's socket could not be set up: end the run (the first reason is reported). */
+static void start_failed(Conn *c, int i, const char *call) {
+    if (!R.setup_error[0])
+        snprintf(R.setup_error, sizeof R.setup_error, "OSError: %s (client %d, from %s): %s",
+                 call, i, source_text(i), strerror(errno));
+    if (c->fd >= 0) close(c->fd);
+    c->closed = true;
+}
+
 static void conn_start(Conn *c, char letter, int i) {
     snprintf(c->nick, sizeof c->nick, "%c%d", letter, i);
     c->sid = -1;
     c->quickack = R.quickack;
     c->parse = true;
+    R.nstarted++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) die("socket: %s", strerror(errno));
+    if (c->fd < 0) {
+        start_failed(c, i, "socket");
+        return;
+    }
+    if (R.nsources > 0) {
+        /* Bind the source address only; the port is chosen at connect() time, for the whole
+         * 4-tuple, so each source address has the full ephemeral port range to itself. */
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &(int){1}, sizeof(int));
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = source_addr(i)};
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            start_failed(c, i, "bind");
+            return;
+        }
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)R.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS)
-        die("connect: %s", strerror(errno));
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) {
+        start_failed(c, i, "connect");
+        return;
+    }
     struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(R.ep, EPOLL_CTL_ADD, c->fd, &e) < 0) die("epoll_ctl: %s", strerror(errno));
-    R.nstarted++;
 }
 
 /* Run the event loop until done() or the deadline; false on timeout or a setup error. */
@@ -373,7 +419,8 @@ static char nick_letter;
 /* poll_until() condition for registration; also starts connections while fewer than
  * `concurrency` registrations are pending (connecting or waiting for 001). */
 static bool all_registered(void) {
-    while (R.nstarted < R.nconns && R.nstarted - R.nregistered < concurrency)
+    while (R.nstarted < R.nconns && R.nstarted - R.nregistered < concurrency &&
+           !R.setup_error[0])
         conn_start(&R.conns[R.nstarted], nick_letter, R.nstarted);
     return R.nregistered == R.nconns;
 }
@@ -491,22 +538,39 @@ static void jstr(const char *k, const char *s) {
     putchar('"');
 }
 
+/* CPU time used by everything but the generator and the server between a and b. */
+static double other_cpu(const Sample *a, const Sample *b) {
+    double busy = 0;
+    for (int i = 0; i < 8; i++)
+        if (i != 3 && i != 4 && i != 7) /* user nice system irq softirq */
+            busy += b->machine[i] - a->machine[i];
+    return busy - (b->gen - a->gen) - (b->srv - a->srv);
+}
+
 /* Counters and CPU times over a phase: the keys loadgen.py's Phase.end() reports. */
 static void print_phase(const Sample *a, const Sample *b, bool with_received) {
-    double wall = b->t0 - a->t0, gen = b->gen - a->gen, srv = b->srv - a->srv, m[8], other = 0;
+    double wall = b->t0 - a->t0, gen = b->gen - a->gen, srv = b->srv - a->srv;
     jnum("wall_s", wall);
     if (with_received) jint("received", b->recv - a->recv);
     jnum("gen_cpu_s", gen);
     jnum("server_cpu_s", srv);
     jkey("machine_cpu_s");
-    for (int i = 0; i < 8; i++) {
-        m[i] = b->machine[i] - a->machine[i];
-        printf("%s\"%s\": %.10g", i ? ", " : "{", CPU_KINDS[i], m[i]);
-        if (i != 3 && i != 4 && i != 7) other += m[i];  /* user nice system irq softirq */
-    }
+    for (int i = 0; i < 8; i++)
+        printf("%s\"%s\": %.10g", i ? ", " : "{", CPU_KINDS[i], b->machine[i] - a->machine[i]);
     printf("}");
-    jnum("other_cpu_s", other - gen - srv);
+    jnum("other_cpu_s", other_cpu(a, b));
     if (with_received) jnum("rate", (double)(b->recv - a->recv) / wall);
+}
+
+/* idle50k's hold phase: the server's CPU while every client is idle (hold_* keys). */
+static void print_hold(const Sample *a, const Sample *b, long long bytes) {
+    double wall = b->t0 - a->t0, srv = b->srv - a->srv;
+    jnum("hold_s", wall);
+    jnum("hold_server_cpu_s", srv);
+    jnum("hold_server_cpu_pct", wall > 0 ? 100 * srv / wall : 0);
+    jnum("hold_gen_cpu_s", b->gen - a->gen);
+    jnum("hold_other_cpu_s", other_cpu(a, b));
+    jint("hold_bytes_received", bytes);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -553,7 +617,7 @@ static void print_run_errors(void) {
 /* -- main --------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
-    double duration = 5, warmup = 1, settle = 0.5, timeout = 60;
+    double duration = 5, warmup = 1, settle = 0.5, timeout = 60, hold = 10;
     int pid = 0, window = 16, clients = 100, nsend = 10, pairs = 50, idle = 10000;
     concurrency = 100;
     static const struct option opts[] = {
@@ -561,7 +625,8 @@ int main(int argc, char **argv) {
         {"warmup", 1, 0, 'w'}, {"window", 1, 0, 'W'}, {"clients", 1, 0, 'c'},
         {"senders", 1, 0, 's'}, {"pairs", 1, 0, 'r'}, {"idle", 1, 0, 'i'},
         {"concurrency", 1, 0, 'C'}, {"settle", 1, 0, 'S'}, {"setup-timeout", 1, 0, 't'},
-        {"no-uvloop", 0, 0, 'u'}, {"quickack", 0, 0, 'q'}, {0, 0, 0, 0}};
+        {"no-uvloop", 0, 0, 'u'}, {"quickack", 0, 0, 'q'}, {"sources", 1, 0, 'a'},
+        {"hold", 1, 0, 'H'}, {0, 0, 0, 0}};
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (o) {
         case 'p': R.port = atoi(optarg); break;
@@ -578,14 +643,22 @@ int main(int argc, char **argv) {
         case 't': timeout = atof(optarg); break;
         case 'u': break;  /* loadgen.py's option; there is no event loop to choose here */
         case 'q': R.quickack = true; break;
+        case 'a': R.nsources = atoi(optarg); break;
+        case 'H': hold = atof(optarg); break;
         default: return 2;
         }
     }
     const char *scenario = optind == argc - 1 ? argv[optind] : "";
     bool fanout = !strcmp(scenario, "fanout"), private = !strcmp(scenario, "private");
-    if ((!fanout && !private && strcmp(scenario, "idle")) || !R.port || !pid || concurrency < 1) {
-        fprintf(stderr, "usage: %s {fanout,idle,private} --port PORT --server-pid PID [options]"
-                        " (the options of loadgen.py)\n", argv[0]);
+    bool idle50k = !strcmp(scenario, "idle50k");
+    if ((!fanout && !private && !idle50k && strcmp(scenario, "idle")) || !R.port || !pid ||
+        concurrency < 1) {
+        fprintf(stderr, "usage: %s {fanout,idle,idle50k,private} --port PORT --server-pid PID"
+                        " [options] (the options of loadgen.py)\n", argv[0]);
+        return 2;
+    }
+    if (R.nsources < 0 || R.nsources > 250 || hold < 0) {
+        fprintf(stderr, "--sources must be between 0 and 250, --hold at least 0\n");
         return 2;
     }
     if (fanout && !(nsend > 0 && nsend < clients)) {
@@ -637,7 +710,14 @@ int main(int argc, char **argv) {
             measure_traffic(pid, warmup, duration, window);
             jint("pairs", pairs), jint("latency_receivers", (2 * pairs + 9) / 10);
         }
-    } else {
+    } else if (idle50k && rl.rlim_cur < (rlim_t)idle + 64) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "open-file limit (RLIMIT_NOFILE) is %llu, %d clients need %d:"
+                 " raise the hard limit (as root: prlimit --pid $$ --nofile=110000:110000)",
+                 (unsigned long long)rl.rlim_cur, idle, idle + 64);
+        jstr("error", msg);
+        ok = false;
+    } else {  /* idle, idle50k: connect, register, then (idle50k) hold and measure the server */
         long rss0 = server_rss_kib(pid);
         Sample a = sample(pid);
         char what[64];
@@ -647,7 +727,17 @@ int main(int argc, char **argv) {
             Sample b = sample(pid);
             R.setup = false;
             poll_until(NULL, now() + settle);
-            long rss1 = server_rss_kib(pid);
+            long rss1 = server_rss_kib(pid), rss_registered = rss1;
+            Sample h0, h1;
+            long long hold_bytes = 0;
+            if (idle50k) {
+                h0 = sample(pid);
+                long long bytes0 = R.rbytes;
+                poll_until(NULL, now() + hold);  /* PINGs, if any, are answered */
+                h1 = sample(pid);
+                hold_bytes = R.rbytes - bytes0;
+                rss1 = server_rss_kib(pid);
+            }
             int alive = 0;
             for (int i = 0; i < R.nconns; i++) alive += !R.conns[i].closed;
             if (alive < idle) {
@@ -664,6 +754,12 @@ int main(int argc, char **argv) {
                 jnum("rate", idle / (b.t0 - a.t0));
                 jint("rss_before_kib", rss0), jint("rss_after_kib", rss1);
                 jnum("kib_per_client", (double)(rss1 - rss0) / idle);
+                if (idle50k) {
+                    jint("sources", R.nsources);
+                    jstr("first_source", source_text(0));
+                    jint("rss_registered_kib", rss_registered);
+                    print_hold(&h0, &h1, hold_bytes);
+                }
             }
         }
     }

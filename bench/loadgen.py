@@ -25,6 +25,10 @@ measured on 40 ms delayed-ACK stalls. Count-only receivers skip it (nothing wait
 CPU time: the generator's own user+sys (``resource.getrusage``) and the server's
 (``/proc/PID/stat`` utime+stime, all threads) are read at both ends of the measured phase, so
 the reader can see which side was saturated.
+
+Source addresses (``--sources K``, for idle50k): client i binds 127.0.0.(2 + i % K) before
+connecting (with IP_BIND_ADDRESS_NO_PORT, so the port is picked at connect() time per 4-tuple),
+because one source address has only the ephemeral port range (about 28,000) to connect from.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PRIVMSG = b" PRIVMSG "
 PAD = b"x" * 16  # "%05d %09d " is 16 bytes; text is 32 bytes in all
 CHANNEL = b"#bench"
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2+
 
 
 def raise_nofile_limit() -> int:
@@ -107,6 +112,8 @@ class Run:
         self.senders: list[Client] = []
         self.latencies: list[float] = []
         self.errors: list[str] = []
+        self.sources = 0  # > 0: client i connects from 127.0.0.(2 + i % sources)
+        self.rbytes = 0  # bytes received, all connections
 
     def add_sender(self, client: Client, target: bytes) -> None:
         client.sid = len(self.senders)
@@ -153,6 +160,7 @@ class Client(asyncio.Protocol):
         self.transport.write(b"NICK " + n + b"\r\nUSER " + n + b" 0 * :" + n + b"\r\n")
 
     def data_received(self, data: bytes) -> None:
+        self.run.rbytes += len(data)
         if self.sock is not None:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         if self.tail:
@@ -282,8 +290,28 @@ async def bounded(
         raise SetupError(f"timed out after {timeout:.0f}s waiting for {what}") from None
 
 
+def source_address(run: Run, i: int) -> str:
+    return f"127.0.0.{2 + i % run.sources}" if run.sources else "127.0.0.1"
+
+
 async def connect(run: Run, nick: str, port: int) -> Client:
-    _, proto = await run.loop.create_connection(lambda: Client(run, nick), "127.0.0.1", port)
+    if not run.sources:
+        _, proto = await run.loop.create_connection(lambda: Client(run, nick), "127.0.0.1", port)
+        assert isinstance(proto, Client)
+        return proto
+    src = source_address(run, int(nick[1:]))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((src, 0))
+        await run.loop.sock_connect(sock, ("127.0.0.1", port))
+        _, proto = await run.loop.create_connection(lambda: Client(run, nick), sock=sock)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno, f"connect from {src} to 127.0.0.1:{port}: {exc.strerror}"
+        ) from None
     assert isinstance(proto, Client)
     return proto
 
@@ -438,7 +466,18 @@ async def scenario_private(
 async def scenario_idle(
     run: Run, args: argparse.Namespace, clients: list[Client]
 ) -> dict[str, Any]:
+    """idle, idle50k: connect and register; idle50k then holds the clients idle for --hold
+    seconds and reports the server's CPU time over that (hold_* keys)."""
     pid = args.server_pid
+    hold = args.scenario == "idle50k"
+    nofile = raise_nofile_limit()
+    if hold and args.idle + 64 > nofile:
+        return {
+            "error": f"open-file limit (RLIMIT_NOFILE) is {nofile}, {args.idle} "
+            f"clients need {args.idle + 64}: raise the hard limit (as root: prlimit --pid $$ "
+            "--nofile=110000:110000)"
+        }
+    run.sources = args.sources
     rss0 = server_rss_kib(pid)
     phase = Phase(pid, clients)
     await bounded(
@@ -450,7 +489,13 @@ async def scenario_idle(
     )
     result = phase.end()
     await asyncio.sleep(args.settle)
-    rss1 = server_rss_kib(pid)
+    rss1 = rss_registered = server_rss_kib(pid)
+    if hold:
+        hold_phase = Phase(pid, clients)
+        bytes0 = run.rbytes
+        await asyncio.sleep(args.hold)  # PINGs, if any, are answered
+        held = hold_phase.end()
+        rss1 = server_rss_kib(pid)
     alive = sum(1 for c in clients if c.transport is not None)
     if alive < args.idle:
         errors = "; ".join(run.errors[:3])
@@ -465,10 +510,27 @@ async def scenario_idle(
         rss_after_kib=rss1,
         kib_per_client=(rss1 - rss0) / args.idle,
     )
+    if hold:
+        result.update(
+            sources=run.sources,
+            first_source=source_address(run, 0),
+            rss_registered_kib=rss_registered,
+            hold_s=held["wall_s"],
+            hold_server_cpu_s=held["server_cpu_s"],
+            hold_server_cpu_pct=100 * held["server_cpu_s"] / held["wall_s"],
+            hold_gen_cpu_s=held["gen_cpu_s"],
+            hold_other_cpu_s=held["other_cpu_s"],
+            hold_bytes_received=run.rbytes - bytes0,
+        )
     return result
 
 
-SCENARIOS = {"fanout": scenario_fanout, "private": scenario_private, "idle": scenario_idle}
+SCENARIOS = {
+    "fanout": scenario_fanout,
+    "private": scenario_private,
+    "idle": scenario_idle,
+    "idle50k": scenario_idle,
+}
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
@@ -517,10 +579,24 @@ def main(argv: list[str] | None = None) -> int:
         default=0.5,
         help="idle: seconds between the last 001 and reading VmRSS",
     )
+    ap.add_argument(
+        "--sources",
+        type=int,
+        default=0,
+        help="connect client i from 127.0.0.(2 + i %% SOURCES) (default 0: from 127.0.0.1)",
+    )
+    ap.add_argument(
+        "--hold",
+        type=float,
+        default=10.0,
+        help="idle50k: seconds the registered clients stay idle while the server's CPU is read",
+    )
     ap.add_argument("--setup-timeout", type=float, default=60.0)
     ap.add_argument("--no-uvloop", action="store_true")
     ap.add_argument("--quickack", action="store_true", help="set TCP_QUICKACK after every read")
     args = ap.parse_args(argv)
+    if not 0 <= args.sources <= 250 or args.hold < 0:
+        ap.error("--sources must be between 0 and 250, --hold at least 0")
 
     nofile = raise_nofile_limit()
     result: dict[str, Any]
