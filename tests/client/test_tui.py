@@ -4,6 +4,7 @@ handling against a real server, and the whole program in a pty driven by pexpect
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import re
 import socket
@@ -19,7 +20,12 @@ import pytest
 from pexpect.fdpexpect import fdspawn
 
 from relaychat.client import Connection, connect
-from relaychat.client.tui import ChatSession, parse_address, render, sanitize
+from relaychat.client.tui import (
+    ChatSession,
+    parse_address,
+    render,
+    sanitize,
+)
 from relaychat.protocol.message import Message, parse_message, split_source
 
 STAMP = r"\[\d\d:\d\d\] "
@@ -61,8 +67,31 @@ def test_parse_address_rejects_bad_input(text: str) -> None:
         parse_address(text)
 
 
-def test_sanitize_strips_formatting_and_terminal_escapes() -> None:
-    assert sanitize("\x02bold\x02 \x0304,12red\x03 \x1b[2Jclear\x07") == "bold red [2Jclear"
+def test_sanitize_strips_formatting_and_shows_terminal_escapes() -> None:
+    shown = sanitize("\x02bold\x02 \x0304,12red\x03 \x1b[2Jclear\x07 \x9b2J \x7f\rcr\x08")
+    assert shown == r"bold red \x1b[2Jclear\x07 \x9b2J \x7f\x0dcr\x08"
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [(chr(c), f"\\u{c:04x}") for c in range(0x202A, 0x202F)]  # LRE RLE PDF LRO RLO
+    + [(chr(c), f"\\u{c:04x}") for c in range(0x2066, 0x206A)]  # LRI RLI FSI PDI
+    + [("\u200e", r"\u200e"), ("\u200f", r"\u200f"), ("\u061c", r"\u061c")]  # LRM RLM ALM
+    + [("\u200b", r"\u200b"), ("\u200c", r"\u200c"), ("\u200d", r"\u200d")]  # zero-width
+    + [("\u2060", r"\u2060"), ("\ufeff", r"\ufeff")]  # word joiner, BOM
+    + [("\u2028", r"\u2028"), ("\U000e0041", r"\U000e0041")],  # line separator, tag char
+)
+def test_sanitize_shows_bidi_and_invisible_characters(char: str, shown: str) -> None:
+    assert sanitize(f"a{char}b") == f"a{shown}b"
+
+
+def test_sanitize_keeps_printable_text_and_is_idempotent() -> None:
+    text = "héllo wörld 日本語 \u00a0nbsp 😀 👍🏽 مرحبا"
+    assert sanitize(text) == text
+    nasty = "\x1b]0;title\x07 \u202edlrow \u200b \x03"
+    assert sanitize(sanitize(nasty)) == sanitize(nasty)
+    assert sanitize(nasty).isprintable()
+    assert sanitize("tab\there") == "tab here"
 
 
 def me(nick: str) -> bool:
@@ -77,6 +106,10 @@ def me(nick: str) -> bool:
         (":bob!b@h PRIVMSG me :psst", "#t", "*bob* psst"),
         (":bob!b@h PRIVMSG #t :\x01ACTION waves\x01", "#t", "* bob waves"),
         (":bob!b@h PRIVMSG me :\x01VERSION\x01", "#t", "-- CTCP VERSION from bob"),
+        (":bob!b@h PRIVMSG #t :\x1b[2J\u202eevil", "#t", "<bob> \\x1b[2J\\u202eevil"),
+        (":b\u202eob!b@h PRIVMSG #t :hi", "#t", "<b\\u202eob> hi"),
+        (":bob!b@h PRIVMSG #t\u202e :hi", "#t", "#t\\u202e <bob> hi"),
+        (":bob!b@h TOPIC #t :\x1b[31mred", "#t", "-- bob changed the topic of #t to: \\x1b[31mred"),
         (":bob!b@h NOTICE me :note", "#t", "-bob- note"),
         (":irc.test NOTICE * :*** Looking up", None, "-irc.test- *** Looking up"),
         (":bob!b@h NOTICE #other :fyi", "#t", "-bob:#other- fyi"),
@@ -240,6 +273,37 @@ def test_tui_full_duplex_session(irc_server: Any, terminal: Any) -> None:
         quit_msg = bob.wait_for(from_nick("tuiuser", "QUIT"))
         assert "off to bed" in quit_msg.params[-1]
         assert term.exit_status() == 0
+
+
+def join_with_bob(term: Terminal, port: int) -> Connection:
+    """The terminal joins #t, then bob (returned, connected) joins it too."""
+    term.pty.expect("connected;")
+    term.pty.sendline("/join #t")
+    term.pty.expect("#t>")
+    bob = connect(HOST, port, "bob", realname="Bob the Builder")
+    bob.join("#t")
+    term.pty.expect(STAMP + "--> bob")
+    return bob
+
+
+def test_tui_neutralises_terminal_escapes_and_bidi_controls(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    seen = io.StringIO()
+    term.pty.logfile_read = seen
+    with join_with_bob(term, irc_server.port) as bob:
+        bob.privmsg("#t", "clear\x1b[2Jscreen \u202eevil\u202c \u2066x\u2069 zero\u200bwidth\ufeff")
+        term.pty.expect_exact(
+            r"<bob> clear\x1b[2Jscreen \u202eevil\u202c \u2066x\u2069 zero\u200bwidth\ufeff"
+        )
+        bob.notice("tuiuser", "\x1b[1A\x1b[2Kup and erase")
+        term.pty.expect_exact(r"-bob- \x1b[1A\x1b[2Kup and erase")
+        bob.part("#t", "\x1b]0;window title\x07bye")
+        term.pty.expect_exact(r"<-- bob left #t (\x1b]0;window title\x07bye)")
+    output = seen.getvalue()
+    for raw in ["\x1b[2J", "\x1b]0;", "\x1b[1A", "\x07", "\u202e", "\u2066", "\u200b", "\ufeff"]:
+        assert raw not in output, raw
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
 
 
 def test_tui_bye_exits_zero(irc_server: Any, terminal: Any) -> None:

@@ -11,8 +11,11 @@ other.
 the joined channels, the command table, rendering) and is driven by
 :meth:`ChatSession.handle_input` (main thread) and :meth:`ChatSession.handle_message`
 (reader thread); ``_lock`` guards the target and the channel list between them.
-Incoming text is stripped of IRC formatting and control characters before it is
-printed, so a peer cannot send terminal escape sequences.
+
+What arrives is never trusted with the terminal: :func:`sanitize` removes IRC
+formatting and shows every control character, bidi control and zero-width
+character as an escape (``\\x1b``, ``\\u202e``), so a peer cannot move the cursor
+or reorder or hide text.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
@@ -40,21 +44,58 @@ from relaychat.protocol.numerics import (
     RPL_WHOREPLY,
 )
 
-__all__ = ["ChatSession", "chat_main", "parse_address", "render", "sanitize"]
+__all__ = [
+    "ChatSession",
+    "chat_main",
+    "parse_address",
+    "render",
+    "sanitize",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6667
 
+# IRC formatting codes, removed: colour (\x03 with its digits), hex colour (\x04 with
+# its digits), bold \x02, reset \x0f, monospace \x11, reverse \x16, italics \x1d,
+# strikethrough \x1e, underline \x1f.
 _FORMATTING = re.compile(
-    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"  # mIRC colour
-    r"|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"  # hex colour
-    r"|[\x00-\x1f\x7f-\x9f]"  # bold, italics, reset, ESC and every other control
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"
+    r"|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
 )
+# Shown as escapes: controls (C0, DEL, C1: ESC, BEL, CR, backspace ...), format
+# characters (bidi embeddings, overrides, isolates and marks, zero-width spaces and
+# joiners, BOM, invisible operators, tag characters), line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _visible(char: str) -> str:
+    if char == "\t":
+        return " "
+    if unicodedata.category(char) not in _INVISIBLE_CATEGORIES:
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def sanitize(text: str) -> str:
-    """Remove IRC formatting codes and all C0/C1 control characters (ESC included)."""
-    return _FORMATTING.sub("", text)
+    """Make received text safe to print: it cannot move the cursor, reorder or hide text.
+
+    IRC formatting codes are removed. Every other control character (ESC included)
+    and every invisible format character (bidi overrides and isolates U+202A-U+202E,
+    U+2066-U+2069, marks U+200E, U+200F, U+061C, zero-width U+200B-U+200D, U+2060,
+    U+FEFF, ...) is shown as a Python-style escape such as ``\\x1b`` or ``\\u202e``;
+    a tab becomes a space. The result has no control characters, so sanitizing
+    twice changes nothing.
+    """
+    text = _FORMATTING.sub("", text)
+    if text.isprintable():  # the common case, checked in C
+        return text
+    return "".join(map(_visible, text))
 
 
 def parse_address(text: str | None) -> tuple[str, int]:
@@ -315,7 +356,7 @@ class ChatSession:
 
     def prompt(self) -> str:
         target = self.target
-        return f"{target}> " if target else "> "
+        return f"{sanitize(target)}> " if target else "> "
 
     def _is_channel(self, name: str) -> bool:
         chantypes = self.conn.isupport.get("CHANTYPES") or "#&"
@@ -340,14 +381,17 @@ class ChatSession:
         self._changed()
 
     def show(self, text: str, msg: Message | None = None) -> None:
-        self._output(f"[{_timestamp(msg, self._clock)}] {text}")
+        """Print one line, timestamped. ``text`` is sanitized here again, the last
+        guard for whatever a renderer or a command put into it."""
+        self._output(f"[{_timestamp(msg, self._clock)}] {sanitize(text)}")
 
     # -- incoming (reader thread) --------------------------------------------------
 
     def handle_message(self, msg: Message) -> None:
         """Update the session for one incoming message, then print it."""
         command = msg.command.upper()
-        mine = bool(msg.source) and self.conn.is_me(_nick_of(msg))
+        sender = split_source(msg.source)[0] if msg.source else ""
+        mine = bool(sender) and self.conn.is_me(sender)
         if command == "JOIN" and mine and msg.params:
             channel = msg.params[0]
             with self._lock:
