@@ -19,6 +19,7 @@ import pexpect
 import pytest
 from pexpect.fdpexpect import fdspawn
 
+from ircutil import wait_for
 from relaychat.client import Connection, connect
 from relaychat.client.tui import (
     ChatSession,
@@ -180,6 +181,33 @@ def test_session_commands_and_errors(chat: Any, irc_server: Any) -> None:
         assert session.target is None and session.prompt() == "> "
 
 
+def test_session_shows_a_sent_line_once_even_with_echo_message(irc_server: Any) -> None:
+    lines: list[str] = []
+    conn = Connection(HOST, irc_server.port, "me", caps=("echo-message",))
+    session = ChatSession(conn, lines.append)
+    conn.on_message(session.handle_message)
+    conn.connect()
+    try:
+        assert "echo-message" in conn.enabled_caps  # the server does echo our lines
+        with connect(HOST, irc_server.port, "bob") as bob:
+            session.handle_input("/join #t")
+            conn.wait_for(from_nick("me", "JOIN"))
+            bob.join("#t")
+            conn.wait_for(from_nick("bob", "JOIN"))
+            session.handle_input("said once")
+            session.handle_input("/me acted once")
+            session.handle_input("/msg bob whispered once")
+            bob.wait_for(lambda m: m.params == ["bob", "whispered once"])
+            bob.privmsg("#t", "marker")  # after my three lines and their echoes
+            wait_for(lambda: any("<bob> marker" in line for line in lines))
+        shown = "\n".join(lines)
+        assert shown.count("said once") == 1
+        assert shown.count("acted once") == 1
+        assert shown.count("whispered once") == 1
+    finally:
+        conn.close()
+
+
 # -- the program in a pty ----------------------------------------------------------------
 
 
@@ -284,6 +312,21 @@ def join_with_bob(term: Terminal, port: int) -> Connection:
     bob.join("#t")
     term.pty.expect(STAMP + "--> bob")
     return bob
+
+
+def test_tui_shows_a_sent_line_exactly_once(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    with join_with_bob(term, irc_server.port) as bob:
+        term.pty.sendline("only once please")
+        assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == ["#t", "only once please"]
+        term.pty.sendline("/me nods once")
+        bob.wait_for(from_nick("tuiuser", "PRIVMSG"))
+        bob.privmsg("#t", "marker")  # reaches the terminal after any echo of its lines
+        term.pty.expect(STAMP + "<bob> marker")
+        assert term.pty.before.count("<tuiuser> only once please") == 1
+        assert term.pty.before.count("* tuiuser nods once") == 1
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
 
 
 def test_tui_neutralises_terminal_escapes_and_bidi_controls(irc_server: Any, terminal: Any) -> None:

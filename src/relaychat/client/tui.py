@@ -15,7 +15,7 @@ the joined channels, the command table, rendering) and is driven by
 What arrives is never trusted with the terminal: :func:`sanitize` removes IRC
 formatting and shows every control character, bidi control and zero-width
 character as an escape (``\\x1b``, ``\\u202e``), so a peer cannot move the cursor
-or reorder or hide text.
+or reorder or hide text. What the user sends is shown once, when it is sent (no ``echo-message``).
 """
 
 from __future__ import annotations
@@ -257,6 +257,9 @@ def _render_numeric(msg: Message, view: _View) -> str | None:
 
 _Renderer = Callable[[Message, _View], str | None]
 
+# What the server echoes back to us with echo-message.
+_ECHOED = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+
 _RENDERERS: dict[str, _Renderer] = {
     "PRIVMSG": _render_privmsg,
     "NOTICE": lambda msg, view: _render_privmsg(msg, view, notice=True),
@@ -322,6 +325,10 @@ class ChatSession:
     ``output`` receives finished display lines (``[HH:MM] ...``) from both the
     main thread and the connection's reader thread; ``changed`` is called when
     the prompt text may have changed. ``clock`` returns the epoch time (for tests).
+
+    What the user sends is shown once, locally, when it is sent: the client does
+    not request ``echo-message``, and if the connection has it anyway the server's
+    echoes of our own messages are not shown again.
     """
 
     def __init__(
@@ -406,6 +413,8 @@ class ChatSession:
             self._changed()
         if command == "ERROR" and self.quitting.is_set():
             return  # the server's goodbye after our QUIT
+        if command in _ECHOED and mine and "echo-message" in self.conn.enabled_caps:
+            return  # an echo of what we sent, which was shown when we sent it
         line = render(msg, is_me=self.conn.is_me, current=self.target)
         if line is not None:
             self.show(line, msg)
