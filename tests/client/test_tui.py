@@ -20,10 +20,13 @@ import pytest
 from pexpect.fdpexpect import fdspawn
 
 from ircutil import wait_for
+from relaychat import __version__
 from relaychat.client import Connection, connect
 from relaychat.client.tui import (
     ChatSession,
+    _CtcpLimiter,
     parse_address,
+    parse_ctcp,
     render,
     sanitize,
 )
@@ -107,6 +110,15 @@ def me(nick: str) -> bool:
         (":bob!b@h PRIVMSG me :psst", "#t", "*bob* psst"),
         (":bob!b@h PRIVMSG #t :\x01ACTION waves\x01", "#t", "* bob waves"),
         (":bob!b@h PRIVMSG me :\x01VERSION\x01", "#t", "-- CTCP VERSION from bob"),
+        (":bob!b@h PRIVMSG me :\x01PING 123\x01", "#t", "-- CTCP PING 123 from bob"),
+        (":bob!b@h PRIVMSG #t :\x01CLIENTINFO\x01", "#t", "-- CTCP CLIENTINFO from bob to #t"),
+        (":bob!b@h PRIVMSG me :\x01DCC SEND x 1 2\x01", "#t", "-- CTCP DCC SEND x 1 2 from bob"),
+        (
+            ":bob!b@h NOTICE me :\x01VERSION irssi 1.4\x01",
+            "#t",
+            "-- CTCP VERSION reply from bob: irssi 1.4",
+        ),
+        (":bob!b@h PRIVMSG me :\x01ACTION no closing", "#t", "* bob no closing"),
         (":bob!b@h PRIVMSG #t :\x1b[2J\u202eevil", "#t", "<bob> \\x1b[2J\\u202eevil"),
         (":b\u202eob!b@h PRIVMSG #t :hi", "#t", "<b\\u202eob> hi"),
         (":bob!b@h PRIVMSG #t\u202e :hi", "#t", "#t\\u202e <bob> hi"),
@@ -133,6 +145,35 @@ def me(nick: str) -> bool:
 )
 def test_render(line: str, current: str | None, shown: str | None) -> None:
     assert render(parse_message(line), is_me=me, current=current) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("\x01VERSION\x01", ("VERSION", "")),
+        ("\x01ping 123 456\x01", ("PING", "123 456")),
+        ("\x01ACTION unterminated", ("ACTION", "unterminated")),
+        ("plain", None),
+        ("\x01", None),
+        ("\x01\x01", None),
+        ("\x01 x\x01", None),
+    ],
+)
+def test_parse_ctcp(text: str, parsed: tuple[str, str] | None) -> None:
+    assert parse_ctcp(text) == parsed
+
+
+def test_ctcp_limiter_one_reply_per_sender_and_a_few_in_all() -> None:
+    now = [100.0]
+    limiter = _CtcpLimiter(interval=5.0, burst=3, clock=lambda: now[0])
+    assert limiter.allow("bob")
+    assert not limiter.allow("bob")  # the same sender within the interval
+    assert limiter.allow("carol") and limiter.allow("dave")
+    assert not limiter.allow("eve")  # three in all within the interval
+    now[0] += 4.9
+    assert not limiter.allow("bob") and not limiter.allow("eve")
+    now[0] += 0.1
+    assert limiter.allow("bob") and limiter.allow("eve")
 
 
 # -- command handling against a real server ------------------------------------------
@@ -179,6 +220,48 @@ def test_session_commands_and_errors(chat: Any, irc_server: Any) -> None:
         assert part.params[0] == "#t"
         conn.wait_for(from_nick("me", "PART"))
         assert session.target is None and session.prompt() == "> "
+
+
+def round_trip(conn: Connection, seen: list[Message]) -> None:
+    """PING the server and wait for its PONG, keeping in ``seen`` what came before it:
+    once it is back, everything the server sent this connection earlier has arrived."""
+
+    def keep(msg: Message) -> bool:
+        seen.append(msg)
+        return msg.command == "PONG"
+
+    conn.send("PING", "sync")
+    conn.wait_for(keep)
+
+
+def test_session_answers_ctcp_version_and_ping_at_most_once_per_sender(
+    chat: Any, irc_server: Any
+) -> None:
+    session, lines, conn = chat
+    with (
+        connect(HOST, irc_server.port, "bob") as bob,
+        connect(HOST, irc_server.port, "carol") as carol,
+    ):
+        to_bob: list[Message] = []
+        for text in ["\x01VERSION\x01", "\x01VERSION\x01", "\x01PING 1\x01", "\x01FINGER\x01"]:
+            bob.privmsg("me", text)
+        round_trip(bob, to_bob)  # the server has passed all four on to me
+        carol.privmsg("me", "\x01PING tok en\x01")  # so this reaches me after them
+        assert carol.wait_for(from_nick("me", "NOTICE")).params == ["carol", "\x01PING tok en\x01"]
+        round_trip(bob, to_bob)  # my replies to bob left before the one to carol
+        replies = [m.params[-1] for m in to_bob if from_nick("me", "NOTICE")(m)]
+        assert replies == [f"\x01VERSION relaychat {__version__}\x01"]  # only the first
+        wait_for(lambda: any("CTCP FINGER from bob" in line for line in lines))
+        assert sum("CTCP VERSION from bob" in line for line in lines) == 2  # both shown
+
+
+def test_session_never_answers_ctcp_in_a_notice(chat: Any, irc_server: Any) -> None:
+    session, lines, conn = chat
+    with connect(HOST, irc_server.port, "bob") as bob:
+        bob.notice("me", "\x01VERSION\x01")
+        bob.privmsg("me", "\x01PING after\x01")
+        # the first NOTICE bob gets is the answer to the PING, not to the NOTICE before it
+        assert bob.wait_for(from_nick("me", "NOTICE")).params == ["bob", "\x01PING after\x01"]
 
 
 def test_session_shows_a_sent_line_once_even_with_echo_message(irc_server: Any) -> None:
@@ -312,6 +395,29 @@ def join_with_bob(term: Terminal, port: int) -> Connection:
     bob.join("#t")
     term.pty.expect(STAMP + "--> bob")
     return bob
+
+
+def test_tui_answers_ctcp_version_and_ping_and_shows_the_rest(
+    irc_server: Any, terminal: Any
+) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    with join_with_bob(term, irc_server.port) as bob:
+        bob.privmsg("tuiuser", "\x01CLIENTINFO\x01")  # shown, never answered
+        bob.privmsg("tuiuser", "\x01VERSION\x01")
+        reply = bob.wait_for(from_nick("tuiuser", "NOTICE"))  # the first is the VERSION reply
+        assert reply.params == ["bob", f"\x01VERSION relaychat {__version__}\x01"]
+        term.pty.expect(STAMP + "-- CTCP CLIENTINFO from bob")
+        term.pty.expect(STAMP + "-- CTCP VERSION from bob")
+        with connect(HOST, irc_server.port, "carol") as carol:
+            carol.join("#t")
+            carol.privmsg("#t", "\x01PING 1735689600 123456\x01")
+            reply = carol.wait_for(from_nick("tuiuser", "NOTICE"))
+            assert reply.params == ["carol", "\x01PING 1735689600 123456\x01"]
+            term.pty.expect(STAMP + "-- CTCP PING 1735689600 123456 from carol to #t")
+        bob.action("#t", "waves")
+        term.pty.expect(STAMP + r"\* bob waves")
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
 
 
 def test_tui_shows_a_sent_line_exactly_once(irc_server: Any, terminal: Any) -> None:

@@ -11,11 +11,14 @@ other.
 the joined channels, the command table, rendering) and is driven by
 :meth:`ChatSession.handle_input` (main thread) and :meth:`ChatSession.handle_message`
 (reader thread); ``_lock`` guards the target and the channel list between them.
+The CTCP rate limiter belongs to the reader thread alone.
 
 What arrives is never trusted with the terminal: :func:`sanitize` removes IRC
 formatting and shows every control character, bidi control and zero-width
 character as an escape (``\\x1b``, ``\\u202e``), so a peer cannot move the cursor
-or reorder or hide text. What the user sends is shown once, when it is sent (no ``echo-message``).
+or reorder or hide text. CTCP VERSION and PING are answered, at most one reply
+per sender and a few in all per few seconds; other CTCP requests are only shown.
+What the user sends is shown once, when it is sent (no ``echo-message``).
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import sys
 import threading
 import time
 import unicodedata
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
+from relaychat import __version__
 from relaychat.client.connection import Connection, ConnectionClosed, RegistrationError
 from relaychat.protocol.message import Message, MessageParseError, split_source
 from relaychat.protocol.numerics import (
@@ -48,6 +53,7 @@ __all__ = [
     "ChatSession",
     "chat_main",
     "parse_address",
+    "parse_ctcp",
     "render",
     "sanitize",
 ]
@@ -146,6 +152,19 @@ class _View(NamedTuple):
     current: str | None
 
 
+def parse_ctcp(text: str) -> tuple[str, str] | None:
+    """``"\\x01VERB args\\x01"`` -> ``("VERB", "args")`` (verb upper-cased), or None
+    when ``text`` is not a CTCP message. The closing ``\\x01`` is optional, as some
+    clients leave it out."""
+    if len(text) < 2 or not text.startswith("\x01"):
+        return None
+    body = text[1:-1] if text.endswith("\x01") else text[1:]
+    verb, _, args = body.partition(" ")
+    if not verb:
+        return None
+    return verb.upper(), args
+
+
 def _render_privmsg(msg: Message, view: _View, notice: bool = False) -> str | None:
     if len(msg.params) < 2:
         return None
@@ -153,11 +172,15 @@ def _render_privmsg(msg: Message, view: _View, notice: bool = False) -> str | No
     nick = _nick_of(msg)
     private = view.is_me(target) or target == "*"  # "*": a server notice before registration
     where = "" if private or view.current == target else f"{sanitize(target)} "
-    if text.startswith("\x01") and not notice:
-        ctcp, _, rest = text.strip("\x01").partition(" ")
-        if ctcp.upper() == "ACTION":
-            return f"{where}* {nick} {sanitize(rest)}"
-        return f"-- CTCP {sanitize(ctcp)} from {nick}"
+    ctcp = parse_ctcp(text)
+    if ctcp is not None:
+        verb, args = sanitize(ctcp[0]), sanitize(ctcp[1])
+        if notice:
+            return f"-- CTCP {verb} reply from {nick}{': ' + args if args else ''}"
+        if verb == "ACTION":
+            return f"{where}* {nick} {args}"
+        to = "" if private else f" to {sanitize(target)}"
+        return f"-- CTCP {verb}{' ' + args if args else ''} from {nick}{to}"
     if notice:
         chan = "" if private or where == "" else f":{sanitize(target)}"
         return f"-{nick}{chan}- {sanitize(text)}"
@@ -302,6 +325,33 @@ def render(msg: Message, *, is_me: Callable[[str], bool], current: str | None) -
     return f"-- {sanitize(msg.serialize())}"
 
 
+class _CtcpLimiter:
+    """Allows at most one CTCP reply per sender, and ``burst`` in all, per ``interval``
+    seconds, so the client cannot be used to multiply someone else's traffic
+    (reflection) however many requests arrive or under however many nicks."""
+
+    def __init__(
+        self,
+        interval: float = 5.0,
+        burst: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.burst = burst
+        self._clock = clock
+        self._recent: deque[tuple[float, str]] = deque()
+
+    def allow(self, sender: str) -> bool:
+        """Whether a reply to ``sender`` (a case-folded nick) may go out now; records it if so."""
+        now = self._clock()
+        while self._recent and now - self._recent[0][0] >= self.interval:
+            self._recent.popleft()
+        if len(self._recent) >= self.burst or any(s == sender for _, s in self._recent):
+            return False
+        self._recent.append((now, sender))
+        return True
+
+
 def _timestamp(msg: Message | None, clock: Callable[[], float]) -> str:
     """``HH:MM`` local time, from the IRCv3 ``time`` tag when the server sent one."""
     if msg is not None and "time" in msg.tags:
@@ -346,6 +396,7 @@ class ChatSession:
         self._lock = threading.Lock()
         self._target: str | None = None
         self._channels: list[str] = []
+        self._ctcp_limiter = _CtcpLimiter()  # reader thread only
         #: Set once the user asked to quit.
         self.quitting = threading.Event()
 
@@ -415,9 +466,32 @@ class ChatSession:
             return  # the server's goodbye after our QUIT
         if command in _ECHOED and mine and "echo-message" in self.conn.enabled_caps:
             return  # an echo of what we sent, which was shown when we sent it
+        if command == "PRIVMSG" and sender and not mine:
+            self._answer_ctcp(sender, msg)
         line = render(msg, is_me=self.conn.is_me, current=self.target)
         if line is not None:
             self.show(line, msg)
+
+    def _answer_ctcp(self, sender: str, msg: Message) -> None:
+        """Answer CTCP VERSION and PING with a NOTICE, within the rate limit; never
+        anything else (and never a NOTICE: replies are not answered)."""
+        ctcp = parse_ctcp(msg.params[-1]) if len(msg.params) >= 2 else None
+        if ctcp is None:
+            return
+        verb, args = ctcp
+        if verb == "VERSION":
+            reply = f"VERSION relaychat {__version__}"
+        elif verb == "PING":
+            token = args.replace("\x01", "")
+            reply = f"PING {token}" if token else "PING"
+        else:
+            return
+        if not self._ctcp_limiter.allow(self.conn.casefold(sender)):
+            return
+        try:
+            self.conn.send("NOTICE", sender, f"\x01{reply}\x01")
+        except (ConnectionClosed, ValueError):  # gone, or a sender name we cannot address
+            pass
 
     # -- user input (main thread) ------------------------------------------------------
 
