@@ -13,6 +13,7 @@ import subprocess
 import sys
 import termios
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pexpect
@@ -25,6 +26,8 @@ from relaychat.client import Connection, connect
 from relaychat.client.tui import (
     ChatSession,
     _CtcpLimiter,
+    _WhoisCollector,
+    format_duration,
     parse_address,
     parse_ctcp,
     render,
@@ -123,6 +126,7 @@ def me(nick: str) -> bool:
         (":b\u202eob!b@h PRIVMSG #t :hi", "#t", "<b\\u202eob> hi"),
         (":bob!b@h PRIVMSG #t\u202e :hi", "#t", "#t\\u202e <bob> hi"),
         (":bob!b@h TOPIC #t :\x1b[31mred", "#t", "-- bob changed the topic of #t to: \\x1b[31mred"),
+        (":irc 301 me bob :gone fishing", "#t", "-- bob is away: gone fishing"),
         (":bob!b@h NOTICE me :note", "#t", "-bob- note"),
         (":irc.test NOTICE * :*** Looking up", None, "-irc.test- *** Looking up"),
         (":bob!b@h NOTICE #other :fyi", "#t", "-bob:#other- fyi"),
@@ -163,6 +167,21 @@ def test_parse_ctcp(text: str, parsed: tuple[str, str] | None) -> None:
     assert parse_ctcp(text) == parsed
 
 
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (59, "59s"),
+        (192, "3m 12s"),
+        (3600, "1h 0m 0s"),
+        (90061, "1d 1h 1m 1s"),
+        (-5, "0s"),
+    ],
+)
+def test_format_duration(seconds: int, shown: str) -> None:
+    assert format_duration(seconds) == shown
+
+
 def test_ctcp_limiter_one_reply_per_sender_and_a_few_in_all() -> None:
     now = [100.0]
     limiter = _CtcpLimiter(interval=5.0, burst=3, clock=lambda: now[0])
@@ -174,6 +193,83 @@ def test_ctcp_limiter_one_reply_per_sender_and_a_few_in_all() -> None:
     assert not limiter.allow("bob") and not limiter.allow("eve")
     now[0] += 0.1
     assert limiter.allow("bob") and limiter.allow("eve")
+
+
+def _whois_block(*lines: str) -> list[str] | None:
+    collector = _WhoisCollector(str.lower)
+    result: list[str] | None = None
+    for line in lines:
+        result = collector.feed(parse_message(line))
+        if line != lines[-1]:
+            assert result == [], line  # taken, nothing to show until the end
+    return result
+
+
+def test_whois_replies_become_one_block() -> None:
+    signon = 1767225600
+    block = _whois_block(
+        ":irc 311 me Bob ~bob host.example * :Bob the Builder",
+        ":irc 319 me Bob :@#t +#u",
+        ":irc 319 me Bob :#v",
+        ":irc 312 me Bob irc.test :Test server",
+        ":irc 313 me Bob :is an IRC operator",
+        ":irc 301 me Bob :gone fishing",
+        ":irc 330 me Bob bobacct :is logged in as",
+        ":irc 378 me Bob :is connecting from *@host.example 192.0.2.1",
+        f":irc 317 me Bob 192 {signon} :seconds idle, signon time",
+        ":irc 318 me bob :End of /WHOIS list",
+    )
+    local = datetime.fromtimestamp(signon).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert block == [
+        "-- whois Bob",
+        "   nick:     Bob",
+        "   user:     ~bob@host.example",
+        "   realname: Bob the Builder",
+        "   channels: @#t +#u #v",
+        "   server:   irc.test (Test server)",
+        "   idle:     3m 12s",
+        f"   signon:   {local}",
+        "   away:     yes: gone fishing",
+        "   operator: yes",
+        "   info:     logged in as bobacct",
+        "   info:     is connecting from *@host.example 192.0.2.1",
+    ]
+
+
+def test_whois_block_of_a_plain_user_says_not_away_not_operator() -> None:
+    block = _whois_block(
+        ":irc 311 me bob b h * :Bob",
+        ":irc 317 me bob 5 :seconds idle",  # the old form, without signon
+        ":irc 318 me bob :End of /WHOIS list",
+    )
+    assert block is not None
+    assert "   idle:     5s" in block and not any("signon" in line for line in block)
+    assert "   away:     no" in block and "   operator: no" in block
+    assert "   channels: none visible" in block
+
+
+def test_numerics_outside_a_whois_are_left_to_render() -> None:
+    collector = _WhoisCollector(str.lower)
+    for line in [
+        ":irc 301 me bob :away",  # after a PRIVMSG to someone away
+        ":irc 401 me nobody :No such nick/channel",
+        ":irc 318 me nobody :End of /WHOIS list",
+        ":irc 001 me :Welcome",
+    ]:
+        assert collector.feed(parse_message(line)) is None
+
+
+def test_whois_collector_is_bounded() -> None:
+    collector = _WhoisCollector(str.lower)
+    for i in range(100):  # WHOIS starts that never end
+        collector.feed(parse_message(f":irc 311 me n{i} u h * :r"))
+    assert len(collector._pending) == _WhoisCollector.MAX_PENDING
+    for _ in range(100):
+        collector.feed(parse_message(":irc 319 me n99 :" + " ".join(f"#c{i}" for i in range(50))))
+        collector.feed(parse_message(":irc 671 me n99 :is using a secure connection"))
+    block = collector.feed(parse_message(":irc 318 me n99 :End"))
+    assert block is not None and len(block) < 40
+    assert len(block[4]) < 20 * _WhoisCollector.MAX_CHANNELS
 
 
 # -- command handling against a real server ------------------------------------------
@@ -262,6 +358,40 @@ def test_session_never_answers_ctcp_in_a_notice(chat: Any, irc_server: Any) -> N
         bob.privmsg("me", "\x01PING after\x01")
         # the first NOTICE bob gets is the answer to the PING, not to the NOTICE before it
         assert bob.wait_for(from_nick("me", "NOTICE")).params == ["bob", "\x01PING after\x01"]
+
+
+def test_session_shows_whois_as_one_block(chat: Any, irc_server: Any) -> None:
+    session, lines, conn = chat
+    with connect(HOST, irc_server.port, "bob", realname="Bob the Builder") as bob:
+        bob.join("#t")
+        bob.send("AWAY", "gone fishing")
+        bob.wait_for(lambda m: m.command == "306")
+        session.handle_input("/whois bob")
+        wait_for(lambda: any("whois bob" in line for line in lines))
+    block = next(line for line in lines if "whois bob" in line).split("\n")
+    assert re.match(STAMP + "-- whois bob$", block[0])
+    body = [line.strip() for line in block[1:]]
+    assert body[:5] == [
+        "nick:     bob",
+        "user:     ~bob@127.0.0.1",
+        "realname: Bob the Builder",
+        "channels: @#t",
+        "server:   irc.relaychat.local (relaychat IRC server)",
+    ]
+    assert re.fullmatch(r"idle:     (\d+[dhm] )*\d+s", body[5])
+    assert re.fullmatch(r"signon:   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", body[6])
+    assert body[7:] == ["away:     yes: gone fishing", "operator: no"]
+    assert not any(re.search(r"\b31\d\b|End of /WHOIS", line) for line in lines)
+
+
+def test_session_whois_of_nobody_is_one_error(chat: Any, irc_server: Any) -> None:
+    session, lines, conn = chat
+    session.handle_input("/whois nobody")
+    conn.wait_for(lambda m: m.command == "318")
+    wait_for(lambda: any("nobody" in line for line in lines))
+    assert [line for line in lines if "nobody" in line][-1].endswith(
+        "! nobody: No such nick/channel"
+    )
 
 
 def test_session_shows_a_sent_line_once_even_with_echo_message(irc_server: Any) -> None:
@@ -395,6 +525,33 @@ def join_with_bob(term: Terminal, port: int) -> Connection:
     bob.join("#t")
     term.pty.expect(STAMP + "--> bob")
     return bob
+
+
+def test_tui_shows_whois_as_one_readable_block(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    with join_with_bob(term, irc_server.port) as bob:
+        bob.send("AWAY", "gone fishing")
+        bob.wait_for(lambda m: m.command == "306")
+        term.pty.sendline("/whois bob")
+        term.pty.expect(STAMP + "-- whois bob\r\n")
+        for row in [
+            r"nick:     bob",
+            r"user:     ~bob@127\.0\.0\.1",
+            r"realname: Bob the Builder",
+            r"channels: #t",
+            r"server:   irc\.relaychat\.local \(relaychat IRC server\)",
+            r"idle:     (\d+[dhm] )*\d+s",
+            r"signon:   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+",
+            r"away:     yes: gone fishing",
+            r"operator: no",
+        ]:
+            term.pty.expect(r" +" + row + "\r\n")
+            assert term.pty.before == ""  # one row after the other, nothing in between
+        bob.privmsg("#t", "marker")
+        term.pty.expect(STAMP + "<bob> marker")
+        assert "End of /WHOIS" not in term.pty.before and "seconds idle" not in term.pty.before
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
 
 
 def test_tui_answers_ctcp_version_and_ping_and_shows_the_rest(

@@ -11,7 +11,7 @@ other.
 the joined channels, the command table, rendering) and is driven by
 :meth:`ChatSession.handle_input` (main thread) and :meth:`ChatSession.handle_message`
 (reader thread); ``_lock`` guards the target and the channel list between them.
-The CTCP rate limiter belongs to the reader thread alone.
+The WHOIS collector and the CTCP rate limiter belong to the reader thread alone.
 
 What arrives is never trusted with the terminal: :func:`sanitize` removes IRC
 formatting and shows every control character, bidi control and zero-width
@@ -32,6 +32,7 @@ import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -39,6 +40,7 @@ from relaychat import __version__
 from relaychat.client.connection import Connection, ConnectionClosed, RegistrationError
 from relaychat.protocol.message import Message, MessageParseError, split_source
 from relaychat.protocol.numerics import (
+    RPL_AWAY,
     RPL_ENDOFNAMES,
     RPL_ENDOFWHO,
     RPL_ENDOFWHOIS,
@@ -46,12 +48,19 @@ from relaychat.protocol.numerics import (
     RPL_NAMREPLY,
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
+    RPL_WHOISACCOUNT,
+    RPL_WHOISCHANNELS,
+    RPL_WHOISIDLE,
+    RPL_WHOISOPERATOR,
+    RPL_WHOISSERVER,
+    RPL_WHOISUSER,
     RPL_WHOREPLY,
 )
 
 __all__ = [
     "ChatSession",
     "chat_main",
+    "format_duration",
     "parse_address",
     "parse_ctcp",
     "render",
@@ -267,6 +276,13 @@ def _render_who_reply(msg: Message, view: _View) -> str | None:
     return f"-- who {chan}: {nick} ({user}@{host}) {flags} {realname}".rstrip()
 
 
+def _render_away(msg: Message, view: _View) -> str | None:
+    # 301 me nick :away message (outside WHOIS: the answer to a message to someone away)
+    if len(msg.params) < 3:
+        return _render_numeric(msg, view)
+    return f"-- {sanitize(msg.params[1])} is away: {sanitize(msg.params[2])}"
+
+
 def _render_numeric(msg: Message, view: _View) -> str | None:
     params = [sanitize(p) for p in msg.params[1:]]  # params[0] is our nick
     if not params:
@@ -298,6 +314,7 @@ _RENDERERS: dict[str, _Renderer] = {
     "PING": _render_hidden,
     "PONG": _render_hidden,
     "CAP": _render_hidden,
+    RPL_AWAY: _render_away,
     RPL_ISUPPORT: _render_hidden,  # machine-readable
     RPL_ENDOFWHO: _render_hidden,
     RPL_ENDOFWHOIS: _render_hidden,
@@ -323,6 +340,126 @@ def render(msg: Message, *, is_me: Callable[[str], bool], current: str | None) -
     if len(command) == 3 and command.isdigit():
         return _render_numeric(msg, view)
     return f"-- {sanitize(msg.serialize())}"
+
+
+def format_duration(seconds: int) -> str:
+    """``192`` -> ``"3m 12s"``, ``3600`` -> ``"1h 0m 0s"``, ``90061`` -> ``"1d 1h 1m 1s"``;
+    negative values count as 0."""
+    seconds = max(0, seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size or parts:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    parts.append(f"{seconds}s")
+    return " ".join(parts)
+
+
+def _local_time(epoch: int) -> str:
+    """An epoch time as a local date and time with the zone, or the number if out of range."""
+    try:
+        return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (OverflowError, OSError, ValueError):
+        return str(epoch)
+
+
+@dataclass
+class _Whois:
+    """What the replies to one WHOIS said about one nick (raw, unsanitized)."""
+
+    nick: str
+    user_host: str
+    realname: str
+    channels: list[str] = field(default_factory=list)
+    server: str | None = None
+    idle: int | None = None
+    signon: int | None = None
+    away: str | None = None
+    operator: bool = False
+    extra: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        rows = [
+            ("nick", self.nick),
+            ("user", self.user_host),
+            ("realname", self.realname),
+            ("channels", " ".join(self.channels) or "none visible"),
+        ]
+        if self.server is not None:
+            rows.append(("server", self.server))
+        if self.idle is not None:
+            rows.append(("idle", format_duration(self.idle)))
+        if self.signon is not None:
+            rows.append(("signon", _local_time(self.signon)))
+        rows.append(("away", f"yes: {self.away}" if self.away is not None else "no"))
+        rows.append(("operator", "yes" if self.operator else "no"))
+        rows.extend(("info", text) for text in self.extra)
+        return [f"-- whois {self.nick}"] + [f"   {k + ':':<9} {v}" for k, v in rows]
+
+
+class _WhoisCollector:
+    """Gathers the numerics answering a WHOIS, from RPL_WHOISUSER to RPL_ENDOFWHOIS,
+    into one :class:`_Whois`, so that they are shown as one block.
+
+    Used by the reader thread only. A reply about a nick with no WHOIS in progress
+    (a 301 after a message to someone away, a 318 after a 401) is not consumed.
+    Memory is bounded whatever the server sends: a few nicks in progress, a
+    bounded channel list and a few extra lines each.
+    """
+
+    MAX_PENDING = 8
+    MAX_CHANNELS = 200
+    MAX_EXTRA = 16
+
+    def __init__(self, casefold: Callable[[str], str]) -> None:
+        self._casefold = casefold
+        self._pending: dict[str, _Whois] = {}
+
+    def feed(self, msg: Message) -> list[str] | None:
+        """None: not part of a WHOIS in progress (render it as usual); ``[]``: taken,
+        nothing to show yet; otherwise the finished block (unsanitized lines)."""
+        command, params = msg.command, msg.params
+        if not (len(command) == 3 and command.isdigit()) or len(params) < 3:
+            return None
+        key = self._casefold(params[1])
+        if command == RPL_WHOISUSER:
+            # 311 me nick user host * :realname
+            if len(params) < 6:
+                return None
+            self._pending.pop(key, None)
+            self._pending[key] = _Whois(params[1], f"{params[2]}@{params[3]}", params[-1])
+            while len(self._pending) > self.MAX_PENDING:
+                del self._pending[next(iter(self._pending))]
+            return []
+        entry = self._pending.get(key)
+        if entry is None or command[0] in "45":
+            return None
+        if command == RPL_ENDOFWHOIS:
+            del self._pending[key]
+            return entry.lines()
+        if command == RPL_WHOISCHANNELS:
+            room = self.MAX_CHANNELS - len(entry.channels)
+            entry.channels.extend(params[-1].split()[: max(0, room)])
+        elif command == RPL_WHOISSERVER:
+            # 312 me nick server :description
+            entry.server = f"{params[2]} ({params[3]})" if len(params) > 3 else params[2]
+        elif command == RPL_WHOISOPERATOR:
+            entry.operator = True
+        elif command == RPL_AWAY:
+            entry.away = params[-1]
+        elif command == RPL_WHOISIDLE:
+            # 317 me nick idle [signon] :seconds idle[, signon time]
+            numbers = [p for p in params[2:-1] if p.isascii() and p.isdigit()]
+            if numbers:
+                entry.idle = int(numbers[0])
+            if len(numbers) > 1:
+                entry.signon = int(numbers[1])
+        elif len(entry.extra) < self.MAX_EXTRA:
+            if command == RPL_WHOISACCOUNT and len(params) > 3:
+                entry.extra.append(f"logged in as {params[2]}")
+            else:
+                entry.extra.append(" ".join(params[2:]))
+        return []
 
 
 class _CtcpLimiter:
@@ -372,9 +509,10 @@ class _Command(NamedTuple):
 class ChatSession:
     """The terminal client minus the terminal.
 
-    ``output`` receives finished display lines (``[HH:MM] ...``) from both the
-    main thread and the connection's reader thread; ``changed`` is called when
-    the prompt text may have changed. ``clock`` returns the epoch time (for tests).
+    ``output`` receives finished display lines (``[HH:MM] ...``; a block such as a
+    WHOIS answer comes as one string of several lines) from both the main thread
+    and the connection's reader thread; ``changed`` is called when the prompt text
+    may have changed. ``clock`` returns the epoch time (for tests).
 
     What the user sends is shown once, locally, when it is sent: the client does
     not request ``echo-message``, and if the connection has it anyway the server's
@@ -396,6 +534,7 @@ class ChatSession:
         self._lock = threading.Lock()
         self._target: str | None = None
         self._channels: list[str] = []
+        self._whois = _WhoisCollector(conn.casefold)  # reader thread only
         self._ctcp_limiter = _CtcpLimiter()  # reader thread only
         #: Set once the user asked to quit.
         self.quitting = threading.Event()
@@ -443,6 +582,18 @@ class ChatSession:
         guard for whatever a renderer or a command put into it."""
         self._output(f"[{_timestamp(msg, self._clock)}] {sanitize(text)}")
 
+    def show_block(self, lines: list[str], msg: Message | None = None) -> None:
+        """Print several lines as one block: a timestamp on the first, the others
+        indented below it."""
+        stamp = f"[{_timestamp(msg, self._clock)}] "
+        indent = " " * len(stamp)
+        self._output(
+            "\n".join(
+                stamp + sanitize(lines[0]) if i == 0 else indent + sanitize(line)
+                for i, line in enumerate(lines)
+            )
+        )
+
     # -- incoming (reader thread) --------------------------------------------------
 
     def handle_message(self, msg: Message) -> None:
@@ -468,6 +619,11 @@ class ChatSession:
             return  # an echo of what we sent, which was shown when we sent it
         if command == "PRIVMSG" and sender and not mine:
             self._answer_ctcp(sender, msg)
+        block = self._whois.feed(msg)
+        if block is not None:
+            if block:
+                self.show_block(block, msg)
+            return
         line = render(msg, is_me=self.conn.is_me, current=self.target)
         if line is not None:
             self.show(line, msg)
