@@ -1,6 +1,6 @@
 """Echo bot: repeats every PRIVMSG it gets, to the channel or back to the sender.
 
-Usage: python examples/echo_bot.py [HOST [PORT [NICK [CHANNEL]]]]
+Usage: .venv/bin/python examples/echo_bot.py [HOST [PORT [NICK [CHANNEL]]]]
 """
 
 import sys
@@ -11,9 +11,16 @@ from relaychat.protocol.message import split_source
 args = sys.argv[1:5]
 host, port, nick, channel = args + ["127.0.0.1", "6667", "echobot", "#echo"][len(args) :]
 with connect(host, int(port), nick) as bot:
+    print(f"connected to {host}:{port} as {bot.nick}", flush=True)
     bot.join(channel)
     for msg in bot:  # ends when the server closes the connection
-        if msg.command == "PRIVMSG" and len(msg.params) == 2 and msg.source:
-            sender = split_source(msg.source)[0]
+        sender = split_source(msg.source)[0] if msg.source else ""
+        if msg.command == "JOIN" and bot.is_me(sender):
+            print(f"joined {msg.params[0]}", flush=True)
+        elif msg.command == "PRIVMSG" and len(msg.params) == 2 and sender:
             target, text = msg.params
-            bot.privmsg(sender if bot.is_me(target) else target, text)
+            if not text.startswith("\x01"):  # CTCP (VERSION, ACTION...) is not echoed
+                to = sender if bot.is_me(target) else target
+                bot.privmsg(to, text)
+                print(f"echoed to {to}: {text!r}", flush=True)  # repr: no terminal escapes
+print("disconnected")

@@ -4,6 +4,7 @@ handling against a real server, and the whole program in a pty driven by pexpect
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import re
 import socket
@@ -12,14 +13,26 @@ import subprocess
 import sys
 import termios
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pexpect
 import pytest
 from pexpect.fdpexpect import fdspawn
 
+from ircutil import wait_for
+from relaychat import __version__
 from relaychat.client import Connection, connect
-from relaychat.client.tui import ChatSession, parse_address, render, sanitize
+from relaychat.client.tui import (
+    ChatSession,
+    _CtcpLimiter,
+    _WhoisCollector,
+    format_duration,
+    parse_address,
+    parse_ctcp,
+    render,
+    sanitize,
+)
 from relaychat.protocol.message import Message, parse_message, split_source
 
 STAMP = r"\[\d\d:\d\d\] "
@@ -61,8 +74,31 @@ def test_parse_address_rejects_bad_input(text: str) -> None:
         parse_address(text)
 
 
-def test_sanitize_strips_formatting_and_terminal_escapes() -> None:
-    assert sanitize("\x02bold\x02 \x0304,12red\x03 \x1b[2Jclear\x07") == "bold red [2Jclear"
+def test_sanitize_strips_formatting_and_shows_terminal_escapes() -> None:
+    shown = sanitize("\x02bold\x02 \x0304,12red\x03 \x1b[2Jclear\x07 \x9b2J \x7f\rcr\x08")
+    assert shown == r"bold red \x1b[2Jclear\x07 \x9b2J \x7f\x0dcr\x08"
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [(chr(c), f"\\u{c:04x}") for c in range(0x202A, 0x202F)]  # LRE RLE PDF LRO RLO
+    + [(chr(c), f"\\u{c:04x}") for c in range(0x2066, 0x206A)]  # LRI RLI FSI PDI
+    + [("\u200e", r"\u200e"), ("\u200f", r"\u200f"), ("\u061c", r"\u061c")]  # LRM RLM ALM
+    + [("\u200b", r"\u200b"), ("\u200c", r"\u200c"), ("\u200d", r"\u200d")]  # zero-width
+    + [("\u2060", r"\u2060"), ("\ufeff", r"\ufeff")]  # word joiner, BOM
+    + [("\u2028", r"\u2028"), ("\U000e0041", r"\U000e0041")],  # line separator, tag char
+)
+def test_sanitize_shows_bidi_and_invisible_characters(char: str, shown: str) -> None:
+    assert sanitize(f"a{char}b") == f"a{shown}b"
+
+
+def test_sanitize_keeps_printable_text_and_is_idempotent() -> None:
+    text = "héllo wörld 日本語 \u00a0nbsp 😀 👍🏽 مرحبا"
+    assert sanitize(text) == text
+    nasty = "\x1b]0;title\x07 \u202edlrow \u200b \x03"
+    assert sanitize(sanitize(nasty)) == sanitize(nasty)
+    assert sanitize(nasty).isprintable()
+    assert sanitize("tab\there") == "tab here"
 
 
 def me(nick: str) -> bool:
@@ -77,6 +113,20 @@ def me(nick: str) -> bool:
         (":bob!b@h PRIVMSG me :psst", "#t", "*bob* psst"),
         (":bob!b@h PRIVMSG #t :\x01ACTION waves\x01", "#t", "* bob waves"),
         (":bob!b@h PRIVMSG me :\x01VERSION\x01", "#t", "-- CTCP VERSION from bob"),
+        (":bob!b@h PRIVMSG me :\x01PING 123\x01", "#t", "-- CTCP PING 123 from bob"),
+        (":bob!b@h PRIVMSG #t :\x01CLIENTINFO\x01", "#t", "-- CTCP CLIENTINFO from bob to #t"),
+        (":bob!b@h PRIVMSG me :\x01DCC SEND x 1 2\x01", "#t", "-- CTCP DCC SEND x 1 2 from bob"),
+        (
+            ":bob!b@h NOTICE me :\x01VERSION irssi 1.4\x01",
+            "#t",
+            "-- CTCP VERSION reply from bob: irssi 1.4",
+        ),
+        (":bob!b@h PRIVMSG me :\x01ACTION no closing", "#t", "* bob no closing"),
+        (":bob!b@h PRIVMSG #t :\x1b[2J\u202eevil", "#t", "<bob> \\x1b[2J\\u202eevil"),
+        (":b\u202eob!b@h PRIVMSG #t :hi", "#t", "<b\\u202eob> hi"),
+        (":bob!b@h PRIVMSG #t\u202e :hi", "#t", "#t\\u202e <bob> hi"),
+        (":bob!b@h TOPIC #t :\x1b[31mred", "#t", "-- bob changed the topic of #t to: \\x1b[31mred"),
+        (":irc 301 me bob :gone fishing", "#t", "-- bob is away: gone fishing"),
         (":bob!b@h NOTICE me :note", "#t", "-bob- note"),
         (":irc.test NOTICE * :*** Looking up", None, "-irc.test- *** Looking up"),
         (":bob!b@h NOTICE #other :fyi", "#t", "-bob:#other- fyi"),
@@ -99,6 +149,127 @@ def me(nick: str) -> bool:
 )
 def test_render(line: str, current: str | None, shown: str | None) -> None:
     assert render(parse_message(line), is_me=me, current=current) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("\x01VERSION\x01", ("VERSION", "")),
+        ("\x01ping 123 456\x01", ("PING", "123 456")),
+        ("\x01ACTION unterminated", ("ACTION", "unterminated")),
+        ("plain", None),
+        ("\x01", None),
+        ("\x01\x01", None),
+        ("\x01 x\x01", None),
+    ],
+)
+def test_parse_ctcp(text: str, parsed: tuple[str, str] | None) -> None:
+    assert parse_ctcp(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (59, "59s"),
+        (192, "3m 12s"),
+        (3600, "1h 0m 0s"),
+        (90061, "1d 1h 1m 1s"),
+        (-5, "0s"),
+    ],
+)
+def test_format_duration(seconds: int, shown: str) -> None:
+    assert format_duration(seconds) == shown
+
+
+def test_ctcp_limiter_one_reply_per_sender_and_a_few_in_all() -> None:
+    now = [100.0]
+    limiter = _CtcpLimiter(interval=5.0, burst=3, clock=lambda: now[0])
+    assert limiter.allow("bob")
+    assert not limiter.allow("bob")  # the same sender within the interval
+    assert limiter.allow("carol") and limiter.allow("dave")
+    assert not limiter.allow("eve")  # three in all within the interval
+    now[0] += 4.9
+    assert not limiter.allow("bob") and not limiter.allow("eve")
+    now[0] += 0.1
+    assert limiter.allow("bob") and limiter.allow("eve")
+
+
+def _whois_block(*lines: str) -> list[str] | None:
+    collector = _WhoisCollector(str.lower)
+    result: list[str] | None = None
+    for line in lines:
+        result = collector.feed(parse_message(line))
+        if line != lines[-1]:
+            assert result == [], line  # taken, nothing to show until the end
+    return result
+
+
+def test_whois_replies_become_one_block() -> None:
+    signon = 1767225600
+    block = _whois_block(
+        ":irc 311 me Bob ~bob host.example * :Bob the Builder",
+        ":irc 319 me Bob :@#t +#u",
+        ":irc 319 me Bob :#v",
+        ":irc 312 me Bob irc.test :Test server",
+        ":irc 313 me Bob :is an IRC operator",
+        ":irc 301 me Bob :gone fishing",
+        ":irc 330 me Bob bobacct :is logged in as",
+        ":irc 378 me Bob :is connecting from *@host.example 192.0.2.1",
+        f":irc 317 me Bob 192 {signon} :seconds idle, signon time",
+        ":irc 318 me bob :End of /WHOIS list",
+    )
+    local = datetime.fromtimestamp(signon).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert block == [
+        "-- whois Bob",
+        "   nick:     Bob",
+        "   user:     ~bob@host.example",
+        "   realname: Bob the Builder",
+        "   channels: @#t +#u #v",
+        "   server:   irc.test (Test server)",
+        "   idle:     3m 12s",
+        f"   signon:   {local}",
+        "   away:     yes: gone fishing",
+        "   operator: yes",
+        "   info:     logged in as bobacct",
+        "   info:     is connecting from *@host.example 192.0.2.1",
+    ]
+
+
+def test_whois_block_of_a_plain_user_says_not_away_not_operator() -> None:
+    block = _whois_block(
+        ":irc 311 me bob b h * :Bob",
+        ":irc 317 me bob 5 :seconds idle",  # the old form, without signon
+        ":irc 318 me bob :End of /WHOIS list",
+    )
+    assert block is not None
+    assert "   idle:     5s" in block and not any("signon" in line for line in block)
+    assert "   away:     no" in block and "   operator: no" in block
+    assert "   channels: none visible" in block
+
+
+def test_numerics_outside_a_whois_are_left_to_render() -> None:
+    collector = _WhoisCollector(str.lower)
+    for line in [
+        ":irc 301 me bob :away",  # after a PRIVMSG to someone away
+        ":irc 401 me nobody :No such nick/channel",
+        ":irc 318 me nobody :End of /WHOIS list",
+        ":irc 001 me :Welcome",
+    ]:
+        assert collector.feed(parse_message(line)) is None
+
+
+def test_whois_collector_is_bounded() -> None:
+    collector = _WhoisCollector(str.lower)
+    for i in range(100):  # WHOIS starts that never end
+        collector.feed(parse_message(f":irc 311 me n{i} u h * :r"))
+    assert len(collector._pending) == _WhoisCollector.MAX_PENDING
+    for _ in range(100):
+        collector.feed(parse_message(":irc 319 me n99 :" + " ".join(f"#c{i}" for i in range(50))))
+        collector.feed(parse_message(":irc 671 me n99 :is using a secure connection"))
+    block = collector.feed(parse_message(":irc 318 me n99 :End"))
+    assert block is not None and len(block) < 40
+    assert len(block[4]) < 20 * _WhoisCollector.MAX_CHANNELS
 
 
 # -- command handling against a real server ------------------------------------------
@@ -145,6 +316,109 @@ def test_session_commands_and_errors(chat: Any, irc_server: Any) -> None:
         assert part.params[0] == "#t"
         conn.wait_for(from_nick("me", "PART"))
         assert session.target is None and session.prompt() == "> "
+
+
+def round_trip(conn: Connection, seen: list[Message]) -> None:
+    """PING the server and wait for its PONG, keeping in ``seen`` what came before it:
+    once it is back, everything the server sent this connection earlier has arrived."""
+
+    def keep(msg: Message) -> bool:
+        seen.append(msg)
+        return msg.command == "PONG"
+
+    conn.send("PING", "sync")
+    conn.wait_for(keep)
+
+
+def test_session_answers_ctcp_version_and_ping_at_most_once_per_sender(
+    chat: Any, irc_server: Any
+) -> None:
+    session, lines, conn = chat
+    with (
+        connect(HOST, irc_server.port, "bob") as bob,
+        connect(HOST, irc_server.port, "carol") as carol,
+    ):
+        to_bob: list[Message] = []
+        for text in ["\x01VERSION\x01", "\x01VERSION\x01", "\x01PING 1\x01", "\x01FINGER\x01"]:
+            bob.privmsg("me", text)
+        round_trip(bob, to_bob)  # the server has passed all four on to me
+        carol.privmsg("me", "\x01PING tok en\x01")  # so this reaches me after them
+        assert carol.wait_for(from_nick("me", "NOTICE")).params == ["carol", "\x01PING tok en\x01"]
+        round_trip(bob, to_bob)  # my replies to bob left before the one to carol
+        replies = [m.params[-1] for m in to_bob if from_nick("me", "NOTICE")(m)]
+        assert replies == [f"\x01VERSION relaychat {__version__}\x01"]  # only the first
+        wait_for(lambda: any("CTCP FINGER from bob" in line for line in lines))
+        assert sum("CTCP VERSION from bob" in line for line in lines) == 2  # both shown
+
+
+def test_session_never_answers_ctcp_in_a_notice(chat: Any, irc_server: Any) -> None:
+    session, lines, conn = chat
+    with connect(HOST, irc_server.port, "bob") as bob:
+        bob.notice("me", "\x01VERSION\x01")
+        bob.privmsg("me", "\x01PING after\x01")
+        # the first NOTICE bob gets is the answer to the PING, not to the NOTICE before it
+        assert bob.wait_for(from_nick("me", "NOTICE")).params == ["bob", "\x01PING after\x01"]
+
+
+def test_session_shows_whois_as_one_block(chat: Any, irc_server: Any) -> None:
+    session, lines, conn = chat
+    with connect(HOST, irc_server.port, "bob", realname="Bob the Builder") as bob:
+        bob.join("#t")
+        bob.send("AWAY", "gone fishing")
+        bob.wait_for(lambda m: m.command == "306")
+        session.handle_input("/whois bob")
+        wait_for(lambda: any("whois bob" in line for line in lines))
+    block = next(line for line in lines if "whois bob" in line).split("\n")
+    assert re.match(STAMP + "-- whois bob$", block[0])
+    body = [line.strip() for line in block[1:]]
+    assert body[:5] == [
+        "nick:     bob",
+        "user:     ~bob@127.0.0.1",
+        "realname: Bob the Builder",
+        "channels: @#t",
+        "server:   irc.relaychat.local (relaychat IRC server)",
+    ]
+    assert re.fullmatch(r"idle:     (\d+[dhm] )*\d+s", body[5])
+    assert re.fullmatch(r"signon:   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", body[6])
+    assert body[7:] == ["away:     yes: gone fishing", "operator: no"]
+    assert not any(re.search(r"\b31\d\b|End of /WHOIS", line) for line in lines)
+
+
+def test_session_whois_of_nobody_is_one_error(chat: Any, irc_server: Any) -> None:
+    session, lines, conn = chat
+    session.handle_input("/whois nobody")
+    conn.wait_for(lambda m: m.command == "318")
+    wait_for(lambda: any("nobody" in line for line in lines))
+    assert [line for line in lines if "nobody" in line][-1].endswith(
+        "! nobody: No such nick/channel"
+    )
+
+
+def test_session_shows_a_sent_line_once_even_with_echo_message(irc_server: Any) -> None:
+    lines: list[str] = []
+    conn = Connection(HOST, irc_server.port, "me", caps=("echo-message",))
+    session = ChatSession(conn, lines.append)
+    conn.on_message(session.handle_message)
+    conn.connect()
+    try:
+        assert "echo-message" in conn.enabled_caps  # the server does echo our lines
+        with connect(HOST, irc_server.port, "bob") as bob:
+            session.handle_input("/join #t")
+            conn.wait_for(from_nick("me", "JOIN"))
+            bob.join("#t")
+            conn.wait_for(from_nick("bob", "JOIN"))
+            session.handle_input("said once")
+            session.handle_input("/me acted once")
+            session.handle_input("/msg bob whispered once")
+            bob.wait_for(lambda m: m.params == ["bob", "whispered once"])
+            bob.privmsg("#t", "marker")  # after my three lines and their echoes
+            wait_for(lambda: any("<bob> marker" in line for line in lines))
+        shown = "\n".join(lines)
+        assert shown.count("said once") == 1
+        assert shown.count("acted once") == 1
+        assert shown.count("whispered once") == 1
+    finally:
+        conn.close()
 
 
 # -- the program in a pty ----------------------------------------------------------------
@@ -240,6 +514,102 @@ def test_tui_full_duplex_session(irc_server: Any, terminal: Any) -> None:
         quit_msg = bob.wait_for(from_nick("tuiuser", "QUIT"))
         assert "off to bed" in quit_msg.params[-1]
         assert term.exit_status() == 0
+
+
+def join_with_bob(term: Terminal, port: int) -> Connection:
+    """The terminal joins #t, then bob (returned, connected) joins it too."""
+    term.pty.expect("connected;")
+    term.pty.sendline("/join #t")
+    term.pty.expect("#t>")
+    bob = connect(HOST, port, "bob", realname="Bob the Builder")
+    bob.join("#t")
+    term.pty.expect(STAMP + "--> bob")
+    return bob
+
+
+def test_tui_shows_whois_as_one_readable_block(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    with join_with_bob(term, irc_server.port) as bob:
+        bob.send("AWAY", "gone fishing")
+        bob.wait_for(lambda m: m.command == "306")
+        term.pty.sendline("/whois bob")
+        term.pty.expect(STAMP + "-- whois bob\r\n")
+        for row in [
+            r"nick:     bob",
+            r"user:     ~bob@127\.0\.0\.1",
+            r"realname: Bob the Builder",
+            r"channels: #t",
+            r"server:   irc\.relaychat\.local \(relaychat IRC server\)",
+            r"idle:     (\d+[dhm] )*\d+s",
+            r"signon:   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+",
+            r"away:     yes: gone fishing",
+            r"operator: no",
+        ]:
+            term.pty.expect(r" +" + row + "\r\n")
+            assert term.pty.before == ""  # one row after the other, nothing in between
+        bob.privmsg("#t", "marker")
+        term.pty.expect(STAMP + "<bob> marker")
+        assert "End of /WHOIS" not in term.pty.before and "seconds idle" not in term.pty.before
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
+
+
+def test_tui_answers_ctcp_version_and_ping_and_shows_the_rest(
+    irc_server: Any, terminal: Any
+) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    with join_with_bob(term, irc_server.port) as bob:
+        bob.privmsg("tuiuser", "\x01CLIENTINFO\x01")  # shown, never answered
+        bob.privmsg("tuiuser", "\x01VERSION\x01")
+        reply = bob.wait_for(from_nick("tuiuser", "NOTICE"))  # the first is the VERSION reply
+        assert reply.params == ["bob", f"\x01VERSION relaychat {__version__}\x01"]
+        term.pty.expect(STAMP + "-- CTCP CLIENTINFO from bob")
+        term.pty.expect(STAMP + "-- CTCP VERSION from bob")
+        with connect(HOST, irc_server.port, "carol") as carol:
+            carol.join("#t")
+            carol.privmsg("#t", "\x01PING 1735689600 123456\x01")
+            reply = carol.wait_for(from_nick("tuiuser", "NOTICE"))
+            assert reply.params == ["carol", "\x01PING 1735689600 123456\x01"]
+            term.pty.expect(STAMP + "-- CTCP PING 1735689600 123456 from carol to #t")
+        bob.action("#t", "waves")
+        term.pty.expect(STAMP + r"\* bob waves")
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
+
+
+def test_tui_shows_a_sent_line_exactly_once(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    with join_with_bob(term, irc_server.port) as bob:
+        term.pty.sendline("only once please")
+        assert bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params == ["#t", "only once please"]
+        term.pty.sendline("/me nods once")
+        bob.wait_for(from_nick("tuiuser", "PRIVMSG"))
+        bob.privmsg("#t", "marker")  # reaches the terminal after any echo of its lines
+        term.pty.expect(STAMP + "<bob> marker")
+        assert term.pty.before.count("<tuiuser> only once please") == 1
+        assert term.pty.before.count("* tuiuser nods once") == 1
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
+
+
+def test_tui_neutralises_terminal_escapes_and_bidi_controls(irc_server: Any, terminal: Any) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    seen = io.StringIO()
+    term.pty.logfile_read = seen
+    with join_with_bob(term, irc_server.port) as bob:
+        bob.privmsg("#t", "clear\x1b[2Jscreen \u202eevil\u202c \u2066x\u2069 zero\u200bwidth\ufeff")
+        term.pty.expect_exact(
+            r"<bob> clear\x1b[2Jscreen \u202eevil\u202c \u2066x\u2069 zero\u200bwidth\ufeff"
+        )
+        bob.notice("tuiuser", "\x1b[1A\x1b[2Kup and erase")
+        term.pty.expect_exact(r"-bob- \x1b[1A\x1b[2Kup and erase")
+        bob.part("#t", "\x1b]0;window title\x07bye")
+        term.pty.expect_exact(r"<-- bob left #t (\x1b]0;window title\x07bye)")
+    output = seen.getvalue()
+    for raw in ["\x1b[2J", "\x1b]0;", "\x1b[1A", "\x07", "\u202e", "\u2066", "\u200b", "\ufeff"]:
+        assert raw not in output, raw
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
 
 
 def test_tui_bye_exits_zero(irc_server: Any, terminal: Any) -> None:

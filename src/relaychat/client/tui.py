@@ -11,8 +11,14 @@ other.
 the joined channels, the command table, rendering) and is driven by
 :meth:`ChatSession.handle_input` (main thread) and :meth:`ChatSession.handle_message`
 (reader thread); ``_lock`` guards the target and the channel list between them.
-Incoming text is stripped of IRC formatting and control characters before it is
-printed, so a peer cannot send terminal escape sequences.
+The WHOIS collector and the CTCP rate limiter belong to the reader thread alone.
+
+What arrives is never trusted with the terminal: :func:`sanitize` removes IRC
+formatting and shows every control character, bidi control and zero-width
+character as an escape (``\\x1b``, ``\\u202e``), so a peer cannot move the cursor
+or reorder or hide text. CTCP VERSION and PING are answered, at most one reply
+per sender and a few in all per few seconds; other CTCP requests are only shown.
+What the user sends is shown once, when it is sent (no ``echo-message``).
 """
 
 from __future__ import annotations
@@ -23,13 +29,18 @@ import re
 import sys
 import threading
 import time
+import unicodedata
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from relaychat import __version__
 from relaychat.client.connection import Connection, ConnectionClosed, RegistrationError
 from relaychat.protocol.message import Message, MessageParseError, split_source
 from relaychat.protocol.numerics import (
+    RPL_AWAY,
     RPL_ENDOFNAMES,
     RPL_ENDOFWHO,
     RPL_ENDOFWHOIS,
@@ -37,24 +48,69 @@ from relaychat.protocol.numerics import (
     RPL_NAMREPLY,
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
+    RPL_WHOISACCOUNT,
+    RPL_WHOISCHANNELS,
+    RPL_WHOISIDLE,
+    RPL_WHOISOPERATOR,
+    RPL_WHOISSERVER,
+    RPL_WHOISUSER,
     RPL_WHOREPLY,
 )
 
-__all__ = ["ChatSession", "chat_main", "parse_address", "render", "sanitize"]
+__all__ = [
+    "ChatSession",
+    "chat_main",
+    "format_duration",
+    "parse_address",
+    "parse_ctcp",
+    "render",
+    "sanitize",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6667
 
+# IRC formatting codes, removed: colour (\x03 with its digits), hex colour (\x04 with
+# its digits), bold \x02, reset \x0f, monospace \x11, reverse \x16, italics \x1d,
+# strikethrough \x1e, underline \x1f.
 _FORMATTING = re.compile(
-    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"  # mIRC colour
-    r"|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"  # hex colour
-    r"|[\x00-\x1f\x7f-\x9f]"  # bold, italics, reset, ESC and every other control
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"
+    r"|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
 )
+# Shown as escapes: controls (C0, DEL, C1: ESC, BEL, CR, backspace ...), format
+# characters (bidi embeddings, overrides, isolates and marks, zero-width spaces and
+# joiners, BOM, invisible operators, tag characters), line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _visible(char: str) -> str:
+    if char == "\t":
+        return " "
+    if unicodedata.category(char) not in _INVISIBLE_CATEGORIES:
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def sanitize(text: str) -> str:
-    """Remove IRC formatting codes and all C0/C1 control characters (ESC included)."""
-    return _FORMATTING.sub("", text)
+    """Make received text safe to print: it cannot move the cursor, reorder or hide text.
+
+    IRC formatting codes are removed. Every other control character (ESC included)
+    and every invisible format character (bidi overrides and isolates U+202A-U+202E,
+    U+2066-U+2069, marks U+200E, U+200F, U+061C, zero-width U+200B-U+200D, U+2060,
+    U+FEFF, ...) is shown as a Python-style escape such as ``\\x1b`` or ``\\u202e``;
+    a tab becomes a space. The result has no control characters, so sanitizing
+    twice changes nothing.
+    """
+    text = _FORMATTING.sub("", text)
+    if text.isprintable():  # the common case, checked in C
+        return text
+    return "".join(map(_visible, text))
 
 
 def parse_address(text: str | None) -> tuple[str, int]:
@@ -105,6 +161,19 @@ class _View(NamedTuple):
     current: str | None
 
 
+def parse_ctcp(text: str) -> tuple[str, str] | None:
+    """``"\\x01VERB args\\x01"`` -> ``("VERB", "args")`` (verb upper-cased), or None
+    when ``text`` is not a CTCP message. The closing ``\\x01`` is optional, as some
+    clients leave it out."""
+    if len(text) < 2 or not text.startswith("\x01"):
+        return None
+    body = text[1:-1] if text.endswith("\x01") else text[1:]
+    verb, _, args = body.partition(" ")
+    if not verb:
+        return None
+    return verb.upper(), args
+
+
 def _render_privmsg(msg: Message, view: _View, notice: bool = False) -> str | None:
     if len(msg.params) < 2:
         return None
@@ -112,11 +181,15 @@ def _render_privmsg(msg: Message, view: _View, notice: bool = False) -> str | No
     nick = _nick_of(msg)
     private = view.is_me(target) or target == "*"  # "*": a server notice before registration
     where = "" if private or view.current == target else f"{sanitize(target)} "
-    if text.startswith("\x01") and not notice:
-        ctcp, _, rest = text.strip("\x01").partition(" ")
-        if ctcp.upper() == "ACTION":
-            return f"{where}* {nick} {sanitize(rest)}"
-        return f"-- CTCP {sanitize(ctcp)} from {nick}"
+    ctcp = parse_ctcp(text)
+    if ctcp is not None:
+        verb, args = sanitize(ctcp[0]), sanitize(ctcp[1])
+        if notice:
+            return f"-- CTCP {verb} reply from {nick}{': ' + args if args else ''}"
+        if verb == "ACTION":
+            return f"{where}* {nick} {args}"
+        to = "" if private else f" to {sanitize(target)}"
+        return f"-- CTCP {verb}{' ' + args if args else ''} from {nick}{to}"
     if notice:
         chan = "" if private or where == "" else f":{sanitize(target)}"
         return f"-{nick}{chan}- {sanitize(text)}"
@@ -203,6 +276,13 @@ def _render_who_reply(msg: Message, view: _View) -> str | None:
     return f"-- who {chan}: {nick} ({user}@{host}) {flags} {realname}".rstrip()
 
 
+def _render_away(msg: Message, view: _View) -> str | None:
+    # 301 me nick :away message (outside WHOIS: the answer to a message to someone away)
+    if len(msg.params) < 3:
+        return _render_numeric(msg, view)
+    return f"-- {sanitize(msg.params[1])} is away: {sanitize(msg.params[2])}"
+
+
 def _render_numeric(msg: Message, view: _View) -> str | None:
     params = [sanitize(p) for p in msg.params[1:]]  # params[0] is our nick
     if not params:
@@ -215,6 +295,9 @@ def _render_numeric(msg: Message, view: _View) -> str | None:
 
 
 _Renderer = Callable[[Message, _View], str | None]
+
+# What the server echoes back to us with echo-message.
+_ECHOED = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 _RENDERERS: dict[str, _Renderer] = {
     "PRIVMSG": _render_privmsg,
@@ -231,6 +314,7 @@ _RENDERERS: dict[str, _Renderer] = {
     "PING": _render_hidden,
     "PONG": _render_hidden,
     "CAP": _render_hidden,
+    RPL_AWAY: _render_away,
     RPL_ISUPPORT: _render_hidden,  # machine-readable
     RPL_ENDOFWHO: _render_hidden,
     RPL_ENDOFWHOIS: _render_hidden,
@@ -258,6 +342,153 @@ def render(msg: Message, *, is_me: Callable[[str], bool], current: str | None) -
     return f"-- {sanitize(msg.serialize())}"
 
 
+def format_duration(seconds: int) -> str:
+    """``192`` -> ``"3m 12s"``, ``3600`` -> ``"1h 0m 0s"``, ``90061`` -> ``"1d 1h 1m 1s"``;
+    negative values count as 0."""
+    seconds = max(0, seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size or parts:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    parts.append(f"{seconds}s")
+    return " ".join(parts)
+
+
+def _local_time(epoch: int) -> str:
+    """An epoch time as a local date and time with the zone, or the number if out of range."""
+    try:
+        return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (OverflowError, OSError, ValueError):
+        return str(epoch)
+
+
+@dataclass
+class _Whois:
+    """What the replies to one WHOIS said about one nick (raw, unsanitized)."""
+
+    nick: str
+    user_host: str
+    realname: str
+    channels: list[str] = field(default_factory=list)
+    server: str | None = None
+    idle: int | None = None
+    signon: int | None = None
+    away: str | None = None
+    operator: bool = False
+    extra: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        rows = [
+            ("nick", self.nick),
+            ("user", self.user_host),
+            ("realname", self.realname),
+            ("channels", " ".join(self.channels) or "none visible"),
+        ]
+        if self.server is not None:
+            rows.append(("server", self.server))
+        if self.idle is not None:
+            rows.append(("idle", format_duration(self.idle)))
+        if self.signon is not None:
+            rows.append(("signon", _local_time(self.signon)))
+        rows.append(("away", f"yes: {self.away}" if self.away is not None else "no"))
+        rows.append(("operator", "yes" if self.operator else "no"))
+        rows.extend(("info", text) for text in self.extra)
+        return [f"-- whois {self.nick}"] + [f"   {k + ':':<9} {v}" for k, v in rows]
+
+
+class _WhoisCollector:
+    """Gathers the numerics answering a WHOIS, from RPL_WHOISUSER to RPL_ENDOFWHOIS,
+    into one :class:`_Whois`, so that they are shown as one block.
+
+    Used by the reader thread only. A reply about a nick with no WHOIS in progress
+    (a 301 after a message to someone away, a 318 after a 401) is not consumed.
+    Memory is bounded whatever the server sends: a few nicks in progress, a
+    bounded channel list and a few extra lines each.
+    """
+
+    MAX_PENDING = 8
+    MAX_CHANNELS = 200
+    MAX_EXTRA = 16
+
+    def __init__(self, casefold: Callable[[str], str]) -> None:
+        self._casefold = casefold
+        self._pending: dict[str, _Whois] = {}
+
+    def feed(self, msg: Message) -> list[str] | None:
+        """None: not part of a WHOIS in progress (render it as usual); ``[]``: taken,
+        nothing to show yet; otherwise the finished block (unsanitized lines)."""
+        command, params = msg.command, msg.params
+        if not (len(command) == 3 and command.isdigit()) or len(params) < 3:
+            return None
+        key = self._casefold(params[1])
+        if command == RPL_WHOISUSER:
+            # 311 me nick user host * :realname
+            if len(params) < 6:
+                return None
+            self._pending.pop(key, None)
+            self._pending[key] = _Whois(params[1], f"{params[2]}@{params[3]}", params[-1])
+            while len(self._pending) > self.MAX_PENDING:
+                del self._pending[next(iter(self._pending))]
+            return []
+        entry = self._pending.get(key)
+        if entry is None or command[0] in "45":
+            return None
+        if command == RPL_ENDOFWHOIS:
+            del self._pending[key]
+            return entry.lines()
+        if command == RPL_WHOISCHANNELS:
+            room = self.MAX_CHANNELS - len(entry.channels)
+            entry.channels.extend(params[-1].split()[: max(0, room)])
+        elif command == RPL_WHOISSERVER:
+            # 312 me nick server :description
+            entry.server = f"{params[2]} ({params[3]})" if len(params) > 3 else params[2]
+        elif command == RPL_WHOISOPERATOR:
+            entry.operator = True
+        elif command == RPL_AWAY:
+            entry.away = params[-1]
+        elif command == RPL_WHOISIDLE:
+            # 317 me nick idle [signon] :seconds idle[, signon time]
+            numbers = [p for p in params[2:-1] if p.isascii() and p.isdigit()]
+            if numbers:
+                entry.idle = int(numbers[0])
+            if len(numbers) > 1:
+                entry.signon = int(numbers[1])
+        elif len(entry.extra) < self.MAX_EXTRA:
+            if command == RPL_WHOISACCOUNT and len(params) > 3:
+                entry.extra.append(f"logged in as {params[2]}")
+            else:
+                entry.extra.append(" ".join(params[2:]))
+        return []
+
+
+class _CtcpLimiter:
+    """Allows at most one CTCP reply per sender, and ``burst`` in all, per ``interval``
+    seconds, so the client cannot be used to multiply someone else's traffic
+    (reflection) however many requests arrive or under however many nicks."""
+
+    def __init__(
+        self,
+        interval: float = 5.0,
+        burst: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.burst = burst
+        self._clock = clock
+        self._recent: deque[tuple[float, str]] = deque()
+
+    def allow(self, sender: str) -> bool:
+        """Whether a reply to ``sender`` (a case-folded nick) may go out now; records it if so."""
+        now = self._clock()
+        while self._recent and now - self._recent[0][0] >= self.interval:
+            self._recent.popleft()
+        if len(self._recent) >= self.burst or any(s == sender for _, s in self._recent):
+            return False
+        self._recent.append((now, sender))
+        return True
+
+
 def _timestamp(msg: Message | None, clock: Callable[[], float]) -> str:
     """``HH:MM`` local time, from the IRCv3 ``time`` tag when the server sent one."""
     if msg is not None and "time" in msg.tags:
@@ -278,9 +509,14 @@ class _Command(NamedTuple):
 class ChatSession:
     """The terminal client minus the terminal.
 
-    ``output`` receives finished display lines (``[HH:MM] ...``) from both the
-    main thread and the connection's reader thread; ``changed`` is called when
-    the prompt text may have changed. ``clock`` returns the epoch time (for tests).
+    ``output`` receives finished display lines (``[HH:MM] ...``; a block such as a
+    WHOIS answer comes as one string of several lines) from both the main thread
+    and the connection's reader thread; ``changed`` is called when the prompt text
+    may have changed. ``clock`` returns the epoch time (for tests).
+
+    What the user sends is shown once, locally, when it is sent: the client does
+    not request ``echo-message``, and if the connection has it anyway the server's
+    echoes of our own messages are not shown again.
     """
 
     def __init__(
@@ -298,6 +534,8 @@ class ChatSession:
         self._lock = threading.Lock()
         self._target: str | None = None
         self._channels: list[str] = []
+        self._whois = _WhoisCollector(conn.casefold)  # reader thread only
+        self._ctcp_limiter = _CtcpLimiter()  # reader thread only
         #: Set once the user asked to quit.
         self.quitting = threading.Event()
 
@@ -315,7 +553,7 @@ class ChatSession:
 
     def prompt(self) -> str:
         target = self.target
-        return f"{target}> " if target else "> "
+        return f"{sanitize(target)}> " if target else "> "
 
     def _is_channel(self, name: str) -> bool:
         chantypes = self.conn.isupport.get("CHANTYPES") or "#&"
@@ -340,14 +578,29 @@ class ChatSession:
         self._changed()
 
     def show(self, text: str, msg: Message | None = None) -> None:
-        self._output(f"[{_timestamp(msg, self._clock)}] {text}")
+        """Print one line, timestamped. ``text`` is sanitized here again, the last
+        guard for whatever a renderer or a command put into it."""
+        self._output(f"[{_timestamp(msg, self._clock)}] {sanitize(text)}")
+
+    def show_block(self, lines: list[str], msg: Message | None = None) -> None:
+        """Print several lines as one block: a timestamp on the first, the others
+        indented below it."""
+        stamp = f"[{_timestamp(msg, self._clock)}] "
+        indent = " " * len(stamp)
+        self._output(
+            "\n".join(
+                stamp + sanitize(lines[0]) if i == 0 else indent + sanitize(line)
+                for i, line in enumerate(lines)
+            )
+        )
 
     # -- incoming (reader thread) --------------------------------------------------
 
     def handle_message(self, msg: Message) -> None:
         """Update the session for one incoming message, then print it."""
         command = msg.command.upper()
-        mine = bool(msg.source) and self.conn.is_me(_nick_of(msg))
+        sender = split_source(msg.source)[0] if msg.source else ""
+        mine = bool(sender) and self.conn.is_me(sender)
         if command == "JOIN" and mine and msg.params:
             channel = msg.params[0]
             with self._lock:
@@ -362,9 +615,39 @@ class ChatSession:
             self._changed()
         if command == "ERROR" and self.quitting.is_set():
             return  # the server's goodbye after our QUIT
+        if command in _ECHOED and mine and "echo-message" in self.conn.enabled_caps:
+            return  # an echo of what we sent, which was shown when we sent it
+        if command == "PRIVMSG" and sender and not mine:
+            self._answer_ctcp(sender, msg)
+        block = self._whois.feed(msg)
+        if block is not None:
+            if block:
+                self.show_block(block, msg)
+            return
         line = render(msg, is_me=self.conn.is_me, current=self.target)
         if line is not None:
             self.show(line, msg)
+
+    def _answer_ctcp(self, sender: str, msg: Message) -> None:
+        """Answer CTCP VERSION and PING with a NOTICE, within the rate limit; never
+        anything else (and never a NOTICE: replies are not answered)."""
+        ctcp = parse_ctcp(msg.params[-1]) if len(msg.params) >= 2 else None
+        if ctcp is None:
+            return
+        verb, args = ctcp
+        if verb == "VERSION":
+            reply = f"VERSION relaychat {__version__}"
+        elif verb == "PING":
+            token = args.replace("\x01", "")
+            reply = f"PING {token}" if token else "PING"
+        else:
+            return
+        if not self._ctcp_limiter.allow(self.conn.casefold(sender)):
+            return
+        try:
+            self.conn.send("NOTICE", sender, f"\x01{reply}\x01")
+        except (ConnectionClosed, ValueError):  # gone, or a sender name we cannot address
+            pass
 
     # -- user input (main thread) ------------------------------------------------------
 
