@@ -7,7 +7,7 @@ from typing import Any
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.core import ServerCore
-from relaychat.protocol.events import USER, Event
+from relaychat.protocol.events import USER, build_event
 
 Peer = Any
 Connect = Callable[..., Peer]
@@ -48,7 +48,7 @@ def test_channel_message_is_serialised_once_for_all_members(connect: Connect) ->
 
 
 def test_outgoing_serialises_each_variant_once() -> None:
-    out = Event(
+    out = build_event(
         "PRIVMSG",
         "a!b@c",
         ["#c", "hi"],

@@ -45,7 +45,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.backoff import Backoff
 from relaychat.protocol.caps import isupport_lines, target_limits
 from relaychat.protocol.casemap import casefolder, mask_matches
-from relaychat.protocol.events import PEERS, Event, MsgIds
+from relaychat.protocol.events import PEERS, Event, MsgIds, build_event
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text
 from relaychat.protocol.ops import Batcher, Op, Ops
@@ -398,7 +398,7 @@ class ServerCore:
     ) -> Event:
         """An event from ``actor`` (None: from the server), stamped and given a msgid."""
         source = actor.prefix if actor is not None else self.server_name
-        return Event(
+        return build_event(
             command,
             source,
             params,
@@ -522,7 +522,7 @@ class ServerCore:
         if spec.resets_idle:
             user.idle_since = now.mono
         output = self.output
-        output.begin_response(sess)
+        output.responding = sess  # the response buffer (see Output)
         try:
             spec.handler(self, sess, msg, now)
         except Exception:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from relaychat.protocol.state import Channel, Session, User
 
 __all__ = [
+    "build_event",
+    "fit_text",
     "CHANNEL",
     "ECHO_ALWAYS",
     "ECHO_CAP",
@@ -79,11 +81,14 @@ class MsgIds:
 
 
 class Event:
+    """One thing that happened. Build it with :func:`build_event` (checked, fitted)
+    or, on the hot path, with an already-checked ``line``."""
+
     __slots__ = (
         "command",
         "source",
         "params",
-        "tags",
+        "line",
         "time",
         "msgid",
         "audience",
@@ -91,10 +96,10 @@ class Event:
         "origin",
         "channel",
         "target",
+        "tags",
         "status",
         "cap",
         "echo",
-        "_line",
         "_variants",
     )
 
@@ -102,8 +107,8 @@ class Event:
         self,
         command: str,
         source: str,
-        params: Sequence[str],
-        *,
+        params: list[str],
+        line: str,
         time: float,
         msgid: str,
         audience: int,
@@ -115,11 +120,11 @@ class Event:
         status: str = "",
         cap: str | None = None,
         echo: int = ECHO_NEVER,
-        trailing: bool = False,
     ) -> None:
         self.command = command
         self.source = source
-        self.tags = tags  # client-only (+) tags, relayed to message-tags sessions
+        self.params = params
+        self.line = line  # without tags or CRLF
         self.time = time  # wall
         self.msgid = msgid
         self.audience = audience
@@ -127,19 +132,17 @@ class Event:
         self.origin = origin
         self.channel = channel
         self.target = target
+        self.tags = tags  # client-only (+) tags, relayed to message-tags sessions
         self.status = status  # STATUSMSG: lowest member status that receives it ("o", "v")
         self.cap = cap  # only sessions with this capability receive it
         self.echo = echo
-        self._variants: list[bytes | None] = [None, None, None, None]
-        self._line, self.params = _build_line(source, command, params, trailing)
-
-    @property
-    def line(self) -> str:
-        """The line without tags or CRLF."""
-        return self._line
+        self._variants: list[bytes | None] | None = None
 
     def for_variant(self, variant: int) -> bytes:
-        data = self._variants[variant]
+        variants = self._variants
+        if variants is None:
+            variants = self._variants = [None, None, None, None]
+        data = variants[variant]
         if data is None:
             tags: list[str] = []
             if variant & CAP_SERVER_TIME:
@@ -148,13 +151,64 @@ class Event:
                 tags.extend(
                     k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in self.tags.items()
                 )
-            line = "@" + ";".join(tags) + " " + self._line if tags else self._line
+            line = "@" + ";".join(tags) + " " + self.line if tags else self.line
             data = (line + "\r\n").encode("utf-8", "replace")
-            self._variants[variant] = data
+            variants[variant] = data
         return data
 
     def __repr__(self) -> str:
-        return f"<Event {self.msgid} {self._line!r}>"
+        return f"<Event {self.msgid} {self.line!r}>"
+
+
+def build_event(
+    command: str,
+    source: str,
+    params: Sequence[str],
+    *,
+    time: float,
+    msgid: str,
+    audience: int,
+    trailing: bool = False,
+    actor: User | None = None,
+    origin: Session | None = None,
+    channel: Channel | None = None,
+    target: User | None = None,
+    tags: dict[str, str] | None = None,
+    status: str = "",
+    cap: str | None = None,
+    echo: int = ECHO_NEVER,
+) -> Event:
+    """An event whose line is checked (:class:`MessageSerializeError` on a bad
+    parameter) and whose ``trailing`` text is cut to fit :data:`MAX_RELAY_LINE`."""
+    line, fitted = _build_line(source, command, params, trailing)
+    return Event(
+        command,
+        source,
+        fitted,
+        line,
+        time,
+        msgid,
+        audience,
+        actor,
+        origin,
+        channel,
+        target,
+        tags,
+        status,
+        cap,
+        echo,
+    )
+
+
+def fit_text(head: str, text: str) -> str:
+    """``text`` cut so that ``head + text`` plus CRLF fits :data:`MAX_RELAY_LINE` bytes
+    (``head`` ends with `` :``); cheap when it obviously fits."""
+    if (len(head) + len(text)) * 4 <= MAX_RELAY_LINE - 2:
+        return text
+    room = MAX_RELAY_LINE - 2 - len(head.encode("utf-8"))
+    if len(text.encode("utf-8")) <= room:
+        return text
+    return truncate_utf8(text, max(room, 0))
 
 
 def _build_line(
@@ -175,9 +229,9 @@ def _build_line(
     if trailing or not valid_middle(last):
         if not valid_trailing(last):
             raise MessageSerializeError(f"bad trailing parameter in {command}")
-        room = MAX_RELAY_LINE - 3 - len(head.encode("utf-8"))  # ":" and CRLF
-        if len(last) * 4 > room and len(last.encode("utf-8")) > room:
-            last = truncate_utf8(last, max(room, 0))
-            params[-1] = last
-        return head + ":" + last, params
+        head += ":"
+        fitted = fit_text(head, last)
+        if fitted is not last:
+            params[-1] = fitted
+        return head + fitted, params
     return head + last, params

@@ -164,13 +164,12 @@ class Output:
     # ------------------------------------------------------ response buffer
     def begin_response(self, sess: Session) -> None:
         self.responding = sess
-        self._response = []
 
     def end_response(self) -> None:
         sess = self.responding
         self.responding = None
         response = self._response
-        if sess is None or not response:
+        if not response or sess is None:
             return
         self._response = []
         q = sess.out
@@ -194,8 +193,8 @@ class Output:
         if audience == CHANNEL:
             chan = ev.channel
             assert chan is not None
+            members = chan.members
             if ev.status or cap is not None:
-                members = chan.members
                 if ev.status:
                     want = ev.status
                     users: Iterable[User] = [
@@ -204,19 +203,22 @@ class Output:
                 else:
                     users = members
                 self._relay(users, ev, skip)
-                if skip is None and origin is not None and origin.user not in members:
-                    self._relay_session(origin, ev)  # an echo to a non-member sender
             else:
                 self._relay_channel(chan, ev, skip)
-                if skip is None and origin is not None and origin.user not in chan.members:
-                    self._relay_session(origin, ev)
+            if skip is None and origin is not None and origin.user not in members:
+                self._relay_session(origin, ev)  # an echo to a non-member sender
         elif audience == USER:
             target = ev.target
             assert target is not None
-            # a message to oneself arrives once, echo-message or not
-            self._relay(
-                (target,), ev, None if origin is not None and origin.user is target else skip
-            )
+            if origin is not None and origin.user is target:
+                skip = None  # a message to oneself arrives once, echo-message or not
+            sessions = target.sessions
+            if len(sessions) == 1 and cap is None:
+                sess = sessions[0]  # the usual case: one connection, no filter
+                if sess is not skip and sess.closing is None:
+                    self.send_bytes(sess, ev.for_variant(sess.variant))
+            else:
+                self._relay((target,), ev, skip)
             if skip is None and origin is not None and origin.user is not target:
                 self._relay_session(origin, ev)
         elif audience == PEERS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.events import CHANNEL, ECHO_CAP, USER
+from relaychat.protocol.events import CHANNEL, ECHO_CAP, USER, Event, fit_text
 from relaychat.protocol.handlers.common import safe_param
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ def _deliver(
                 core.reply(sess, N.ERR_TOOMANYTARGETS, safe_param(raw), "Too many targets")
             return
     user = sess.user
+    prefix = user.prefix
+    text = "" if tagmsg else params[1]
+    cap = "message-tags" if tagmsg else None
+    wall = now.wall
     for target in targets:
         status = ""
         name = target
@@ -88,44 +92,46 @@ def _deliver(
                     core.reply(sess, N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                 continue
             shown = (("@" if status == "o" else "+") + chan.name) if status else chan.name
-            core.emit(
-                core.event(
-                    user,
-                    command,
-                    [shown] if tagmsg else [shown, params[1]],
-                    now,
-                    CHANNEL,
-                    channel=chan,
-                    origin=sess,
-                    tags=tags,
-                    status=status,
-                    cap="message-tags" if tagmsg else None,
-                    echo=ECHO_CAP,
-                    trailing=not tagmsg,
-                )
-            )
-            continue
-        dest = core.find_user(name)
-        if dest is None or status:
-            if errors:
-                core.reply(sess, N.ERR_NOSUCHNICK, safe_param(name), "No such nick/channel")
-            continue
+            dest = None
+            audience = CHANNEL
+        else:
+            dest = core.find_user(name)
+            if dest is None or status:
+                if errors:
+                    core.reply(sess, N.ERR_NOSUCHNICK, safe_param(name), "No such nick/channel")
+                continue
+            chan = None
+            shown = dest.name
+            audience = USER
+        # the text came through the parser (no CR, LF or NUL); names are valid words
+        if tagmsg:
+            line = f":{prefix} TAGMSG {shown}"
+            ev_params = [shown]
+        else:
+            head = f":{prefix} {command} {shown} :"
+            body = fit_text(head, text)
+            line = head + body
+            ev_params = [shown, body]
         core.emit(
-            core.event(
-                user,
+            Event(
                 command,
-                [dest.name] if tagmsg else [dest.name, params[1]],
-                now,
-                USER,
-                target=dest,
-                origin=sess,
-                tags=tags,
-                cap="message-tags" if tagmsg else None,
-                echo=ECHO_CAP,
-                trailing=not tagmsg,
+                prefix,
+                ev_params,
+                line,
+                wall,
+                core.msgid(),
+                audience,
+                user,
+                sess,
+                chan,
+                dest,
+                tags,
+                status,
+                cap,
+                ECHO_CAP,
             )
         )
-        if errors and not tagmsg and dest.away is not None:
+        if dest is not None and errors and not tagmsg and dest.away is not None:
             core.reply(sess, N.RPL_AWAY, dest.name, dest.away)
 
 
