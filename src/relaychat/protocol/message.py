@@ -247,10 +247,10 @@ def parse_message(line: str) -> Message:
         raise MessageParseError("line contains CR, LF or NUL")
     if line and line[0] not in "@: " and "  " not in line:
         # the common shape, no tags, no source, single spaces: split at C speed
-        head, colon, last = line.partition(" :")
-        words = head.split(" ")
+        first, sep, last = line.partition(" :")
+        words = first.split(" ")
         if words[0] and words[-1]:
-            if colon:
+            if sep:
                 words.append(last)
             return Message(words[0], words[1:], None, {})
     pos = 0
