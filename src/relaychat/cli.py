@@ -1,23 +1,27 @@
 """Command line: ``relaychat serve | chat | mkpasswd``.
 
-Exit codes: 0 success, 1 runtime failure (e.g. the port is taken), 2 bad usage or
-a bad configuration file.
+Exit codes: 0 success, 1 runtime failure (e.g. a port is taken), 2 bad usage or
+a bad configuration file. Failures print one line to stderr, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import getpass
 import logging
 import sys
 from collections.abc import Sequence
 
 from relaychat import __version__
-from relaychat.config import Config, ConfigError, load_config
+from relaychat.config import Config, ConfigError, ListenConfig, check_value, load_config
 
 __all__ = ["main"]
+
+log = logging.getLogger("relaychat")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -29,10 +33,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the IRC server")
     serve.add_argument("--config", "-c", help="TOML configuration file (default: built-in)")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", "-p", type=int, help="port to listen on (default 6667)")
+    serve.add_argument(
+        "--host", help="listen on this address only, instead of the [[listen]] tables"
+    )
+    serve.add_argument(
+        "--port", "-p", type=int, help="listen on this port only, instead of the [[listen]] tables"
+    )
     serve.add_argument("--engine", choices=("loop", "threads"), help="server engine")
-    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="log level")
 
     chat = sub.add_parser("chat", help="terminal IRC client", add_help=False)
     chat.add_argument("rest", nargs=argparse.REMAINDER)
@@ -43,12 +51,26 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _server_config(args: argparse.Namespace) -> Config:
+    """The file's configuration with the flags applied. ``--host``/``--port``
+    replace the listeners with one (the other half from the first listener) and
+    are checked by the same rules as the file's ``[[listen]]`` keys."""
+    for flag, key, value in (
+        ("--host", "listen.address", args.host),
+        ("--port", "listen.port", args.port),
+    ):
+        if value is not None and (problem := check_value(key, value)) is not None:
+            raise ConfigError(f"{flag} {value}: {problem}")
     cfg = load_config(args.config)
+    if args.host is not None or args.port is not None:
+        first = cfg.listen[0]
+        listener = ListenConfig(
+            first.address if args.host is None else args.host,
+            first.port if args.port is None else args.port,
+        )
+        cfg = dataclasses.replace(cfg, listen=(listener,))
     overrides = {
         k: v
         for k, v in (
-            ("host", args.host),
-            ("port", args.port),
             ("engine", args.engine),
             ("log_level", args.log_level),
         )
@@ -65,34 +87,25 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"relaychat: {exc}", file=sys.stderr)
         return 2
-    level = getattr(logging, cfg.server.log_level.upper(), None)
-    if not isinstance(level, int):
-        print(f"relaychat: unknown log level {cfg.server.log_level!r}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=cfg.server.log_level, format=TEXT_FORMAT, stream=sys.stderr)
 
     def reload() -> Config:
         new = _server_config(args)
-        # the listening address and engine are fixed for this process
+        if new.listen != cfg.listen or new.server.engine != cfg.server.engine:
+            log.warning("listeners and engine change only at a restart; keeping the running ones")
+        # the listeners and the engine are fixed for this process
         return dataclasses.replace(
             new,
-            server=dataclasses.replace(
-                new.server, host=cfg.server.host, port=cfg.server.port, engine=cfg.server.engine
-            ),
+            listen=cfg.listen,
+            server=dataclasses.replace(new.server, engine=cfg.server.engine),
         )
 
     from relaychat.server.runner import serve
 
     try:
         return serve(cfg, reload)
-    except OSError as exc:
-        what = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
-        print(
-            f"relaychat: cannot listen on {cfg.server.host}:{cfg.server.port}: {what}",
-            file=sys.stderr,
-        )
+    except OSError as exc:  # a ListenError names the listener
+        print(f"relaychat: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

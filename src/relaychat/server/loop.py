@@ -27,6 +27,7 @@ from typing import Any
 
 from relaychat.config import Config
 from relaychat.protocol.server import Job, ServerCore
+from relaychat.server.listeners import bind_listeners, format_address, peer_ip
 
 __all__ = ["LoopServer", "new_event_loop", "tune_socket"]
 
@@ -45,7 +46,7 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but quack alike
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        ip = peer[0] if isinstance(peer, tuple) else "unknown"
+        ip = peer_ip(peer)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             tune_socket(sock)
@@ -97,7 +98,8 @@ def _reason(exc: BaseException) -> str:
 class LoopServer:
     """Serve one :class:`ServerCore` on an asyncio loop.
 
-    ``await start()`` binds (port 0 picks a free port: read ``.port``), then
+    ``await start()`` binds every listener (port 0 picks a free port: ``.port`` is
+    the first listener's), then
     ``await serve_forever()`` until ``request_stop()`` (thread-safe) or DIE.
     """
 
@@ -107,7 +109,7 @@ class LoopServer:
         self.connections: set[_Connection] = set()
         self.port = 0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._flush_scheduled = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = "Server shutting down"
@@ -117,23 +119,18 @@ class LoopServer:
     async def start(self, sock: socket.socket | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        cfg = self.config.server
-        if sock is not None:
-            self._server = await self.loop.create_server(
-                lambda: _Connection(self), sock=sock, backlog=4096
-            )
-        else:
-            self._server = await self.loop.create_server(
-                lambda: _Connection(self), cfg.host, cfg.port, backlog=4096, reuse_address=True
-            )
-        self.port = self._server.sockets[0].getsockname()[1]
+        socks = [sock] if sock is not None else bind_listeners(self.config.listen, 4096)
+        for s in socks:
+            server = await self.loop.create_server(lambda: _Connection(self), sock=s, backlog=4096)
+            self._servers.append(server)
+        self.port = socks[0].getsockname()[1]
         self._ticker = self.loop.call_later(1.0, self._tick)
-        log.info(
-            "listening on %s:%d (engine: loop, %s)",
-            cfg.host,
-            self.port,
-            type(self.loop).__module__.split(".")[0],
-        )
+        for s in socks:
+            log.info(
+                "listening on %s (engine: loop, %s)",
+                format_address(s),
+                type(self.loop).__module__.split(".")[0],
+            )
 
     async def serve_forever(self) -> None:
         assert self._stop is not None
@@ -160,8 +157,8 @@ class LoopServer:
         """ERROR to every client, close all sockets; returns within about 2 s."""
         if self._ticker is not None:
             self._ticker.cancel()
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         self.core.shutdown(reason, time.time())
         self.flush()
         if self.connections:
@@ -172,9 +169,10 @@ class LoopServer:
                 for conn in list(self.connections):
                     if conn.transport is not None:
                         conn.transport.abort()
-        if self._server is not None:
+        if self._servers:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 0.3)
+                closed = asyncio.gather(*(server.wait_closed() for server in self._servers))
+                await asyncio.wait_for(closed, 0.3)
             except TimeoutError:
                 pass
         log.info("stopped: %s", reason)

@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Threads:
 
-* the **acceptor** (``serve_forever``'s caller) accepts connections and starts
-  one **reader thread** per connection (a small stack: 256 KiB);
+* the **acceptor** (``serve_forever``'s caller) accepts connections on every
+  listening socket (``selectors``) and starts one **reader thread** per
+  connection (a small stack: 256 KiB);
 * each reader blocks in ``recv``; ``b""`` (EOF) or an error ends it — it never
   spins on a dead socket; it feeds the bytes to the core;
 * one **writer thread** waits (``selectors``) on the sockets whose output the
@@ -40,6 +41,7 @@ from typing import Any
 
 from relaychat.config import Config
 from relaychat.protocol.server import Job, ServerCore
+from relaychat.server.listeners import bind_listeners, format_address, peer_ip
 from relaychat.server.loop import tune_socket
 
 __all__ = ["ThreadedServer"]
@@ -85,7 +87,8 @@ class ThreadedServer:
         self.lock = threading.Lock()
         self.port = 0
         self.conns: set[_Conn] = set()
-        self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
+        self._accepting = selectors.DefaultSelector()  # the listeners; acceptor only
         self._stopping = threading.Event()
         self._stop_reason = "Server shutting down"
         self._selector = selectors.DefaultSelector()
@@ -102,21 +105,13 @@ class ThreadedServer:
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Bind and listen (port 0 picks a free port: read ``.port``)."""
-        cfg = self.config.server
-        infos = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM)
-        family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
-        sock.listen(1024)
-        sock.settimeout(0.2)  # so the acceptor notices a stop request promptly
-        self._listener = sock
-        self.port = sock.getsockname()[1]
+        """Bind and listen on every listener (port 0 picks a free port: ``.port``
+        is the first listener's)."""
+        self._listeners = bind_listeners(self.config.listen, 1024)
+        for sock in self._listeners:
+            sock.setblocking(False)
+            self._accepting.register(sock, selectors.EVENT_READ, sock)
+        self.port = self._listeners[0].getsockname()[1]
         for target, name in (
             (self._writer_loop, "relaychat-writer"),
             (self._ticker_loop, "relaychat-ticker"),
@@ -124,11 +119,12 @@ class ThreadedServer:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        log.info("listening on %s:%d (engine: threads)", cfg.host, self.port)
+        for sock in self._listeners:
+            log.info("listening on %s (engine: threads)", format_address(sock))
 
     def serve_forever(self) -> None:
         """Accept until stopped, then shut down (ERROR to all) within about 2 s."""
-        assert self._listener is not None
+        assert self._listeners
         old_stack = threading.stack_size()
         threading.stack_size(STACK_SIZE)
         try:
@@ -139,17 +135,19 @@ class ThreadedServer:
                 if self._signalled_rehash:
                     self._signalled_rehash = False
                     self.request_rehash()
-                try:
-                    sock, addr = self._listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError as exc:
-                    if self._stopping.is_set():
-                        break
-                    log.warning("accept failed: %s", exc)
-                    time.sleep(0.05)  # EMFILE and friends: back off instead of spinning
-                    continue
-                self._accepted(sock, addr)
+                # the timeout lets the acceptor notice a stop request promptly
+                for key, _ in self._accepting.select(0.2):
+                    try:
+                        sock, addr = key.data.accept()
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        if self._stopping.is_set():
+                            break
+                        log.warning("accept failed: %s", exc)
+                        time.sleep(0.05)  # EMFILE and friends: back off instead of spinning
+                        continue
+                    self._accepted(sock, addr)
         finally:
             threading.stack_size(old_stack)
         self._shutdown()
@@ -176,8 +174,9 @@ class ThreadedServer:
         self._after_turn()
 
     def _shutdown(self) -> None:
-        assert self._listener is not None
-        self._listener.close()
+        self._accepting.close()
+        for sock in self._listeners:
+            sock.close()
         with self.lock:
             self.core.shutdown(self._stop_reason, time.time())
             self._collect()
@@ -210,7 +209,7 @@ class ThreadedServer:
         sock.settimeout(None)
         tune_socket(sock)
         conn = _Conn(sock)
-        ip = addr[0] if isinstance(addr, tuple) else "unknown"
+        ip = peer_ip(addr)
         with self.lock:
             conn.session = self.core.connect(ip, time.time(), handle=conn)
             self.conns.add(conn)
