@@ -53,6 +53,15 @@ def test_sample_config_loads_and_documents_every_key() -> None:
     assert "[opers.admin]" in text and "relaychat mkpasswd" in text
 
 
+def test_new_keys_have_their_defaults() -> None:
+    lim = LimitsConfig()
+    assert lim.max_connections_per_ip == 10
+    assert lim.connection_limit_exempt == ("127.0.0.1", "::1")
+    assert (lim.tags_length, lim.realnamelen) == (4094, 128)
+    assert (lim.invite_expiry, lim.max_invites) == (3600.0, 16)
+    assert ServerConfig().log_format == "text"
+
+
 def test_every_key_has_a_rule() -> None:
     keys = {
         f"{prefix}.{f.name}"
@@ -80,6 +89,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ('[server]\npassword = "a\\rb"', "server.password"),
     ("[server]\nlog_level = 'VERBOSE'", "server.log_level"),
     ("[server]\nlog_level = 'debug'", "server.log_level"),
+    ("[server]\nlog_format = 'xml'", "server.log_format"),
     ("[server]\ncasemapping = 'strict-rfc1459'", "server.casemapping"),
     ("[server]\nmotd = 42", "server.motd"),
     ("[server]\nhost = '0.0.0.0'", "server.host"),
@@ -100,10 +110,15 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[limits]\ntopiclen = 513", "limits.topiclen"),
     ("[limits]\nawaylen = 0", "limits.awaylen"),
     ("[limits]\nkicklen = 1000", "limits.kicklen"),
+    ("[limits]\nrealnamelen = 0", "limits.realnamelen"),
+    ("[limits]\nline_length = 600\nrealnamelen = 601", "limits.realnamelen"),
     ("[limits]\nchanlimit = 0", "limits.chanlimit"),
     ("[limits]\nmax_targets = 0", "limits.max_targets"),
     ("[limits]\nmax_modes = 0", "limits.max_modes"),
     ("[limits]\nmax_list_entries = 0", "limits.max_list_entries"),
+    ("[limits]\nmax_invites = 0", "limits.max_invites"),
+    ("[limits]\ninvite_expiry = 0", "limits.invite_expiry"),
+    ("[limits]\ninvite_expiry = -1.5", "limits.invite_expiry"),
     ("[limits]\nline_length = 511", "limits.line_length"),
     ("[limits]\nline_length = 100\ntopiclen = 50", "limits.line_length"),
     ("[limits]\ntags_length = 511", "limits.tags_length"),
@@ -121,6 +136,10 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[limits]\nregistration_timeout = -1", "limits.registration_timeout"),
     ("[limits]\nmax_connections = 0", "limits.max_connections"),
     ("[limits]\nmax_connections_per_ip = -1", "limits.max_connections_per_ip"),
+    ("[limits]\nconnection_limit_exempt = ['localhost']", "limits.connection_limit_exempt"),
+    ("[limits]\nconnection_limit_exempt = ['10.0.0.1/8']", "limits.connection_limit_exempt"),
+    ("[limits]\nconnection_limit_exempt = '127.0.0.1'", "limits.connection_limit_exempt"),
+    ("[limits]\nconnection_limit_exempt = [1]", "limits.connection_limit_exempt"),
     ("[limits]\nwhowas_size = -1", "limits.whowas_size"),
     ("[limits]\nnick_len = 9", "limits.nick_len"),
     ('[admin]\nlocation = "a\\nb"', "admin.location"),
@@ -273,6 +292,35 @@ def test_opers_with_a_hash_and_integer_for_float(tmp_path: Path) -> None:
     assert cfg.opers["root"] == OperConfig(real, "*@*")
     assert cfg.opers["ops"].host == "~ops@10.*"
     assert cfg.path == str(path)
+
+
+def test_exempt_networks_become_a_tuple(tmp_path: Path) -> None:
+    path = tmp_path / "e.toml"
+    path.write_text('[limits]\nconnection_limit_exempt = ["10.0.0.0/8", "2001:db8::/32"]\n')
+    assert load_config(path).limits.connection_limit_exempt == ("10.0.0.0/8", "2001:db8::/32")
+    path.write_text("[limits]\nconnection_limit_exempt = []\n")
+    assert load_config(path).limits.connection_limit_exempt == ()
+
+
+def test_exemption_from_the_per_ip_limit() -> None:
+    lim = LimitsConfig(connection_limit_exempt=("127.0.0.1", "10.0.0.0/8", "2001:db8::/32"))
+    assert lim.exempt_from_ip_limit("127.0.0.1") and lim.exempt_from_ip_limit("10.1.2.3")
+    assert lim.exempt_from_ip_limit("::ffff:10.1.2.3")  # IPv4 client of a "::" listener
+    assert lim.exempt_from_ip_limit("2001:db8::5")
+    assert not lim.exempt_from_ip_limit("127.0.0.2")
+    assert not lim.exempt_from_ip_limit("192.0.2.1") and not lim.exempt_from_ip_limit("unknown")
+    assert LimitsConfig().exempt_from_ip_limit("::1")
+    assert not LimitsConfig(connection_limit_exempt=()).exempt_from_ip_limit("127.0.0.1")
+
+
+def test_default_limits_admit_10_per_ip_and_exempt_loopback() -> None:
+    from relaychat.protocol.server import ServerCore
+
+    core = ServerCore(Config(), now=0.0)
+    remote = [core.connect("192.0.2.1", 0.0) for _ in range(11)]
+    assert [s.closing is None for s in remote] == [True] * 10 + [False]
+    local = [core.connect(ip, 0.0) for ip in ("127.0.0.1", "::1") * 15]
+    assert all(s.closing is None for s in local)
 
 
 def test_check_value_applies_the_file_rules_to_one_value() -> None:

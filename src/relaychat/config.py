@@ -7,7 +7,8 @@ is two steps, both finished before a :class:`Config` is returned, so a REHASH
 applies a whole valid file or nothing:
 
 1. *build*: every table and key must be known and every value must have its
-   key's type (an integer is accepted where a float is expected);
+   key's type (an integer is accepted where a float is expected; a list of
+   strings becomes a tuple);
 2. *check*: every value against its rule in ``_RULES`` (a range, a choice, a
    format), then what relates keys to each other (``recvq >= line_length``, no
    listener twice).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import ipaddress
 import math
 import re
@@ -60,6 +62,7 @@ class ServerConfig:
     password: str = ""  # connection password (PASS); empty: none required
     motd: str = "Welcome to relaychat. Be kind; have fun."
     log_level: str = "INFO"
+    log_format: str = "text"  # "text" or "json" (one object per line)
     casemapping: str = "rfc1459"  # "rfc1459" or "ascii"
 
 
@@ -83,12 +86,15 @@ class LimitsConfig:
     topiclen: int = 390
     awaylen: int = 200
     kicklen: int = 255
+    realnamelen: int = 128  # USER and SETNAME realname
     chanlimit: int = 50  # channels one user may be in
     max_targets: int = 4  # targets per PRIVMSG/NOTICE/JOIN/...
     max_modes: int = 4  # parameterised modes per MODE command
     max_list_entries: int = 100  # bans/excepts/invex per channel
+    max_invites: int = 16  # pending invitations per user
+    invite_expiry: float = 3600.0  # seconds an invitation stays valid
     line_length: int = 512  # bytes, CRLF included, tags excluded
-    tags_length: int = 8191  # bytes of client tags section
+    tags_length: int = 4094  # bytes of tag data a client may send
     sendq: int = 1048576  # bytes queued to a client before it is dropped
     recvq: int = 8192  # bytes of unprocessed input before "Excess Flood"
     flood_rate: float = 4.0  # lines per second refilled; 0 disables flood control
@@ -97,8 +103,20 @@ class LimitsConfig:
     ping_timeout: float = 60.0  # seconds to answer that PING
     registration_timeout: float = 30.0
     max_connections: int = 20000
-    max_connections_per_ip: int = 100  # 0 = unlimited
+    max_connections_per_ip: int = 10  # 0 = unlimited
+    connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
     whowas_size: int = 1000
+
+    def exempt_from_ip_limit(self, ip: str) -> bool:
+        """True when ``ip`` is in ``connection_limit_exempt`` (an IPv4-mapped IPv6
+        address counts as its IPv4 address); False for what is not an address."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in _parsed_networks(self.connection_limit_exempt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +140,13 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_networks(
+    networks: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in networks)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -245,6 +270,15 @@ def _listen_address(value: str, _: Any) -> str | None:
     return None
 
 
+def _networks(value: tuple[str, ...], _: Any) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item)
+        except ValueError as exc:
+            return f"must list IP addresses or CIDR networks: {exc}"
+    return None
+
+
 def _password_hash(value: str, _: Any) -> str | None:
     refused = (
         "must be a password hash (plaintext passwords are refused): "
@@ -286,6 +320,7 @@ _RULES: dict[str, Rule] = {
     "server.password": _one_line,
     "server.motd": _anything,
     "server.log_level": _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    "server.log_format": _one_of("text", "json"),
     "server.casemapping": _one_of("rfc1459", "ascii"),
     "listen.address": _listen_address,
     "listen.port": _Range(0, 65535),
@@ -295,10 +330,13 @@ _RULES: dict[str, Rule] = {
     "limits.topiclen": _IN_A_LINE,
     "limits.awaylen": _IN_A_LINE,
     "limits.kicklen": _IN_A_LINE,
+    "limits.realnamelen": _IN_A_LINE,
     "limits.chanlimit": _Range(1, 10000),
     "limits.max_targets": _Range(1, 100),
     "limits.max_modes": _Range(1, 100),
     "limits.max_list_entries": _Range(1, 10000),
+    "limits.max_invites": _Range(1, 1000),
+    "limits.invite_expiry": _Range(hi=7 * 86400.0, above=0.0),
     "limits.line_length": _Range(512, 16384),
     "limits.tags_length": _Range(512, 8191),
     "limits.sendq": _Range(8192, 1 << 30),
@@ -310,6 +348,7 @@ _RULES: dict[str, Rule] = {
     "limits.registration_timeout": _SECONDS,
     "limits.max_connections": _Range(1, 1_000_000),
     "limits.max_connections_per_ip": _Range(0, 1_000_000),
+    "limits.connection_limit_exempt": _networks,
     "limits.whowas_size": _Range(0, 1_000_000),
     "admin.location": _one_line,
     "admin.location2": _one_line,
@@ -330,6 +369,7 @@ _TYPE_NAMES = {
     int: "an integer",
     float: "a number",
     str: "a string",
+    tuple: "a list of strings",
 }
 
 
@@ -337,6 +377,10 @@ def _typed(value: Any, expected: type[Any]) -> Any:
     """``value`` as ``expected``, or raise TypeError."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise TypeError
     if not isinstance(value, expected) or isinstance(value, bool):
         raise TypeError
     return value

@@ -245,7 +245,7 @@ class ServerCore:
         log.debug("[%d] connected from %s", conn_id, ip)
         if len(self.sessions) > lim.max_connections:
             self.disconnect(sess, "Server is full", now)
-        elif lim.max_connections_per_ip and count > lim.max_connections_per_ip:
+        elif 0 < lim.max_connections_per_ip < count and not lim.exempt_from_ip_limit(ip):
             self.disconnect(sess, "Too many connections from your IP address", now)
         return sess
 
