@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import getpass
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from relaychat import __version__
 from relaychat.config import Config, ConfigError, ListenConfig, check_value, load_config
 
-__all__ = ["main"]
+__all__ = ["JsonFormatter", "main"]
 
 log = logging.getLogger("relaychat")
 
@@ -41,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--engine", choices=("loop", "threads"), help="server engine")
     serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="log level")
+    serve.add_argument("--log-format", choices=("text", "json"), help="log line format")
 
     chat = sub.add_parser("chat", help="terminal IRC client", add_help=False)
     chat.add_argument("rest", nargs=argparse.REMAINDER)
@@ -73,6 +77,7 @@ def _server_config(args: argparse.Namespace) -> Config:
         for k, v in (
             ("engine", args.engine),
             ("log_level", args.log_level),
+            ("log_format", args.log_format),
         )
         if v is not None
     }
@@ -81,13 +86,49 @@ def _server_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+# the attributes every LogRecord has; the others came from ``extra=``
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
+    ``message``, then every ``extra=`` field (``str()`` of what JSON cannot hold);
+    an exception adds ``exc_info`` (the formatted traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        entry: dict[str, Any] = {
+            "time": created.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         cfg = _server_config(args)
     except ConfigError as exc:
         print(f"relaychat: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.server.log_level, format=TEXT_FORMAT, stream=sys.stderr)
+    _setup_logging(cfg.server.log_level, cfg.server.log_format)
 
     def reload() -> Config:
         new = _server_config(args)

@@ -1,5 +1,5 @@
 """``relaychat serve`` as a real process, for both engines: signals, a taken port,
-bad and sample configuration files, listeners, SIGHUP reload,
+bad and sample configuration files, listeners, log formats, SIGHUP reload,
 mkpasswd + OPER, DIE.
 
 Every process is killed and reaped at teardown, so no process or port is left behind.
@@ -7,6 +7,8 @@ Every process is killed and reaped at teardown, so no process or port is left be
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import signal
 import socket
@@ -21,6 +23,7 @@ import pytest
 
 from ircutil import STARTUP_TIMEOUT, RawClient, child_env, free_port, wait_listening
 from relaychat import __version__
+from relaychat.cli import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "relaychat.example.toml"
@@ -319,6 +322,7 @@ def test_two_listeners_both_serve_irc(
     server = launch(engine, "--config", str(conf))
     (host1, port1), (host2, port2) = listening_on(server, 2)
     assert host1 == host2 == "127.0.0.1" and port1 != port2
+    assert f"configuration: {conf}" in server.stderr()
     one, two = RawClient(port1), RawClient(port2)
     try:
         one.register("first")
@@ -363,6 +367,45 @@ def test_port_flag_replaces_the_listeners_keeping_the_first_address(
     c = server.client("only")  # served on 127.0.0.1 through the wildcard
     c.close()
     assert len(LISTENING.findall(server.stderr())) == 1
+
+
+# ---------------------------------------------------------------- log format
+def test_json_log_format_writes_one_object_per_line(
+    launch: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "json.toml"
+    conf.write_text("[[listen]]\nport = 0\n")
+    server = launch(engine, "--config", str(conf), "--log-format", "json")
+    [(_, port)] = listening_on(server, 1)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.exit_code_within(5) == 0
+    records = [json.loads(line) for line in server.stderr().splitlines()]
+    assert records and all(
+        {"time", "level", "logger", "message"} <= set(r) and r["time"].endswith("+00:00")
+        for r in records
+    )
+    messages = [r["message"] for r in records]
+    assert f"configuration: {conf}" in messages
+    assert any(m.startswith(f"listening on 127.0.0.1:{port} ") for m in messages)
+    assert any(m.startswith("stopped") for m in messages)
+
+
+def test_json_formatter_keeps_extra_fields_and_exceptions() -> None:
+    record = logging.LogRecord(
+        "relaychat.core", logging.ERROR, __file__, 1, "lost %s", ("x",), None
+    )
+    record.conn_id = 7
+    record.peer = ("127.0.0.1", 5000)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "lost x" and entry["level"] == "ERROR"
+    assert entry["logger"] == "relaychat.core"
+    assert entry["conn_id"] == 7 and entry["peer"] == ["127.0.0.1", 5000]
+    assert "ValueError: boom" in entry["exc_info"]
+    assert "args" not in entry and "msg" not in entry
 
 
 # ------------------------------------------------------------ opers and DIE
