@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import errno
 import getpass
 import json
 import logging
@@ -141,12 +142,18 @@ def _serve(args: argparse.Namespace) -> int:
             server=dataclasses.replace(new.server, engine=cfg.server.engine),
         )
 
+    from relaychat.server.listen import BindError
     from relaychat.server.runner import serve
 
     try:
         return serve(cfg, reload)
-    except OSError as exc:  # a ListenError names the listener
-        print(f"relaychat: {exc}", file=sys.stderr)
+    except BindError as exc:
+        listener = ListenConfig(exc.address, exc.port)
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        print(f"relaychat: cannot listen on {listener}: {reason}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"relaychat: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

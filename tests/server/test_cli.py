@@ -96,14 +96,14 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         proc.wait(10)
 
 
-LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
+LISTENING = re.compile(r"listening on (\S+) port (\d+)")
 
 
 def listening_on(server: Server, count: int) -> list[tuple[str, int]]:
     """The first ``count`` addresses the server logged "listening on" for."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
-        found = [(h.strip("[]"), int(p)) for h, p in LISTENING.findall(server.stderr())]
+        found = [(h, int(p)) for h, p in LISTENING.findall(server.stderr())]
         if len(found) >= count:
             return found
         if server.proc.poll() is not None or time.monotonic() > deadline:
@@ -386,7 +386,7 @@ def test_json_log_format_writes_one_object_per_line(
     )
     messages = [r["message"] for r in records]
     assert f"configuration: {conf}" in messages
-    assert any(m.startswith(f"listening on 127.0.0.1:{port} ") for m in messages)
+    assert any(m.startswith(f"listening on 127.0.0.1 port {port} ") for m in messages)
     assert any(m.startswith("stopped") for m in messages)
 
 

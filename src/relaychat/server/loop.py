@@ -27,7 +27,7 @@ from typing import Any
 
 from relaychat.config import Config
 from relaychat.protocol.server import Job, ServerCore
-from relaychat.server.listeners import bind_listeners, format_address, peer_ip
+from relaychat.server.listen import open_listeners, peer_ip
 
 __all__ = ["LoopServer", "new_event_loop", "tune_socket"]
 
@@ -119,18 +119,16 @@ class LoopServer:
     async def start(self, sock: socket.socket | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        socks = [sock] if sock is not None else bind_listeners(self.config.listen, 4096)
+        socks = [sock] if sock is not None else open_listeners(self.config)
         for s in socks:
             server = await self.loop.create_server(lambda: _Connection(self), sock=s, backlog=4096)
             self._servers.append(server)
         self.port = socks[0].getsockname()[1]
         self._ticker = self.loop.call_later(1.0, self._tick)
+        kind = type(self.loop).__module__.split(".")[0]
         for s in socks:
-            log.info(
-                "listening on %s (engine: loop, %s)",
-                format_address(s),
-                type(self.loop).__module__.split(".")[0],
-            )
+            addr = s.getsockname()
+            log.info("listening on %s port %d (engine: loop, %s)", addr[0], addr[1], kind)
 
     async def serve_forever(self) -> None:
         assert self._stop is not None

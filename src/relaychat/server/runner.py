@@ -47,7 +47,7 @@ def raise_fd_limit() -> int:
 
 def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> int:
     """Run in the foreground until SIGINT/SIGTERM (exit 0) or DIE. SIGHUP reloads
-    the configuration. Raises ListenError (an OSError) when a listener cannot be
+    the configuration. Raises BindError (an OSError) when a listener cannot be
     bound."""
     raise_fd_limit()
     if config.server.engine == "threads":

@@ -41,7 +41,7 @@ from typing import Any
 
 from relaychat.config import Config
 from relaychat.protocol.server import Job, ServerCore
-from relaychat.server.listeners import bind_listeners, format_address, peer_ip
+from relaychat.server.listen import open_listeners, peer_ip
 from relaychat.server.loop import tune_socket
 
 __all__ = ["ThreadedServer"]
@@ -107,9 +107,8 @@ class ThreadedServer:
     def start(self) -> None:
         """Bind and listen on every listener (port 0 picks a free port: ``.port``
         is the first listener's)."""
-        self._listeners = bind_listeners(self.config.listen, 1024)
+        self._listeners = open_listeners(self.config, backlog=1024)
         for sock in self._listeners:
-            sock.setblocking(False)
             self._accepting.register(sock, selectors.EVENT_READ, sock)
         self.port = self._listeners[0].getsockname()[1]
         for target, name in (
@@ -120,7 +119,8 @@ class ThreadedServer:
             t.start()
             self._threads.append(t)
         for sock in self._listeners:
-            log.info("listening on %s (engine: threads)", format_address(sock))
+            addr = sock.getsockname()
+            log.info("listening on %s port %d (engine: threads)", addr[0], addr[1])
 
     def serve_forever(self) -> None:
         """Accept until stopped, then shut down (ERROR to all) within about 2 s."""
