@@ -369,6 +369,20 @@ def test_port_flag_replaces_the_listeners_keeping_the_first_address(
     assert len(LISTENING.findall(server.stderr())) == 1
 
 
+def test_loopback_is_exempt_from_the_per_ip_limit_by_default(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "per-ip.toml"
+    conf.write_text('[server]\nlog_level = "WARNING"\n[limits]\nmax_connections_per_ip = 2\n')
+    server = spawn(engine, "--config", str(conf))
+    clients = [server.client(f"local{i}") for i in range(4)]  # twice the limit
+    try:
+        assert not any(c.closed for c in clients)
+    finally:
+        for c in clients:
+            c.close()
+
+
 # ---------------------------------------------------------------- log format
 def test_json_log_format_writes_one_object_per_line(
     launch: Callable[..., Server], engine: str, tmp_path: Path
