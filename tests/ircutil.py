@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from relaychat.config import Config, LimitsConfig, ServerConfig
+from relaychat.config import Config, LimitsConfig, ListenConfig, ServerConfig
 from relaychat.protocol.message import Message, parse_message
 
 DEFAULT_TIMEOUT = 10.0
@@ -57,10 +57,12 @@ def wait_listening(
 
 
 def make_config(engine: str = "loop", **limits: object) -> Config:
-    """Port 0 on 127.0.0.1, quiet logs; flood control off unless a test sets it."""
-    lim = {"flood_rate": 0.0, "max_connections_per_ip": 0, **limits}
+    """Port 0 on 127.0.0.1, quiet logs; flood control off unless a test sets it; no
+    address exempt from the per-IP limit (the tests connect from loopback)."""
+    lim = {"flood_rate": 0.0, "max_connections_per_ip": 0, "connection_limit_exempt": (), **limits}
     return Config(
-        server=ServerConfig(host="127.0.0.1", port=0, engine=engine, log_level="WARNING"),
+        server=ServerConfig(engine=engine, log_level="WARNING"),
+        listen=(ListenConfig("127.0.0.1", 0),),
         limits=dataclasses.replace(LimitsConfig(), **lim),  # type: ignore[arg-type]
     )
 

@@ -1,4 +1,8 @@
-"""Configuration: defaults, the sample file, unknown keys, type errors."""
+"""Configuration: defaults, the sample file, listeners, and a rule for every key.
+
+Every bad value must be a ConfigError naming the file and the key, and through the
+CLI one line on stderr with exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,29 @@ from pathlib import Path
 
 import pytest
 
-from relaychat.config import Config, ConfigError, load_config
+from relaychat import cli
+from relaychat.config import (
+    _RULES,
+    Config,
+    ConfigError,
+    LimitsConfig,
+    ListenConfig,
+    OperConfig,
+    ServerConfig,
+    check_value,
+    load_config,
+)
+from relaychat.passwords import hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "relaychat.example.toml"
+HASH = hash_password("secret", n=2**10)  # cheap parameters: only the format matters here
 
 
 def test_embedded_defaults_listen_on_localhost_6667() -> None:
     cfg = load_config(None)
-    assert (cfg.server.host, cfg.server.port, cfg.server.engine) == ("127.0.0.1", 6667, "loop")
+    assert cfg.listen == (ListenConfig("127.0.0.1", 6667),)
+    assert cfg.server.engine == "loop" and cfg.path is None
 
 
 def test_sample_config_loads_and_documents_every_key() -> None:
@@ -28,43 +46,286 @@ def test_sample_config_loads_and_documents_every_key() -> None:
         assert documented == fields, (section, fields ^ documented)
         # the sample shows the built-in defaults
         assert getattr(cfg, section) == getattr(Config(), section)
+    assert data["listen"] == [dataclasses.asdict(ListenConfig())]
+    assert cfg.listen == Config().listen
     # [opers.NAME] is documented in comments
     text = SAMPLE.read_text()
     assert "[opers.admin]" in text and "relaychat mkpasswd" in text
 
 
-def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
+def test_new_keys_have_their_defaults() -> None:
+    lim = LimitsConfig()
+    assert lim.max_connections_per_ip == 10
+    assert lim.connection_limit_exempt == ("127.0.0.1", "::1")
+    assert (lim.tags_length, lim.realnamelen) == (4094, 128)
+    assert (lim.invite_expiry, lim.max_invites) == (3600.0, 16)
+    assert ServerConfig().log_format == "text"
+
+
+def test_every_key_has_a_rule() -> None:
+    keys = {
+        f"{prefix}.{f.name}"
+        for prefix, cls in (
+            ("server", ServerConfig),
+            ("listen", ListenConfig),
+            ("limits", LimitsConfig),
+            ("admin", type(Config().admin)),
+            ("opers", OperConfig),
+        )
+        for f in dataclasses.fields(cls)
+    }
+    assert keys == set(_RULES)
+
+
+# (TOML text, the key the error must name). Every rule has at least one case.
+BAD_VALUES: list[tuple[str, str]] = [
+    ("[server]\nname = 'irc'", "server.name"),
+    ("[server]\nname = 'irc .example.org'", "server.name"),
+    ("[server]\nname = '-irc.example.org'", "server.name"),
+    ("[server]\nname = 'a.b'\nnetwork = ''", "server.network"),
+    ("[server]\nnetwork = 'Relay Chat'", "server.network"),
+    ('[server]\ndescription = "two\\nlines"', "server.description"),
+    ("[server]\nengine = 'fibers'", "server.engine"),
+    ('[server]\npassword = "a\\rb"', "server.password"),
+    ("[server]\nlog_level = 'VERBOSE'", "server.log_level"),
+    ("[server]\nlog_level = 'debug'", "server.log_level"),
+    ("[server]\nlog_format = 'xml'", "server.log_format"),
+    ("[server]\ncasemapping = 'strict-rfc1459'", "server.casemapping"),
+    ("[server]\nmotd = 42", "server.motd"),
+    ("[server]\nhost = '0.0.0.0'", "server.host"),
+    ("[server]\nport = 6667", "server.port"),
+    ("[[listen]]\naddress = ''", "listen.address"),
+    ("[[listen]]\naddress = 'not a host!'", "listen.address"),
+    ("[[listen]]\nport = -1", "listen.port"),
+    ("[[listen]]\nport = 70000", "listen.port"),
+    ("[[listen]]\nport = '6667'", "listen.port"),
+    ("[[listen]]\nport = 6667.0", "listen.port"),
+    ("[[listen]]\nbind = '::'", "listen.bind"),
+    ("[limits]\nnicklen = 0", "limits.nicklen"),
+    ("[limits]\nnicklen = 256", "limits.nicklen"),
+    ("[limits]\nnicklen = true", "limits.nicklen"),
+    ("[limits]\nuserlen = 1", "limits.userlen"),
+    ("[limits]\nchannellen = 1", "limits.channellen"),
+    ("[limits]\ntopiclen = 0", "limits.topiclen"),
+    ("[limits]\ntopiclen = 513", "limits.topiclen"),
+    ("[limits]\nawaylen = 0", "limits.awaylen"),
+    ("[limits]\nkicklen = 1000", "limits.kicklen"),
+    ("[limits]\nrealnamelen = 0", "limits.realnamelen"),
+    ("[limits]\nline_length = 600\nrealnamelen = 601", "limits.realnamelen"),
+    ("[limits]\nchanlimit = 0", "limits.chanlimit"),
+    ("[limits]\nmax_targets = 0", "limits.max_targets"),
+    ("[limits]\nmax_modes = 0", "limits.max_modes"),
+    ("[limits]\nmax_list_entries = 0", "limits.max_list_entries"),
+    ("[limits]\nmax_invites = 0", "limits.max_invites"),
+    ("[limits]\ninvite_expiry = 0", "limits.invite_expiry"),
+    ("[limits]\ninvite_expiry = -1.5", "limits.invite_expiry"),
+    ("[limits]\nline_length = 511", "limits.line_length"),
+    ("[limits]\nline_length = 100\ntopiclen = 50", "limits.line_length"),
+    ("[limits]\ntags_length = 511", "limits.tags_length"),
+    ("[limits]\ntags_length = 8192", "limits.tags_length"),
+    ("[limits]\nsendq = 100", "limits.sendq"),
+    ("[limits]\nrecvq = 511", "limits.recvq"),
+    ("[limits]\nline_length = 1024\nrecvq = 1000", "limits.recvq"),
+    ("[limits]\nflood_rate = -1", "limits.flood_rate"),
+    ("[limits]\nflood_rate = nan", "limits.flood_rate"),
+    ("[limits]\nflood_rate = 'fast'", "limits.flood_rate"),
+    ("[limits]\nflood_burst = 0", "limits.flood_burst"),
+    ("[limits]\nping_interval = 0", "limits.ping_interval"),
+    ("[limits]\nping_interval = inf", "limits.ping_interval"),
+    ("[limits]\nping_timeout = 0.0", "limits.ping_timeout"),
+    ("[limits]\nregistration_timeout = -1", "limits.registration_timeout"),
+    ("[limits]\nmax_connections = 0", "limits.max_connections"),
+    ("[limits]\nmax_connections_per_ip = -1", "limits.max_connections_per_ip"),
+    ("[limits]\nconnection_limit_exempt = ['localhost']", "limits.connection_limit_exempt"),
+    ("[limits]\nconnection_limit_exempt = ['10.0.0.1/8']", "limits.connection_limit_exempt"),
+    ("[limits]\nconnection_limit_exempt = '127.0.0.1'", "limits.connection_limit_exempt"),
+    ("[limits]\nconnection_limit_exempt = [1]", "limits.connection_limit_exempt"),
+    ("[limits]\nwhowas_size = -1", "limits.whowas_size"),
+    ("[limits]\nnick_len = 9", "limits.nick_len"),
+    ('[admin]\nlocation = "a\\nb"', "admin.location"),
+    ('[admin]\nlocation2 = "a\\u0000b"', "admin.location2"),
+    ('[admin]\nemail = "a\\r\\nb"', "admin.email"),
+    ("[opers.root]\npassword = 'hunter2'", "opers.root.password"),
+    ("[opers.root]\npassword = 'scrypt$16384$8$1$salt$hash'", "opers.root.password"),
+    ("[opers.root]\nhost = '*@*'", "opers.root.password"),
+    (f"[opers.root]\npassword = '{HASH}'\nhost = ''", "opers.root.host"),
+    (f"[opers.root]\npassword = '{HASH}'\nhost = '*'", "opers.root.host"),
+    (f"[opers.root]\npassword = '{HASH}'\nhost = 'a@b@c'", "opers.root.host"),
+    (f"[opers.root]\npassword = '{HASH}'\nhost = '* @*'", "opers.root.host"),
+    (f"[opers.'two words']\npassword = '{HASH}'", "opers.two words"),
+]
+
+
+CASE_IDS = [f"{key}-{i}" for i, (_, key) in enumerate(BAD_VALUES)]
+
+
+def test_bad_values_cover_every_rule() -> None:
+    covered = {key.replace("opers.root.", "opers.") for _, key in BAD_VALUES}
+    assert set(_RULES) <= covered | {"server.motd"}  # a MOTD may be any text
+
+
+@pytest.mark.parametrize(("text", "key"), BAD_VALUES, ids=CASE_IDS)
+def test_bad_value_is_an_error_naming_the_file_and_the_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text("[limits]\nnicklen = 9\nnick_len = 9\n")
+    path.write_text(text + "\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert "limits.nick_len" in str(err.value) and str(path) in str(err.value)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ")
+    assert key in message
 
 
-def test_unknown_section_and_wrong_type_are_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "key"), BAD_VALUES, ids=CASE_IDS)
+def test_bad_value_makes_serve_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError):  # so that main() below never starts a server
+        load_config(path)
+    assert cli.main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("relaychat: "), err
+    assert key in err and str(path) in err and "Traceback" not in err
+
+
+def test_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    cases = {
+        "[limits]\nwhowas_size = -1": "key 'limits.whowas_size' must be >= 0",
+        "[limits]\nrecvq = 500": "key 'limits.recvq' must be >= limits.line_length (512)",
+        "[limits]\nping_interval = 0": "key 'limits.ping_interval' must be > 0",
+        "[[listen]]\nport = 70000": "key 'listen.port' (listener 1) must be <= 65535",
+        "[server]\nengine = 'fibers'": 'must be one of "loop", "threads"',
+        "[server]\nport = 'six'": "[[listen]]",
+        "[limits]\nnicklen = '9'": "key 'limits.nicklen' must be an integer, not str",
+    }
+    for text, expected in cases.items():
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert expected in str(err.value), (text, str(err.value))
+
+
+def test_old_host_and_port_keys_point_to_listen_tables(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('[server]\nname = "irc.example.org"\nhost = "0.0.0.0"\nport = 6697\n')
+    with pytest.raises(ConfigError, match=r"key 'server.host'.*\[\[listen\]\]"):
+        load_config(path)
+
+
+def test_several_listeners_and_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "l.toml"
+    path.write_text(
+        '[[listen]]\naddress = "::"\nport = 6697\n[[listen]]\nport = 7000\n'
+        '[[listen]]\naddress = "localhost"\n[[listen]]\nport = 0\n[[listen]]\nport = 0\n'
+    )
+    assert load_config(path).listen == (
+        ListenConfig("::", 6697),
+        ListenConfig("127.0.0.1", 7000),
+        ListenConfig("localhost", 6667),
+        ListenConfig("127.0.0.1", 0),  # port 0 (any free port) may repeat
+        ListenConfig("127.0.0.1", 0),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[listen]]\nport = 6697\n[[listen]]\nport = 6697",
+        '[[listen]]\naddress = "::"\n[[listen]]\naddress = "0::0"',
+        '[[listen]]\naddress = "127.0.0.1"\n[[listen]]\nport = 6667',
+    ],
+)
+def test_the_same_listener_twice_is_an_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "dup.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=r"listed twice \(listeners 1 and 2\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("listen = []", "at least one [[listen]]"),
+        ("[listen]\nport = 6667", "must be [[listen]] tables"),
+        ("listen = [1]", "[listen] (listener 1) must be a table"),
+    ],
+)
+def test_listen_must_be_a_list_of_tables(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "l.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value)
+
+
+def test_plaintext_oper_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    path = tmp_path / "o.toml"
+    path.write_text('[opers.root]\npassword = "correct-horse"\nhost = "*@127.0.0.1"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "opers.root.password" in message and "relaychat mkpasswd" in message
+    assert "correct-horse" not in message
+
+
+def test_oper_password_hash_that_scrypt_cannot_check_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "o.toml"
+    too_big = HASH.replace("scrypt$1024$", "scrypt$1048576$")
+    path.write_text(f'[opers.root]\npassword = "{too_big}"\n')
+    with pytest.raises(ConfigError, match="opers.root.password.*too much memory"):
+        load_config(path)
+
+
+def test_opers_with_a_hash_and_integer_for_float(tmp_path: Path) -> None:
+    path = tmp_path / "o.toml"
+    real = hash_password("secret")  # what `relaychat mkpasswd` prints
+    path.write_text(
+        f"[limits]\nflood_rate = 3\n[opers.root]\npassword = '{real}'\n"
+        f"[opers.ops]\npassword = '{HASH}'\nhost = '~ops@10.*'\n"
+    )
+    cfg = load_config(path)
+    assert cfg.limits.flood_rate == 3.0
+    assert cfg.opers["root"] == OperConfig(real, "*@*")
+    assert cfg.opers["ops"].host == "~ops@10.*"
+    assert cfg.path == str(path)
+
+
+def test_exempt_networks_become_a_tuple(tmp_path: Path) -> None:
+    path = tmp_path / "e.toml"
+    path.write_text('[limits]\nconnection_limit_exempt = ["10.0.0.0/8", "2001:db8::/32"]\n')
+    assert load_config(path).limits.connection_limit_exempt == ("10.0.0.0/8", "2001:db8::/32")
+    path.write_text("[limits]\nconnection_limit_exempt = []\n")
+    assert load_config(path).limits.connection_limit_exempt == ()
+
+
+def test_exemption_from_the_per_ip_limit() -> None:
+    lim = LimitsConfig(connection_limit_exempt=("127.0.0.1", "10.0.0.0/8", "2001:db8::/32"))
+    assert lim.exempt_from_ip_limit("127.0.0.1") and lim.exempt_from_ip_limit("10.1.2.3")
+    assert lim.exempt_from_ip_limit("::ffff:10.1.2.3")  # IPv4 client of a "::" listener
+    assert lim.exempt_from_ip_limit("2001:db8::5")
+    assert not lim.exempt_from_ip_limit("127.0.0.2")
+    assert not lim.exempt_from_ip_limit("192.0.2.1") and not lim.exempt_from_ip_limit("unknown")
+    assert LimitsConfig().exempt_from_ip_limit("::1")
+    assert not LimitsConfig(connection_limit_exempt=()).exempt_from_ip_limit("127.0.0.1")
+
+
+def test_check_value_applies_the_file_rules_to_one_value() -> None:
+    assert check_value("listen.port", 6697) is None
+    assert check_value("listen.port", 70000) == "must be <= 65535"
+    assert check_value("listen.port", "x") == "must be an integer"
+    assert check_value("listen.address", "::") is None
+    assert check_value("listen.address", "") is not None
+
+
+def test_unknown_section_and_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[srever]\nname = 'x'\n")
     with pytest.raises(ConfigError, match="unknown section 'srever'"):
         load_config(path)
-    path.write_text("[server]\nport = 'six'\n")
-    with pytest.raises(ConfigError, match="server.port.*int"):
-        load_config(path)
-    path.write_text("[server]\nengine = 'fibers'\n")
-    with pytest.raises(ConfigError, match="server.engine"):
-        load_config(path)
-
-
-def test_opers_sections_and_integer_for_float(tmp_path: Path) -> None:
-    path = tmp_path / "o.toml"
-    path.write_text("[limits]\nflood_rate = 3\n[opers.root]\npassword = 'scrypt$1'\n")
-    cfg = load_config(path)
-    assert cfg.limits.flood_rate == 3.0
-    assert cfg.opers["root"].password == "scrypt$1" and cfg.opers["root"].host == "*@*"
-    assert cfg.path == str(path)
-
-
-def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / "broken.toml"
     path.write_text("[server\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(path)

@@ -1,23 +1,31 @@
 """Command line: ``relaychat serve | chat | mkpasswd``.
 
-Exit codes: 0 success, 1 runtime failure (e.g. the port is taken), 2 bad usage or
-a bad configuration file.
+Exit codes: 0 success, 1 runtime failure (e.g. a port is taken), 2 bad usage or
+a bad configuration file. Failures print one line to stderr, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import errno
 import getpass
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from relaychat import __version__
-from relaychat.config import Config, ConfigError, load_config
+from relaychat.config import Config, ConfigError, ListenConfig, check_value, load_config
 
-__all__ = ["main"]
+__all__ = ["JsonFormatter", "main"]
+
+log = logging.getLogger("relaychat")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -29,10 +37,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the IRC server")
     serve.add_argument("--config", "-c", help="TOML configuration file (default: built-in)")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", "-p", type=int, help="port to listen on (default 6667)")
+    serve.add_argument(
+        "--host", help="listen on this address only, instead of the [[listen]] tables"
+    )
+    serve.add_argument(
+        "--port", "-p", type=int, help="listen on this port only, instead of the [[listen]] tables"
+    )
     serve.add_argument("--engine", choices=("loop", "threads"), help="server engine")
-    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="log level")
+    serve.add_argument("--log-format", choices=("text", "json"), help="log line format")
 
     chat = sub.add_parser("chat", help="terminal IRC client", add_help=False)
     chat.add_argument("rest", nargs=argparse.REMAINDER)
@@ -43,14 +56,29 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _server_config(args: argparse.Namespace) -> Config:
+    """The file's configuration with the flags applied. ``--host``/``--port``
+    replace the listeners with one (the other half from the first listener) and
+    are checked by the same rules as the file's ``[[listen]]`` keys."""
+    for flag, key, value in (
+        ("--host", "listen.address", args.host),
+        ("--port", "listen.port", args.port),
+    ):
+        if value is not None and (problem := check_value(key, value)) is not None:
+            raise ConfigError(f"{flag} {value}: {problem}")
     cfg = load_config(args.config)
+    if args.host is not None or args.port is not None:
+        first = cfg.listen[0]
+        listener = ListenConfig(
+            first.address if args.host is None else args.host,
+            first.port if args.port is None else args.port,
+        )
+        cfg = dataclasses.replace(cfg, listen=(listener,))
     overrides = {
         k: v
         for k, v in (
-            ("host", args.host),
-            ("port", args.port),
             ("engine", args.engine),
             ("log_level", args.log_level),
+            ("log_format", args.log_format),
         )
         if v is not None
     }
@@ -59,40 +87,73 @@ def _server_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+# the attributes every LogRecord has; the others came from ``extra=``
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
+    ``message``, then every ``extra=`` field (``str()`` of what JSON cannot hold);
+    an exception adds ``exc_info`` (the formatted traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        entry: dict[str, Any] = {
+            "time": created.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         cfg = _server_config(args)
     except ConfigError as exc:
         print(f"relaychat: {exc}", file=sys.stderr)
         return 2
-    level = getattr(logging, cfg.server.log_level.upper(), None)
-    if not isinstance(level, int):
-        print(f"relaychat: unknown log level {cfg.server.log_level!r}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    _setup_logging(cfg.server.log_level, cfg.server.log_format)
 
     def reload() -> Config:
         new = _server_config(args)
-        # the listening address and engine are fixed for this process
+        if new.listen != cfg.listen or new.server.engine != cfg.server.engine:
+            log.warning("listeners and engine change only at a restart; keeping the running ones")
+        # the listeners and the engine are fixed for this process
         return dataclasses.replace(
             new,
-            server=dataclasses.replace(
-                new.server, host=cfg.server.host, port=cfg.server.port, engine=cfg.server.engine
-            ),
+            listen=cfg.listen,
+            server=dataclasses.replace(new.server, engine=cfg.server.engine),
         )
 
+    from relaychat.server.listen import BindError
     from relaychat.server.runner import serve
 
     try:
         return serve(cfg, reload)
+    except BindError as exc:
+        listener = ListenConfig(exc.address, exc.port)
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        print(f"relaychat: cannot listen on {listener}: {reason}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        what = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
-        print(
-            f"relaychat: cannot listen on {cfg.server.host}:{cfg.server.port}: {what}",
-            file=sys.stderr,
-        )
+        print(f"relaychat: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -1,14 +1,35 @@
 """Configuration: frozen dataclasses loaded from TOML; every key has a default.
 
-``load_config(path)`` reads a file, ``Config()`` is the embedded default. An
-unknown section or key raises :class:`ConfigError` naming the key and the file,
-and the CLI turns that into exit code 2.
+Theory of operation
+-------------------
+``load_config(path)`` reads a file, ``Config()`` is the embedded default. Loading
+is two steps, both finished before a :class:`Config` is returned, so a REHASH
+applies a whole valid file or nothing:
+
+1. *build*: every table and key must be known and every value must have its
+   key's type (an integer is accepted where a float is expected; a list of
+   strings becomes a tuple);
+2. *check*: every value against its rule in ``_RULES`` (a range, a choice, a
+   format), then what relates keys to each other (``recvq >= line_length``, no
+   listener twice).
+
+Every failure is a :class:`ConfigError` whose message names the file and the key
+(``FILE: key 'limits.whowas_size' must be >= 0``) and never echoes a password;
+the CLI prints it as one line and exits 2. ``Config(...)`` built in code is not
+checked: tests use that to set limits a file may not.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import functools
+import ipaddress
+import math
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +39,18 @@ __all__ = [
     "Config",
     "ConfigError",
     "LimitsConfig",
+    "ListenConfig",
     "OperConfig",
     "ServerConfig",
+    "check_value",
     "load_config",
     "parse_config",
 ]
 
 
 class ConfigError(Exception):
-    """The configuration file is unreadable, malformed, or names an unknown key."""
+    """The configuration file is unreadable, malformed, names an unknown key, or
+    has a value out of its key's range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +58,24 @@ class ServerConfig:
     name: str = "irc.relaychat.local"
     network: str = "RelayChat"
     description: str = "relaychat IRC server"
-    host: str = "127.0.0.1"
-    port: int = 6667
     engine: str = "loop"  # "loop" (asyncio) or "threads" (one thread per connection)
     password: str = ""  # connection password (PASS); empty: none required
     motd: str = "Welcome to relaychat. Be kind; have fun."
     log_level: str = "INFO"
+    log_format: str = "text"  # "text" or "json" (one object per line)
     casemapping: str = "rfc1459"  # "rfc1459" or "ascii"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """One ``[[listen]]`` table: an address and port to accept clients on."""
+
+    address: str = "127.0.0.1"
+    port: int = 6667
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +86,15 @@ class LimitsConfig:
     topiclen: int = 390
     awaylen: int = 200
     kicklen: int = 255
+    realnamelen: int = 128  # USER and SETNAME realname
     chanlimit: int = 50  # channels one user may be in
     max_targets: int = 4  # targets per PRIVMSG/NOTICE/JOIN/...
     max_modes: int = 4  # parameterised modes per MODE command
     max_list_entries: int = 100  # bans/excepts/invex per channel
+    max_invites: int = 16  # pending invitations per user
+    invite_expiry: float = 3600.0  # seconds an invitation stays valid
     line_length: int = 512  # bytes, CRLF included, tags excluded
-    tags_length: int = 8191  # bytes of client tags section
+    tags_length: int = 4094  # bytes of tag data a client may send
     sendq: int = 1048576  # bytes queued to a client before it is dropped
     recvq: int = 8192  # bytes of unprocessed input before "Excess Flood"
     flood_rate: float = 4.0  # lines per second refilled; 0 disables flood control
@@ -65,8 +103,20 @@ class LimitsConfig:
     ping_timeout: float = 60.0  # seconds to answer that PING
     registration_timeout: float = 30.0
     max_connections: int = 20000
-    max_connections_per_ip: int = 100  # 0 = unlimited
+    max_connections_per_ip: int = 10  # 0 = unlimited
+    connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
     whowas_size: int = 1000
+
+    def exempt_from_ip_limit(self, ip: str) -> bool:
+        """True when ``ip`` is in ``connection_limit_exempt`` (an IPv4-mapped IPv6
+        address counts as its IPv4 address); False for what is not an address."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in _parsed_networks(self.connection_limit_exempt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +135,18 @@ class OperConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    listen: tuple[ListenConfig, ...] = (ListenConfig(),)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_networks(
+    networks: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in networks)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -97,37 +155,283 @@ _SECTIONS: dict[str, type[Any]] = {
     "admin": AdminConfig,
 }
 
+# keys that moved: the message says where to
+_MOVED = {
+    "server.host": "listen addresses are [[listen]] tables now (address = ..., port = ...)",
+    "server.port": "listen ports are [[listen]] tables now (address = ..., port = ...)",
+}
 
-def _build(cls: type[Any], table: Any, where: str, source: str) -> Any:
+# ------------------------------------------------------------------------ rules
+# A rule takes a value (already of its key's type) and the section object it is
+# in, and says what is wrong with the value, or None.
+Rule = Callable[[Any, Any], str | None]
+
+Bound = int | float | str | None  # a number, or a key of the same section ("limits.x")
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """``lo <= value <= hi`` (and ``value > above``); a bound may name another key."""
+
+    lo: Bound = None
+    hi: Bound = None
+    above: float | None = None
+
+    @property
+    def relative(self) -> bool:
+        return isinstance(self.lo, str) or isinstance(self.hi, str)
+
+    def __call__(self, value: Any, section: Any) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if self.above is not None and not value > self.above:
+            return f"must be > {_num(self.above)}"
+        if self.lo is not None:
+            lo, shown = _bound(self.lo, section)
+            if value < lo:
+                return f"must be >= {shown}"
+        if self.hi is not None:
+            hi, shown = _bound(self.hi, section)
+            if value > hi:
+                return f"must be <= {shown}"
+        return None
+
+
+def _bound(bound: int | float | str, section: Any) -> tuple[float, str]:
+    if isinstance(bound, str):
+        value: float = getattr(section, bound.rpartition(".")[2])
+        return value, f"{bound} ({_num(value)})"
+    return bound, _num(bound)
+
+
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _one_of(*choices: str) -> Rule:
+    def check(value: str, _: Any) -> str | None:
+        if value in choices:
+            return None
+        return "must be one of " + ", ".join(f'"{c}"' for c in choices)
+
+    return check
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LINE_BREAKS = re.compile(r"[\r\n\x00]")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
+_B64 = r"([A-Za-z0-9+/]+=*)"
+_SCRYPT = re.compile(rf"scrypt\$(\d+)\$(\d+)\$(\d+)\${_B64}\${_B64}", re.ASCII)
+_SCRYPT_MAXMEM = 32 * 1024 * 1024  # what hashlib.scrypt allows by default
+
+
+def _anything(value: Any, _: Any) -> str | None:
+    return None
+
+
+def _one_line(value: str, _: Any) -> str | None:
+    """Text that goes into one protocol line: no CR, LF or NUL."""
+    return "must not contain CR, LF or NUL" if _LINE_BREAKS.search(value) else None
+
+
+def _token(max_len: int) -> Rule:
+    """One word of a protocol line (NETWORK=..., an oper name)."""
+
+    def check(value: str, _: Any) -> str | None:
+        if not value:
+            return "must not be empty"
+        if len(value) > max_len:
+            return f"must be at most {max_len} characters"
+        if value.startswith(":") or any(c.isspace() for c in value) or _CONTROL.search(value):
+            return "must be one word (no spaces or control characters, no leading ':')"
+        return None
+
+    return check
+
+
+def _server_name(value: str, _: Any) -> str | None:
+    if len(value) > 63 or "." not in value or not _HOSTNAME.fullmatch(value):
+        return (
+            "must be a host name with a dot, at most 63 characters of letters, digits, "
+            "'-' and '.' (e.g. irc.example.org)"
+        )
+    return None
+
+
+def _listen_address(value: str, _: Any) -> str | None:
+    if not value:
+        return 'must not be empty ("::" or "0.0.0.0" listen on every address)'
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if len(value) > 253 or not _HOSTNAME.fullmatch(value.removesuffix(".")):
+            return "must be an IP address or a host name"
+    return None
+
+
+def _networks(value: tuple[str, ...], _: Any) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item)
+        except ValueError as exc:
+            return f"must list IP addresses or CIDR networks: {exc}"
+    return None
+
+
+def _password_hash(value: str, _: Any) -> str | None:
+    refused = (
+        "must be a password hash (plaintext passwords are refused): "
+        "make one with `relaychat mkpasswd`"
+    )
+    m = _SCRYPT.fullmatch(value)
+    if m is None:
+        return refused
+    n, r, p = (int(x) for x in m.group(1, 2, 3))
+    try:
+        salt = base64.b64decode(m.group(4), validate=True)
+        digest = base64.b64decode(m.group(5), validate=True)
+    except (binascii.Error, ValueError):
+        return refused
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or not salt or len(digest) < 16:
+        return refused
+    if 128 * r * (n + p + 2) > _SCRYPT_MAXMEM:
+        return "is a scrypt hash that needs too much memory (n * r): use `relaychat mkpasswd`"
+    return None
+
+
+def _user_host_mask(value: str, _: Any) -> str | None:
+    user, at, host = value.partition("@")
+    if not at or not user or not host or "@" in host or _CONTROL.search(value) or " " in value:
+        return "must be a user@host mask such as *@127.0.0.1 or *@*.example.org"
+    return None
+
+
+_LENGTH = _Range(1, 255)
+_SECONDS = _Range(hi=86400.0, above=0.0)  # > 0, at most a day
+_IN_A_LINE = _Range(1, "limits.line_length")
+
+# Every key of every section has a rule (a test checks that), in this order:
+_RULES: dict[str, Rule] = {
+    "server.name": _server_name,
+    "server.network": _token(64),
+    "server.description": _one_line,
+    "server.engine": _one_of("loop", "threads"),
+    "server.password": _one_line,
+    "server.motd": _anything,
+    "server.log_level": _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    "server.log_format": _one_of("text", "json"),
+    "server.casemapping": _one_of("rfc1459", "ascii"),
+    "listen.address": _listen_address,
+    "listen.port": _Range(0, 65535),
+    "limits.nicklen": _LENGTH,
+    "limits.userlen": _Range(2, 255),
+    "limits.channellen": _Range(2, 255),
+    "limits.topiclen": _IN_A_LINE,
+    "limits.awaylen": _IN_A_LINE,
+    "limits.kicklen": _IN_A_LINE,
+    "limits.realnamelen": _IN_A_LINE,
+    "limits.chanlimit": _Range(1, 10000),
+    "limits.max_targets": _Range(1, 100),
+    "limits.max_modes": _Range(1, 100),
+    "limits.max_list_entries": _Range(1, 10000),
+    "limits.max_invites": _Range(1, 1000),
+    "limits.invite_expiry": _Range(hi=7 * 86400.0, above=0.0),
+    "limits.line_length": _Range(512, 16384),
+    "limits.tags_length": _Range(512, 8191),
+    "limits.sendq": _Range(8192, 1 << 30),
+    "limits.recvq": _Range("limits.line_length", 1 << 24),
+    "limits.flood_rate": _Range(0.0, 1000.0),
+    "limits.flood_burst": _Range(1, 10000),
+    "limits.ping_interval": _SECONDS,
+    "limits.ping_timeout": _SECONDS,
+    "limits.registration_timeout": _SECONDS,
+    "limits.max_connections": _Range(1, 1_000_000),
+    "limits.max_connections_per_ip": _Range(0, 1_000_000),
+    "limits.connection_limit_exempt": _networks,
+    "limits.whowas_size": _Range(0, 1_000_000),
+    "admin.location": _one_line,
+    "admin.location2": _one_line,
+    "admin.email": _one_line,
+    "opers.password": _password_hash,
+    "opers.host": _user_host_mask,
+}
+
+_OPER_NAME = _token(64)
+
+
+# ------------------------------------------------------------------------ build
+def _expected_type(f: dataclasses.Field[Any]) -> type[Any]:
+    return str if f.default is dataclasses.MISSING else type(f.default)
+
+
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    tuple: "a list of strings",
+}
+
+
+def _typed(value: Any, expected: type[Any]) -> Any:
+    """``value`` as ``expected``, or raise TypeError."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise TypeError
+    if not isinstance(value, expected) or isinstance(value, bool):
+        raise TypeError
+    return value
+
+
+def _build(cls: type[Any], table: Any, where: str, source: str, label: str = "") -> Any:
+    """An instance of ``cls`` from a TOML table, every key known and typed.
+    ``where`` is the key prefix in messages (``limits``, ``opers.admin``)."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [{where}] must be a table")
+        raise ConfigError(f"{source}: [{where}]{label} must be a table")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
+        name = f"{where}.{key}"
+        if name in _MOVED:
+            raise ConfigError(f"{source}: key '{name}' is no longer read: {_MOVED[name]}")
         f = fields.get(key)
         if f is None:
-            raise ConfigError(f"{source}: unknown key '{where}.{key}'")
-        default = f.default
-        if default is dataclasses.MISSING:
-            expected: type[Any] = str
-        else:
-            expected = type(default)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{source}: unknown key '{name}'{label}")
+        expected = _expected_type(f)
+        try:
+            kwargs[key] = _typed(value, expected)
+        except TypeError:
             raise ConfigError(
-                f"{source}: key '{where}.{key}' must be {expected.__name__}, "
+                f"{source}: key '{name}'{label} must be {_TYPE_NAMES[expected]}, "
                 f"not {type(value).__name__}"
-            )
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: [{where}]: {exc}") from None
+            ) from None
+    missing = [k for k, f in fields.items() if f.default is dataclasses.MISSING and k not in kwargs]
+    if missing:
+        raise ConfigError(f"{source}: key '{where}.{missing[0]}'{label} is required")
+    return cls(**kwargs)
+
+
+def _build_listen(value: Any, source: str) -> tuple[ListenConfig, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: 'listen' must be [[listen]] tables (an array of tables)")
+    if not value:
+        raise ConfigError(f"{source}: 'listen' needs at least one [[listen]] table")
+    return tuple(
+        _build(ListenConfig, table, "listen", source, _listener_label(i))
+        for i, table in enumerate(value)
+    )
+
+
+def _listener_label(index: int) -> str:
+    return f" (listener {index + 1})"
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
-    """Build a :class:`Config` from a parsed TOML document, checking every key."""
+    """Build a :class:`Config` from a parsed TOML document, checking every key.
+    Raises :class:`ConfigError` naming ``source`` and the key."""
     parts: dict[str, Any] = {}
     opers: dict[str, OperConfig] = {}
     for section, table in data.items():
@@ -137,32 +441,76 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             for name, oper in table.items():
                 opers[name] = _build(OperConfig, oper, f"opers.{name}", source)
             continue
+        if section == "listen":
+            parts["listen"] = _build_listen(table, source)
+            continue
         cls = _SECTIONS.get(section)
         if cls is None:
             raise ConfigError(f"{source}: unknown section '{section}'")
         parts[section] = _build(cls, table, section, source)
     cfg = Config(**parts, opers=opers, path=None if source == "<config>" else source)
-    _validate(cfg, source)
+    _check(cfg, source)
     return cfg
 
 
-def _validate(cfg: Config, source: str) -> None:
-    if cfg.server.engine not in ("loop", "threads"):
-        raise ConfigError(f'{source}: key \'server.engine\' must be "loop" or "threads"')
-    if cfg.server.casemapping not in ("rfc1459", "ascii"):
-        raise ConfigError(f'{source}: key \'server.casemapping\' must be "rfc1459" or "ascii"')
-    if not 0 <= cfg.server.port <= 65535:
-        raise ConfigError(f"{source}: key 'server.port' must be between 0 and 65535")
-    if " " in cfg.server.name or "." not in cfg.server.name:
-        raise ConfigError(f"{source}: key 'server.name' must look like a host name (a.b)")
-    lim = cfg.limits
-    if lim.line_length < 512:
-        raise ConfigError(f"{source}: key 'limits.line_length' must be at least 512")
-    for name in ("nicklen", "channellen", "topiclen", "awaylen", "kicklen", "sendq", "recvq"):
-        if getattr(lim, name) <= 0:
-            raise ConfigError(f"{source}: key 'limits.{name}' must be positive")
+# ------------------------------------------------------------------------ check
+def _check_object(obj: Any, rule_prefix: str, key_prefix: str, source: str, label: str) -> None:
+    """Every field of ``obj`` against its rule; relative ranges after the rest,
+    so a bad ``line_length`` is reported as itself."""
+    names = [f.name for f in dataclasses.fields(obj)]
+    names.sort(key=lambda n: isinstance(r := _RULES[f"{rule_prefix}.{n}"], _Range) and r.relative)
+    for name in names:
+        problem = _RULES[f"{rule_prefix}.{name}"](getattr(obj, name), obj)
+        if problem is not None:
+            raise ConfigError(f"{source}: key '{key_prefix}.{name}'{label} {problem}")
 
 
+def _check(cfg: Config, source: str) -> None:
+    for section in _SECTIONS:
+        _check_object(getattr(cfg, section), section, section, source, "")
+    seen: dict[tuple[str, int], int] = {}
+    for i, listener in enumerate(cfg.listen):
+        label = _listener_label(i)
+        _check_object(listener, "listen", "listen", source, label)
+        if listener.port == 0:
+            continue  # "any free port": two of them never collide
+        where = (_normal_address(listener.address), listener.port)
+        if where in seen:
+            raise ConfigError(
+                f"{source}: [[listen]] {listener} is listed twice (listeners {seen[where] + 1} "
+                f"and {i + 1})"
+            )
+        seen[where] = i
+    for name, oper in cfg.opers.items():
+        problem = _OPER_NAME(name, None)
+        if problem is not None:
+            raise ConfigError(f"{source}: operator name [opers.{name}] {problem}")
+        _check_object(oper, "opers", f"opers.{name}", source, "")
+
+
+def _normal_address(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address.lower().removesuffix(".")
+
+
+def check_value(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``key`` (``"listen.port"``), or None: the
+    file's rule for that key, for command-line flags. Keys whose range depends on
+    another key are checked against that key's default."""
+    section, _, name = key.partition(".")
+    cls = ListenConfig if section == "listen" else _SECTIONS[section]
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    expected = _expected_type(f)
+    try:
+        value = _typed(value, expected)
+    except TypeError:
+        return f"must be {_TYPE_NAMES[expected]}"
+    return _RULES[key](value, cls())
+
+
+# ------------------------------------------------------------------------- load
 def load_config(path: str | Path | None) -> Config:
     """Read and check a TOML file; ``None`` gives the embedded defaults."""
     if path is None:

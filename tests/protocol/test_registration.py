@@ -252,7 +252,7 @@ def test_max_connections_per_ip_refuses_the_extra_one(
 ) -> None:
     from coreharness import Peer as PeerCls
 
-    core = make_core(max_connections_per_ip=2)
+    core = make_core(max_connections_per_ip=2, connection_limit_exempt=())
     peers = [PeerCls(core, clock) for _ in range(3)]
     assert [p.closed for p in peers] == [False, False, True]
     assert "Too many connections" in peers[2].take()[0].params[0]

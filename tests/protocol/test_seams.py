@@ -4,7 +4,6 @@ explicit clock and deadlines, containment of a handler that raises."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -276,12 +275,8 @@ def test_a_mapped_client_matches_ipv4_masks(core: ServerCore, clock: Clock) -> N
 
 
 def test_per_ip_limit_spares_exempt_addresses(clock: Clock) -> None:
-    limits = LimitsConfig(max_connections_per_ip=2)
-    if hasattr(limits, "connection_limit_exempt"):
-        limits = dataclasses.replace(limits, connection_limit_exempt=("10.0.0.0/8",))
-        exempt_ip = "10.1.2.3"
-    else:  # pragma: no cover - until the config grows the key
-        pytest.skip("no connection_limit_exempt key")
+    limits = LimitsConfig(max_connections_per_ip=2, connection_limit_exempt=("10.0.0.0/8",))
+    exempt_ip = "10.1.2.3"
     core = new_core(Config(limits=limits), clock)
     limited = [Peer(core, clock, ip="192.0.2.1") for _ in range(3)]
     assert [p.closed for p in limited] == [False, False, True]

@@ -1,11 +1,15 @@
 """``relaychat serve`` as a real process, for both engines: signals, a taken port,
-bad and sample configuration files, SIGHUP reload, mkpasswd + OPER, DIE.
+bad and sample configuration files, listeners, log formats, SIGHUP reload,
+mkpasswd + OPER, DIE.
 
 Every process is killed and reaped at teardown, so no process or port is left behind.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import signal
 import socket
 import subprocess
@@ -17,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from ircutil import RawClient, child_env, free_port, wait_listening
+from ircutil import STARTUP_TIMEOUT, RawClient, child_env, free_port, wait_listening
+from relaychat import __version__
+from relaychat.cli import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "relaychat.example.toml"
@@ -58,17 +64,19 @@ def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[st
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """``spawn(engine, *extra_args)`` -> a listening ``relaychat serve`` on a free port."""
+    """``spawn(engine, *extra_args)`` -> a listening ``relaychat serve`` on a free port
+    (``--host 127.0.0.1 --port P``; ``host=None``: ``--port P`` only)."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(engine: str, *extra: str) -> Server:
+    def start(engine: str, *extra: str, host: str | None = "127.0.0.1") -> Server:
         for attempt in range(3):  # the free port may be taken between probe and bind
             port = free_port()
             err_path = tmp_path / f"serve-{port}.stderr"
+            flags = ["--port", str(port)] if host is None else ["--host", host, "--port", str(port)]
             with err_path.open("wb") as err:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "relaychat", "serve", "--host", "127.0.0.1"]
-                    + ["--port", str(port), "--engine", engine, *extra],
+                    [sys.executable, "-m", "relaychat", "serve", *flags]
+                    + ["--engine", engine, *extra],
                     stdout=subprocess.DEVNULL,
                     stderr=err,
                     env=child_env(),
@@ -86,6 +94,57 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+LISTENING = re.compile(r"listening on (\S+) port (\d+)")
+
+
+def listening_on(server: Server, count: int) -> list[tuple[str, int]]:
+    """The first ``count`` addresses the server logged "listening on" for."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        found = [(h, int(p)) for h, p in LISTENING.findall(server.stderr())]
+        if len(found) >= count:
+            return found
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"not {count} listeners; stderr:\n{server.stderr()}")
+        time.sleep(0.05)  # polling a condition under a deadline
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``launch(engine, *args)`` -> ``relaychat serve`` with the listeners of its
+    config (no --host/--port); its ports are read from the log."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(engine: str, *extra: str) -> Server:
+        err_path = tmp_path / f"launch-{len(procs)}.stderr"
+        with err_path.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "relaychat", "serve", "--engine", engine, *extra],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=child_env(),
+            )
+        procs.append(proc)
+        return Server(proc, 0, err_path)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 def motd_text(c: RawClient) -> list[str]:
@@ -130,7 +189,35 @@ def test_port_in_use_is_one_clear_line_and_a_nonzero_exit(engine: str) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert str(port) in lines[0] and "in use" in lines[0]
+    assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+
+
+def test_a_taken_second_listener_is_named_and_nothing_stays_bound(
+    engine: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "two.toml"
+        conf.write_text(f"[[listen]]\nport = 0\n[[listen]]\nport = {port}\n")
+        result = run_cli("serve", "--config", str(conf), "--engine", engine)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"relaychat: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
+
+
+def test_port_out_of_range_on_the_command_line_exits_2() -> None:
+    result = run_cli("serve", "--port", "70000")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["relaychat: --port 70000: must be <= 65535"]
+
+
+def test_version_flag_prints_the_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"relaychat {__version__}"
 
 
 # ------------------------------------------------------------ configuration
@@ -142,6 +229,25 @@ def test_unknown_config_key_exits_2_naming_the_key_and_the_file(tmp_path: Path) 
     assert "server.colour" in result.stderr
     assert str(conf) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_out_of_range_value_exits_2_with_one_line(tmp_path: Path) -> None:
+    conf = tmp_path / "whowas.toml"
+    conf.write_text("[limits]\nwhowas_size = -1\n")
+    result = run_cli("serve", "--config", str(conf), "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"relaychat: {conf}: key 'limits.whowas_size' must be >= 0"
+    ]
+
+
+def test_old_host_key_exits_2_pointing_to_listen_tables(tmp_path: Path) -> None:
+    conf = tmp_path / "old.toml"
+    conf.write_text('[server]\nhost = "0.0.0.0"\nport = 6667\n')
+    result = run_cli("serve", "--config", str(conf))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "server.host" in lines[0] and "[[listen]]" in lines[0]
 
 
 def test_example_config_starts_and_serves(spawn: Callable[..., Server], engine: str) -> None:
@@ -178,6 +284,142 @@ def test_sighup_reloads_the_config_without_dropping_clients(
         assert "keeper" in names.params[-1].replace("@", "").split()
     finally:
         c.close()
+
+
+def test_a_broken_file_on_sighup_changes_nothing(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "relaychat.toml"
+    conf.write_text('[server]\nmotd = "first words"\nlog_level = "WARNING"\n')
+    server = spawn(engine, "--config", str(conf))
+    c = server.client("keeper")
+    try:
+        # the MOTD is valid, whowas_size is not: neither may be applied
+        conf.write_text(
+            '[server]\nmotd = "second words"\nlog_level = "WARNING"\n[limits]\nwhowas_size = -1\n'
+        )
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "REHASH failed" not in server.stderr():
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.05)  # polling a condition under a deadline
+        assert "limits.whowas_size" in server.stderr()
+        assert motd_text(c) == ["- first words"]
+        c.send("WHOWAS nobody")
+        c.expect("369")
+        assert server.proc.poll() is None
+        assert "Traceback" not in server.stderr()
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------ listeners
+def test_two_listeners_both_serve_irc(
+    launch: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "two.toml"
+    conf.write_text("[[listen]]\nport = 0\n[[listen]]\naddress = '127.0.0.1'\nport = 0\n")
+    server = launch(engine, "--config", str(conf))
+    (host1, port1), (host2, port2) = listening_on(server, 2)
+    assert host1 == host2 == "127.0.0.1" and port1 != port2
+    assert f"configuration: {conf}" in server.stderr()
+    one, two = RawClient(port1), RawClient(port2)
+    try:
+        one.register("first")
+        two.register("second")
+        one.send("PRIVMSG second :across listeners")
+        assert two.expect("PRIVMSG").params == ["second", "across listeners"]
+    finally:
+        one.close()
+        two.close()
+
+
+def test_ipv6_wildcard_listener_serves_ipv4_and_ipv6_clients(
+    launch: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    conf = tmp_path / "v6.toml"
+    conf.write_text("[[listen]]\naddress = '::'\nport = 0\n")
+    server = launch(engine, "--config", str(conf))
+    [(host, port)] = listening_on(server, 1)
+    assert host == "::"
+    v4, v6 = RawClient(port, host="127.0.0.1"), RawClient(port, host="::1")
+    try:
+        v4.register("four")
+        v6.register("six")
+        v4.send("PRIVMSG six :hello")
+        msg = v6.expect("PRIVMSG")
+        assert msg.params == ["six", "hello"]
+        assert msg.source is not None and msg.source.endswith("@127.0.0.1")  # not ::ffff:
+    finally:
+        v4.close()
+        v6.close()
+
+
+def test_port_flag_replaces_the_listeners_keeping_the_first_address(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "two.toml"
+    conf.write_text("[[listen]]\naddress = '0.0.0.0'\nport = 0\n[[listen]]\nport = 0\n")
+    server = spawn(engine, "--config", str(conf), host=None)
+    assert listening_on(server, 1) == [("0.0.0.0", server.port)]
+    c = server.client("only")  # served on 127.0.0.1 through the wildcard
+    c.close()
+    assert len(LISTENING.findall(server.stderr())) == 1
+
+
+def test_loopback_is_exempt_from_the_per_ip_limit_by_default(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "per-ip.toml"
+    conf.write_text('[server]\nlog_level = "WARNING"\n[limits]\nmax_connections_per_ip = 2\n')
+    server = spawn(engine, "--config", str(conf))
+    clients = [server.client(f"local{i}") for i in range(4)]  # twice the limit
+    try:
+        assert not any(c.closed for c in clients)
+    finally:
+        for c in clients:
+            c.close()
+
+
+# ---------------------------------------------------------------- log format
+def test_json_log_format_writes_one_object_per_line(
+    launch: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "json.toml"
+    conf.write_text("[[listen]]\nport = 0\n")
+    server = launch(engine, "--config", str(conf), "--log-format", "json")
+    [(_, port)] = listening_on(server, 1)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.exit_code_within(5) == 0
+    records = [json.loads(line) for line in server.stderr().splitlines()]
+    assert records and all(
+        {"time", "level", "logger", "message"} <= set(r) and r["time"].endswith("+00:00")
+        for r in records
+    )
+    messages = [r["message"] for r in records]
+    assert f"configuration: {conf}" in messages
+    assert any(m.startswith(f"listening on 127.0.0.1 port {port} ") for m in messages)
+    assert any(m.startswith("stopped") for m in messages)
+
+
+def test_json_formatter_keeps_extra_fields_and_exceptions() -> None:
+    record = logging.LogRecord(
+        "relaychat.core", logging.ERROR, __file__, 1, "lost %s", ("x",), None
+    )
+    record.conn_id = 7
+    record.peer = ("127.0.0.1", 5000)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "lost x" and entry["level"] == "ERROR"
+    assert entry["logger"] == "relaychat.core"
+    assert entry["conn_id"] == 7 and entry["peer"] == ["127.0.0.1", 5000]
+    assert "ValueError: boom" in entry["exc_info"]
+    assert "args" not in entry and "msg" not in entry
 
 
 # ------------------------------------------------------------ opers and DIE

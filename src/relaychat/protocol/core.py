@@ -149,8 +149,6 @@ class ServerCore:
         self.isupport = isupport_lines(config, self.targets)
         self.registry.resize_whowas(config.limits.whowas_size)
         self.output.configure(config.server.name, config.limits.sendq)
-        exempt = getattr(config.limits, "connection_limit_exempt", ())
-        self._exempt = [ipaddress.ip_network(e, strict=False) for e in exempt]
         if hasattr(self, "inbound"):
             self.inbound.configure()
 
@@ -217,22 +215,13 @@ class ServerCore:
         elif (
             lim.max_connections_per_ip
             and count > lim.max_connections_per_ip
-            and not self._is_exempt(ip)
+            and not lim.exempt_from_ip_limit(ip)
         ):
             log.info("[%d] refused %s: too many connections from this address", conn_id, ip)
             self.disconnect(sess, "Too many connections from your IP address", now)
         else:
             self.timers.schedule(now.mono + lim.registration_timeout, "register", sess)
         return sess
-
-    def _is_exempt(self, ip: str) -> bool:
-        if not self._exempt:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._exempt)
 
     def receive_lines(self, sess: Session, lines: list[Line], now: Now) -> None:
         """Framed lines from the peer: processed now, or queued when the session

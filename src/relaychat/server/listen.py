@@ -29,11 +29,7 @@ class BindError(OSError):
 
 
 def listen_addresses(config: Config) -> list[tuple[str, int]]:
-    listen = getattr(config, "listen", None)
-    if listen:
-        return [(item.address, item.port) for item in listen]
-    server = config.server
-    return [(getattr(server, "host", "127.0.0.1"), getattr(server, "port", 6667))]
+    return [(item.address, item.port) for item in config.listen]
 
 
 def open_listeners(config: Config, backlog: int = 4096) -> list[socket.socket]:

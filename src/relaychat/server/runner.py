@@ -47,13 +47,15 @@ def raise_fd_limit() -> int:
 
 def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> int:
     """Run in the foreground until SIGINT/SIGTERM (exit 0) or DIE. SIGHUP reloads
-    the configuration. Raises OSError when the address cannot be bound."""
+    the configuration. Raises BindError (an OSError) when a listener cannot be
+    bound."""
     raise_fd_limit()
     if config.server.engine == "threads":
         from relaychat.server.threaded import ThreadedServer
 
         tserver = ThreadedServer(config, config_loader)
         tserver.start()
+        _log_configuration(config)
         # handlers must not take locks: the main thread they interrupt may hold one
         signal.signal(signal.SIGINT, lambda *_: tserver.signal_stop("Server shutting down"))
         signal.signal(signal.SIGTERM, lambda *_: tserver.signal_stop("Server shutting down"))
@@ -67,6 +69,7 @@ def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> 
 
     async def main() -> None:
         await server.start()
+        _log_configuration(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_stop, "Server shutting down")
@@ -76,6 +79,11 @@ def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main())
     return 0
+
+
+def _log_configuration(config: Config) -> None:
+    """Once the listeners are bound (a failure to bind stays a one-line error)."""
+    log.info("configuration: %s", config.path or "embedded defaults")
 
 
 class _ThreadHandle:

@@ -365,8 +365,8 @@ def handle_invite(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
             target,
             chan,
             user.prefix,
-            now.mono + float(getattr(lim, "invite_expiry", 3600.0)),
-            int(getattr(lim, "max_invites", 16)),
+            now.mono + lim.invite_expiry,
+            lim.max_invites,
         )
     core.reply(sess, N.RPL_INVITING, target.name, chan.name)
     core.emit(core.event(user, "INVITE", [target.name, chan.name], now, USER, target=target))

@@ -170,14 +170,10 @@ def handle_user(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
     cleaned = "".join(c for c in username.translate(_USER_DROP) if c.isprintable())
     user = sess.user
     user.ident = ("~" + cleaned)[: core.limits.userlen] if cleaned else "~user"
-    user.realname = truncate_utf8(realname, _realname_len(core))
+    user.realname = truncate_utf8(realname, core.limits.realnamelen)
     user.update_prefix()
     sess.got_user = True
     try_register(core, sess, now)
-
-
-def _realname_len(core: ServerCore) -> int:
-    return int(getattr(core.limits, "realnamelen", 128))
 
 
 def try_register(core: ServerCore, sess: Session, now: Now) -> None:

@@ -18,10 +18,6 @@ USERHOST_MAX = 5  # nicks answered per USERHOST
 ISON_MAX = 64  # nicks looked up per ISON
 
 
-def realname_limit(core: ServerCore) -> int:
-    return int(getattr(core.limits, "realnamelen", 128))
-
-
 # AWAY [<message>]
 def handle_away(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
     user = sess.user
@@ -68,7 +64,7 @@ def handle_setname(core: ServerCore, sess: Session, msg: Message, now: Now) -> N
     realname = msg.params[0]
     if (
         not realname
-        or len(realname.encode("utf-8")) > realname_limit(core)
+        or len(realname.encode("utf-8")) > core.limits.realnamelen
         or not valid_trailing(realname)
     ):
         core.send_line(
