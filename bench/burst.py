@@ -129,7 +129,9 @@ def main() -> int:
         conf = Path(tmp) / "burst.toml"
         conf.write_text(CONFIG)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")])
+        )
         argv = [sys.executable, "-m", "relaychat", "serve", "--config", str(conf)]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--engine", args.engine]
         proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)

@@ -126,6 +126,7 @@ class ThreadedServer:
         self._signalled_rehash = False
         self._pending = False  # the core may have output (set under lock)
         self._timer_at: float | None = None
+        self._service_done = False
         self._accept_errors = 0
         self._accept_warned = 0.0
 
@@ -188,6 +189,8 @@ class ThreadedServer:
         self._after_turn()
 
     def _shutdown(self) -> None:
+        """ERROR to everyone, a moment for the last lines to leave, then every
+        socket shut down; bounded by one deadline however many clients there are."""
         for sock in self._listeners:
             sock.close()
         with self.lock:
@@ -201,13 +204,17 @@ class ThreadedServer:
         while time.monotonic() < deadline and any(c.backlog_bytes for c in conns if not c.dead):
             time.sleep(0.02)  # the service thread is writing the last lines
         for conn in conns:
-            self.abort(conn)
+            self._kill(conn)  # wakes its reader, which closes the socket and ends
         for conn in conns:
+            left = deadline + 0.3 - time.monotonic()
+            if left <= 0:
+                break
             if conn.thread is not None:
-                conn.thread.join(max(0.01, deadline + 0.4 - time.monotonic()))
+                conn.thread.join(left)
+        self._service_done = True
         self._wake()
         if self._service is not None:
-            self._service.join(0.5)
+            self._service.join(0.2)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(OSError):
             self._selector.close()
@@ -307,8 +314,9 @@ class ThreadedServer:
             self._unwatch(conn)
             with contextlib.suppress(OSError):
                 conn.sock.close()
-        with self.lock:
-            self.conns.discard(conn)
+        if not self._stopping.is_set():
+            with self.lock:
+                self.conns.discard(conn)
 
     # --------------------------------------------------------------- output
     def _after_turn(self) -> None:
@@ -453,7 +461,7 @@ class ThreadedServer:
 
     def _service_loop(self) -> None:
         """Unfinished writes and timers."""
-        while True:
+        while not self._service_done:
             timer_at = self._timer_at
             timeout = 1.0 if timer_at is None else min(1.0, max(0.0, timer_at - time.monotonic()))
             try:
