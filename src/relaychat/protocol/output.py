@@ -123,15 +123,20 @@ class Output:
         if sess is self.responding:
             self._response.append(data)
         else:
-            q = sess.out
-            if not q:
-                self._dirty.append(sess)
-            elif q[-1].__class__ is Slice:
-                _close_slice(sess, q[-1])
-            q.append(data)
+            self._queue(sess, data)
         sess.queued += len(data)
         if sess.queued + sess.backlog > self.sendq:
             self._overflow(sess)
+
+    def _queue(self, sess: Session, item: bytes | Slice) -> None:
+        """Append to ``sess``'s queue: the first item puts it in the dirty list; an
+        open slice before it is closed (output keeps its order)."""
+        q = sess.out
+        if not q:
+            self._dirty.append(sess)
+        elif q[-1].__class__ is Slice:
+            _close_slice(sess, q[-1])
+        q.append(item)
 
     def send_line(self, sess: Session, line: str) -> None:
         self.send_bytes(sess, (line + "\r\n").encode("utf-8", "replace"))
@@ -172,12 +177,7 @@ class Output:
         if not response or sess is None:
             return
         self._response = []
-        q = sess.out
-        if not q:
-            self._dirty.append(sess)
-        elif q[-1].__class__ is Slice:
-            _close_slice(sess, q[-1])
-        q.append(response[0] if len(response) == 1 else b"".join(response))
+        self._queue(sess, response[0] if len(response) == 1 else b"".join(response))
 
     # -------------------------------------------------------- local delivery
     def deliver(self, ev: Event) -> None:
@@ -288,12 +288,7 @@ class Output:
             self.send_bytes(sess, ev.for_variant(sess.variant))
             return
         sl = Slice(batch, start)
-        q = sess.out
-        if not q:
-            self._dirty.append(sess)
-        elif q[-1].__class__ is Slice:
-            _close_slice(sess, q[-1])
-        q.append(sl)
+        self._queue(sess, sl)
         batch.attached[sess] = sl
         batch.detached.discard(sess)
 

@@ -48,18 +48,9 @@ def handle_join(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         return
     names = msg.params[0].split(",")
     keys = msg.params[1].split(",") if len(msg.params) > 1 else []
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if not name:
-            continue
-        folded = core.fold(name)
-        if folded in seen:
-            continue
-        seen.add(folded)
-        if core.targets.join and len(seen) > core.targets.join:
-            core.reply(sess, N.ERR_TOOMANYTARGETS, safe_param(name), "Too many targets for JOIN")
-            return
-        _join_one(core, sess, name, keys[i] if i < len(keys) else None, now)
+    key_of = {core.fold(n): keys[i] for i, n in enumerate(names) if i < len(keys)}
+    for name in split_targets(core, sess, msg.params[0], core.targets.join, "JOIN"):
+        _join_one(core, sess, name, key_of.get(core.fold(name)), now)
         if sess.closing is not None:
             return
 
