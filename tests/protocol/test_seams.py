@@ -290,3 +290,28 @@ def test_shutdown_error_says_its_reason_once(core: ServerCore, connect: Connect)
     pump(core)
     error = a.take()[-1]
     assert error.command == "ERROR" and error.params == ["Server shutting down"]
+
+
+def test_sendq_overflow_while_delivering_to_a_channel_drops_only_that_member(
+    make_core: Callable[..., ServerCore], clock: Clock
+) -> None:
+    core = make_core(flood_rate=0.0, sendq=8192)
+    a, b, c = (Peer(core, clock) for _ in range(3))
+    for p, nick in ((a, "alice"), (b, "bob"), (c, "carol")):
+        p.register(nick, caps=("message-tags",))
+        p.send("JOIN #c")
+    for p in (a, b, c):
+        p.take()
+    for _ in range(18):  # bob reads nothing: his queue fills up to just under SendQ
+        a.feed(b"PRIVMSG bob :" + b"x" * 400 + b"\r\n", flush=False)
+    assert 7000 < b.session.queued < 8192 and not b.session.closing
+    # a cap-filtered channel event walks the member list; bob overflows midway
+    a.feed(b"@+draft/x=" + b"y" * 600 + b" TAGMSG #c\r\n", flush=False)
+    a.feed(b"PRIVMSG #c :still here\r\n")
+    assert not a.closed and not c.closed
+    got = [(m.command, m.params[-1]) for m in c.take()]
+    assert ("TAGMSG", "#c") in got and ("PRIVMSG", "still here") in got, got
+    assert ("QUIT", "Max SendQ exceeded") in got
+    assert b.closed and b.take()[-1].params[-1].endswith("(Max SendQ exceeded)")
+    chan = core.find_channel("#c")
+    assert chan is not None and b.user not in chan.members

@@ -136,6 +136,7 @@ class ServerCore:
         self.auth_backoff = Backoff()
         self._next_id = 1
         self._now = now
+        self._overflowed: list[Session] = []
         self._apply_config(config)
         self.inbound = Inbound(self)
 
@@ -228,6 +229,8 @@ class ServerCore:
         is over its flood budget or waiting for an operation."""
         self._now = now
         self.inbound.receive_lines(sess, lines, now)
+        if self._overflowed:
+            self.settle()
 
     def connection_lost(self, sess: Session, reason: str, now: Now) -> None:
         """The socket closed or failed under us."""
@@ -289,6 +292,8 @@ class ServerCore:
 
     def data_to_send(self) -> list[tuple[Any, bytes, bool]]:
         """Each connection with output: (handle, all its pending bytes, close after)."""
+        if self._overflowed:
+            self.settle()
         return self.output.data_to_send()
 
     def note_backlog(self, sess: Session, nbytes: int, now: Now) -> None:
@@ -446,15 +451,17 @@ class ServerCore:
         mark it for closing. Idempotent."""
         if sess.closing is not None:
             return
+        sess.closing = reason  # from here on nothing more is queued for it ...
+        self._teardown(sess, reason, now, error)
+
+    def _teardown(self, sess: Session, reason: str, now: Now, error: str | None = None) -> None:
         user = sess.user
         if user.registered and len(user.sessions) == 1:
             self.emit(self.event(user, "QUIT", [reason], now, PEERS, trailing=True))
         if len(user.sessions) <= 1:
             self.registry.remove_user(user, now.wall)
-        # queued while not yet closing
-        self.output.send_line(sess, f"ERROR :{error or f'Closing Link: {user.host} ({reason})'}")
-        self.output.mark_dirty(sess)
-        sess.closing = reason
+        # ... but its ERROR
+        self.output.final_line(sess, f"ERROR :{error or f'Closing Link: {user.host} ({reason})'}")
         if sess in user.sessions:
             user.sessions.remove(sess)
         self.sessions.pop(sess.conn_id, None)
@@ -467,12 +474,23 @@ class ServerCore:
         log.info("[%d] closed %s (%s): %s", sess.conn_id, user.nick or "*", sess.ip, reason)
 
     def _overflow(self, sess: Session) -> None:
-        """SendQ exceeded while output was built or waited: drop the client."""
+        """SendQ exceeded while output was built or waited: the client is dropped.
+        Output to it stops at once; its QUIT and removal wait for the end of the
+        current call (``settle``), because we may be in the middle of delivering
+        an event to a channel it is a member of."""
         if sess.closing is not None:
             return
         self.output.discard(sess)
         sess.backlog = 0
-        self.disconnect(sess, "Max SendQ exceeded", self._now)
+        sess.closing = "Max SendQ exceeded"
+        self._overflowed.append(sess)
+
+    def settle(self) -> None:
+        """Finish what had to wait for the end of a call (SendQ drops)."""
+        while self._overflowed:
+            pending, self._overflowed = self._overflowed, []
+            for sess in pending:
+                self._teardown(sess, "Max SendQ exceeded", self._now)
 
     def _internal_error(self, sess: Session, what: str, now: Now) -> None:
         if self.error_log.allow(now.mono):

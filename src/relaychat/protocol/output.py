@@ -336,11 +336,17 @@ class Output:
         self._batched = []
         return out
 
-    def mark_dirty(self, sess: Session) -> None:
-        """Make sure ``sess`` is visited by the next ``data_to_send`` (to close it)."""
-        if not sess.out:
-            self._dirty.append(sess)
-            sess.out.append(b"")
+    def final_line(self, sess: Session, line: str) -> None:
+        """The last line to a closing session (its ERROR): past the closing and
+        SendQ checks, and it makes sure ``data_to_send`` visits the session."""
+        data = (line + "\r\n").encode("utf-8", "replace")
+        if sess is self.responding:
+            self._response.append(data)
+            if not sess.out:
+                self._dirty.append(sess)
+                sess.out.append(b"")
+        else:
+            self._queue(sess, data)
 
 
 def _close_slice(sess: Session, sl: Slice) -> None:
