@@ -92,8 +92,8 @@ class Peer:
         """Bytes as a socket would deliver them; ``flush=False`` leaves the output
         queued (several turns' input before one ``pump``)."""
         lines = self.framer.feed(data)
-        if lines:
-            self.core.receive_lines(self.session, lines, self.clock.now)
+        if lines or self.framer.blank:
+            self.core.receive_lines(self.session, lines, self.clock.now, self.framer.blank)
         if flush:
             pump(self.core)
 

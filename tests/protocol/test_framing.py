@@ -155,3 +155,10 @@ def test_limits_must_be_sane() -> None:
         LineBuffer(2, 4094)
     with pytest.raises(ValueError):
         LineBuffer(512, -1)
+
+
+def test_empty_lines_are_counted_though_not_yielded() -> None:
+    buf = LineBuffer()
+    assert buf.feed(b"\n\n\r\n\r") == [] and buf.blank == 4
+    assert buf.feed(b"PING a\r\n") == [b"PING a"] and buf.blank == 0
+    assert buf.feed(b"PING b\r\n\r\n") == [b"PING b"] and buf.blank == 1

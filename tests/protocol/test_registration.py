@@ -295,3 +295,16 @@ def test_casemapping_ascii_keeps_brackets_distinct(clock: Any) -> None:
     assert len(core.registry.channels) == 2
     a.send("VERSION")
     assert "CASEMAPPING=ascii" in [t for m in a.take() for t in m.params]
+
+
+def test_a_stream_of_empty_lines_costs_flood_budget_and_ends_in_excess_flood(
+    make_core: Callable[..., ServerCore], clock: Any
+) -> None:
+    from coreharness import Peer as PeerCls
+
+    core = make_core(flood_rate=4.0, flood_burst=20)
+    p = PeerCls(core, clock)
+    p.register("blank")
+    p.feed(b"\n" * 100000)
+    assert p.closed
+    assert "Excess Flood" in p.take()[-1].params[-1]

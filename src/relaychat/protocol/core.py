@@ -224,10 +224,13 @@ class ServerCore:
             self.timers.schedule(now.mono + lim.registration_timeout, "register", sess)
         return sess
 
-    def receive_lines(self, sess: Session, lines: list[Line], now: Now) -> None:
+    def receive_lines(self, sess: Session, lines: list[Line], now: Now, blank: int = 0) -> None:
         """Framed lines from the peer: processed now, or queued when the session
-        is over its flood budget or waiting for an operation."""
+        is over its flood budget or waiting for an operation. ``blank`` empty
+        lines came too: they carry nothing but cost flood tokens like any line."""
         self._now = now
+        if blank:
+            lines = [*lines, *([b""] * min(blank, 1 + self.limits.recvq // 32))]
         self.inbound.receive_lines(sess, lines, now)
         if self._overflowed:
             self.settle()

@@ -59,7 +59,7 @@ class LineBuffer:
     ``tags_length``: most bytes of tag data (between ``@`` and the space).
     """
 
-    __slots__ = ("_buf", "_line_length", "_tags_length", "_short", "_discarding")
+    __slots__ = ("_buf", "_line_length", "_tags_length", "_short", "_discarding", "blank")
 
     def __init__(self, line_length: int = 512, tags_length: int = 4094) -> None:
         if line_length < 3 or tags_length < 0:
@@ -70,6 +70,8 @@ class LineBuffer:
         # A line this short passes both limits whatever its shape (fast path).
         self._short = min(line_length - 2, tags_length)
         self._discarding = False
+        # empty lines in the last feed (not yielded; a server still charges them)
+        self.blank = 0
 
     @property
     def max_total(self) -> int:
@@ -84,8 +86,11 @@ class LineBuffer:
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; return the complete lines (without CR/LF, never empty) and
         :class:`TooLong` markers, in stream order."""
+        self.blank = 0
+        ends = data.count(b"\n")
         if b"\r" in data:
             # every CR ends a line; the empty line a CRLF then makes is skipped below
+            ends += data.count(b"\r") - data.count(b"\r\n")
             data = data.replace(b"\r", b"\n")
         if self._discarding:
             # the rest of an over-long line, up to the next line end, is dropped
@@ -114,6 +119,10 @@ class LineBuffer:
                 self._discarding = True
                 rest = b""
         self._buf = rest
+        if ends > len(out):
+            # line ends that ended no line: empty lines (approximately: a CRLF split
+            # between two reads, or the end of a discarded line, counts one too)
+            self.blank = ends - len(out)
         return out
 
     def _check(self, line: bytes) -> Frame:

@@ -117,9 +117,10 @@ class Driver:
         if sess.closing is not None:
             return
         try:
-            lines = conn.framer.feed(data)
-            if lines:
-                self.core.receive_lines(sess, lines, clock())
+            framer = conn.framer
+            lines = framer.feed(data)
+            if lines or framer.blank:
+                self.core.receive_lines(sess, lines, clock(), framer.blank)
         except Exception:
             self._contain(sess, "input")
 
