@@ -1,0 +1,163 @@
+"""Attacks over real sockets, for both engines, with other clients watching: forged
+lines, stale or borrowed privileges, peers that stop reading or flood, inputs made
+to multiply output or work. Each test states what the attacker gets (nothing) and
+what everyone else sees (business as usual)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ircutil import RawClient
+from relaychat.protocol.message import Message
+
+Connect = Callable[..., RawClient]
+
+
+@pytest.fixture
+def connect() -> Iterator[Connect]:
+    """``connect(server, nick=None, caps=(), **kw)`` -> a RawClient on ``server``
+    (registered when ``nick`` is given); all are closed at teardown."""
+    made: list[RawClient] = []
+
+    def make(
+        server: Any, nick: str | None = None, caps: tuple[str, ...] = (), **kw: Any
+    ) -> RawClient:
+        c = RawClient(server.port, **kw)
+        made.append(c)
+        if nick:
+            c.register(nick, caps)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def nick_of(msg: Message) -> str | None:
+    return msg.source.split("!", 1)[0] if msg.source else None
+
+
+def from_(nick: str, command: str) -> Callable[[Message], bool]:
+    return lambda m: m.command == command and nick_of(m) == nick
+
+
+def commands(msgs: list[Message]) -> list[str]:
+    return [m.command for m in msgs]
+
+
+# --------------------------------------------------------------- forged lines
+def test_lone_cr_ends_the_line_so_a_forged_source_is_never_relayed(
+    irc_server: Any, connect: Connect
+) -> None:
+    bob = connect(irc_server, keep_raw=True)
+    bob.register("bob")
+    alice = connect(irc_server, "alice")
+    bob.join("#c")
+    alice.join("#c")
+    bob.expect(from_("alice", "JOIN"))
+
+    alice.send(b"PRIVMSG #c :hi\r:root!root@server PRIVMSG #c :forged\r\n")
+    assert alice.sync() == []  # two lines, both handled, nothing to answer
+
+    got = [m for m in bob.sync() if m.command == "PRIVMSG"]
+    assert [(nick_of(m), m.params) for m in got] == [
+        ("alice", ["#c", "hi"]),
+        ("alice", ["#c", "forged"]),
+    ]
+    assert all(m.source is not None and m.source.startswith("alice!") for m in got)
+    assert bob.raw is not None
+    stream = bytes(bob.raw)
+    assert stream.endswith(b"\r\n")
+    assert b"\r" not in stream.replace(b"\r\n", b""), "a CR outside CRLF reached bob"
+    assert b"\n" not in stream.replace(b"\r\n", b""), "an LF outside CRLF reached bob"
+    assert b"root!root@server" not in stream
+
+
+# -------------------------------------------------------------------- invites
+def test_invite_dies_with_the_channel_it_was_made_for(irc_server: Any, connect: Connect) -> None:
+    alice, bob, carol = (connect(irc_server, n) for n in ("alice", "bob", "carol"))
+    alice.join("#c")
+    alice.send("MODE #c +i")
+    alice.expect("MODE")
+    alice.send("INVITE bob #c")
+    assert alice.expect("341").params[1:3] == ["bob", "#c"]
+    bob.expect(lambda m: m.command == "INVITE" and m.params == ["bob", "#c"])
+    alice.send("PART #c")
+    alice.expect("PART")  # the last member left: #c is gone
+
+    carol.join("#c")  # a new #c, of which carol is the operator
+    carol.send("MODE #c +i")
+    assert carol.expect("MODE").params[:2] == ["#c", "+i"]
+    bob.send("JOIN #c")
+    reply = bob.expect(lambda m: m.command in ("473", "JOIN"))
+    assert reply.command == "473" and reply.params[1] == "#c"
+    assert not any(from_("bob", "JOIN")(m) for m in carol.sync())
+
+
+def test_invite_is_used_up_by_the_join_it_allows(irc_server: Any, connect: Connect) -> None:
+    alice, bob = (connect(irc_server, n) for n in ("alice", "bob"))
+    alice.join("#c")
+    alice.send("MODE #c +i")
+    alice.expect("MODE")
+    alice.send("INVITE bob #c")
+    bob.expect("INVITE")
+    bob.join("#c")
+    bob.send("PART #c")
+    bob.expect("PART")
+    alice.expect(from_("bob", "PART"))
+
+    bob.send("JOIN #c")
+    reply = bob.expect(lambda m: m.command in ("473", "JOIN"))
+    assert reply.command == "473" and reply.params[1] == "#c"
+    assert not any(from_("bob", "JOIN")(m) for m in alice.sync())
+
+
+def test_invite_from_a_non_operator_is_delivered_but_grants_nothing(
+    irc_server: Any, connect: Connect
+) -> None:
+    alice, dave, bob = (connect(irc_server, n) for n in ("alice", "dave", "bob"))
+    alice.join("#c")
+    dave.join("#c")
+    alice.send("MODE #c +b bob!*@*")
+    assert dave.expect("MODE").params == ["#c", "+b", "bob!*@*"]
+
+    dave.send("INVITE bob #c")  # #c is -i, so any member may send an INVITE
+    assert dave.expect("341").params[1:3] == ["bob", "#c"]
+    invite = bob.expect("INVITE")
+    assert nick_of(invite) == "dave" and invite.params == ["bob", "#c"]
+
+    bob.send("JOIN #c")
+    reply = bob.expect(lambda m: m.command in ("474", "JOIN"))
+    assert reply.command == "474" and reply.params[1] == "#c"
+    assert not any(from_("bob", "JOIN")(m) for m in alice.sync())
+
+
+def test_operator_invite_passes_ban_limit_and_invite_only_but_not_key(
+    irc_server: Any, connect: Connect
+) -> None:
+    alice, bob = (connect(irc_server, n) for n in ("alice", "bob"))
+    alice.join("#c")
+    alice.send("MODE #c +ilb 1 bob!*@*")  # full, invite-only, and bob banned
+    assert alice.expect("MODE").params == ["#c", "+ilb", "1", "bob!*@*"]
+    bob.send("JOIN #c")
+    assert bob.expect(lambda m: m.command in ("471", "473", "474", "JOIN")).command != "JOIN"
+
+    alice.send("INVITE bob #c")
+    bob.expect("INVITE")
+    bob.join("#c")
+    assert alice.expect(from_("bob", "JOIN")).params == ["#c"]
+
+    alice.join("#k")
+    alice.send("MODE #k +ik sesame")
+    alice.expect("MODE")
+    alice.send("INVITE bob #k")
+    bob.expect("INVITE")
+    bob.send("JOIN #k")
+    reply = bob.expect(lambda m: m.command in ("475", "JOIN"))
+    assert reply.command == "475" and reply.params[1] == "#k"
+    bob.send("JOIN #k sesame")  # the key, and the invite (still unused) for +i
+    bob.expect(lambda m: m.command == "366" and m.params[1] == "#k")
+    assert alice.expect(from_("bob", "JOIN")).params == ["#k"]
