@@ -5,13 +5,15 @@ what everyone else sees (business as usual)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ircutil import RawClient
+from ircutil import RawClient, wait_for
 from relaychat.protocol.message import Message
+from relaychat.server.driver import CLOSE_DEADLINE
 
 Connect = Callable[..., RawClient]
 
@@ -161,3 +163,128 @@ def test_operator_invite_passes_ban_limit_and_invite_only_but_not_key(
     bob.send("JOIN #k sesame")  # the key, and the invite (still unused) for +i
     bob.expect(lambda m: m.command == "366" and m.params[1] == "#k")
     assert alice.expect(from_("bob", "JOIN")).params == ["#k"]
+
+
+# ---------------------------------------------------- peers that stop reading
+def held_by_engine(server: Any, engine: str) -> set[Any]:
+    """The connection objects the engine itself still holds."""
+    return set(server.server.conns if engine == "threads" else server.server.connections)
+
+
+def live_thread_names() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.is_alive()}
+
+
+def test_client_that_quits_without_reading_is_gone_within_the_close_deadline(
+    start_server: Callable[..., Any], engine: str, connect: Connect
+) -> None:
+    server = start_server(sendq=8 * 1024 * 1024)  # the close deadline ends it, not SendQ
+    watcher = connect(server, "watcher")
+    hog = connect(server, rcvbuf=4096)
+    hog.register("hog")
+    watcher.join("#c")
+    hog.join("#c")
+    watcher.expect(from_("hog", "JOIN"))
+    user = server.core.find_user("hog")
+    assert user is not None
+    sess = user.sessions[0]
+    conn = sess.handle
+    assert conn in held_by_engine(server, engine)
+
+    # about 900 KB of replies, far more than the kernel buffers hold; hog never reads
+    hog.send(b"HELP\r\n" * 1500)
+    wait_for(lambda: sess.backlog > 0, what="the server to hold output hog has not read")
+    hog.send("QUIT :bye")
+    quit_ = watcher.expect(from_("hog", "QUIT"))
+    assert quit_.params == ["Quit: bye"]
+
+    wait_for(
+        lambda: conn not in held_by_engine(server, engine),
+        timeout=CLOSE_DEADLINE + 8.0,
+        what="the engine to let go of the connection",
+    )
+    if engine == "threads":
+        name = f"relaychat-conn-{sess.conn_id}"
+        wait_for(lambda: name not in live_thread_names(), what=f"{name} to end")
+    assert sess.conn_id not in server.core.sessions
+    watcher.send("PRIVMSG #c :still here")
+    assert watcher.sync() == []
+
+
+# ------------------------------------------------------------------- flooding
+def test_flood_budget_counts_lines_not_reads(
+    start_server: Callable[..., Any], connect: Connect
+) -> None:
+    server = start_server(flood_rate=4.0, flood_burst=20)
+    member = connect(server, "member")
+    sender = connect(server, "sender")  # NICK, USER: 2 of its 20 tokens
+    member.join("#c")
+    sender.join("#c")  # 1 more: 17 left
+    member.expect(from_("sender", "JOIN"))
+
+    # 486 bytes a line: short enough to be relayed uncut with sender's longer prefix
+    texts = [f"{i:02d} " + "x" * 469 for i in range(17)]
+    payload = "".join(f"PRIVMSG #c :{t}\r\n" for t in texts).encode()
+    assert len(payload) > server.core.limits.recvq  # more than recvq in one write
+    sender.send(payload)
+
+    got = [member.expect(from_("sender", "PRIVMSG")).params for _ in texts]
+    assert got == [["#c", t] for t in texts]
+    sender.send("PING :kept")  # waits for a token, then answers
+    reply = sender.expect(lambda m: m.command in ("PONG", "ERROR"))
+    assert reply.command == "PONG" and not sender.closed
+    assert not any(m.command == "QUIT" for m in member.sync())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="empty lines are free: LineBuffer.feed (protocol/framing.py) drops them, so "
+    "Inbound.receive_lines never charges a flood token or recvq for them",
+)
+def test_empty_lines_cost_flood_tokens_so_a_stream_of_them_is_excess_flood(
+    start_server: Callable[..., Any], connect: Connect
+) -> None:
+    server = start_server(flood_rate=4.0, flood_burst=20)
+    watcher = connect(server, "watcher")
+    streamer = connect(server, "streamer")
+    watcher.join("#c")
+    streamer.join("#c")
+    watcher.expect(from_("streamer", "JOIN"))
+
+    try:
+        streamer.send(b"\n" * 100000 + b"PING :after\r\n")
+    except OSError:
+        pass  # cut off mid-way: what is being tested
+    reply = streamer.expect(lambda m: m.command in ("ERROR", "PONG"))
+    assert reply.command == "ERROR" and "Excess Flood" in reply.params[-1]
+    quit_ = watcher.expect(from_("streamer", "QUIT"))
+    assert quit_.params == ["Excess Flood"]
+
+
+def test_a_client_streaming_empty_lines_does_not_hold_up_a_bystander(
+    start_server: Callable[..., Any], connect: Connect
+) -> None:
+    server = start_server(flood_rate=4.0, flood_burst=20)
+    streamer = connect(server, "streamer")
+    stop = threading.Event()
+
+    def stream() -> None:
+        chunk = b"\n" * 100000
+        try:
+            while not stop.is_set():
+                streamer.sock.sendall(chunk)
+        except OSError:
+            pass  # the server hung up: allowed
+
+    sending = threading.Thread(target=stream, name="test-streamer")
+    sending.start()
+    try:
+        bystander = connect(server)
+        bystander.register("bystander", timeout=5.0)
+        bystander.join("#c")
+        bystander.send("PING :fast")
+        assert bystander.expect("PONG", timeout=5.0).params[-1] == "fast"
+    finally:
+        stop.set()
+        sending.join(10)
+    assert not sending.is_alive()
