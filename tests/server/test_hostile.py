@@ -5,6 +5,7 @@ what everyone else sees (business as usual)."""
 
 from __future__ import annotations
 
+import string
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -288,3 +289,123 @@ def test_a_client_streaming_empty_lines_does_not_hold_up_a_bystander(
         stop.set()
         sending.join(10)
     assert not sending.is_alive()
+
+
+# ------------------------------------------------- output multiplied by input
+def test_duplicate_targets_are_served_once(irc_server: Any, connect: Connect) -> None:
+    alice, bob = (connect(irc_server, n) for n in ("alice", "bob"))
+    alice.join("#c")
+    bob.join("#c")
+    alice.expect(from_("bob", "JOIN"))
+
+    alice.send("PRIVMSG #c,#c,#C,#c :x")
+    alice.send("PRIVMSG bob,BOB,bob :y")
+    assert alice.sync() == []
+    got = [m.params for m in bob.sync() if m.command == "PRIVMSG"]
+    assert got == [["#c", "x"], ["bob", "y"]]
+
+    bob.send("NAMES #c,#c")
+    replies = bob.sync()
+    assert commands(replies) == ["353", "366"]
+    assert sorted(replies[0].params[-1].split()) == ["@alice", "bob"]
+    assert replies[1].params[1] == "#c"
+
+
+def test_names_over_targmax_is_407_for_the_extra_target(irc_server: Any, connect: Connect) -> None:
+    alice, bob = (connect(irc_server, n) for n in ("alice", "bob"))
+    bob.send("VERSION")
+    tokens = [t for m in bob.sync() if m.command == "005" for t in m.params[1:-1]]
+    targmax = next(t for t in tokens if t.startswith("TARGMAX="))
+    assert "NAMES:1" in targmax.removeprefix("TARGMAX=").split(",")
+    alice.join("#a")
+    alice.join("#b")
+
+    bob.send("NAMES #a,#b")
+    replies = bob.sync()
+    assert commands(replies) == ["407", "353", "366"]
+    assert replies[0].params[1] == "#b"
+    assert replies[2].params[1] == "#a"
+
+
+def test_any_number_of_unknown_mode_letters_gets_one_error(
+    irc_server: Any, connect: Connect
+) -> None:
+    alice, bob = (connect(irc_server, n) for n in ("alice", "bob"))
+    alice.join("#c")
+    bob.join("#c")
+    alice.expect(from_("bob", "JOIN"))
+    known = set("beIklimnstov")  # CHANMODES=beI,k,l,imnst and PREFIX=(ov)
+    unknown = [c for c in string.ascii_letters if c not in known]
+    letters = "".join(unknown[i % len(unknown)] for i in range(240))
+
+    for who in (alice, bob):  # the operator, and a plain member
+        who.send("MODE #c +" + letters)
+        replies = who.sync()
+        assert commands(replies) == ["472"], commands(replies)
+        assert replies[0].params[1] == letters[0]
+    assert not any(m.command == "MODE" for m in bob.sync())
+
+    user_letters = "".join(c for c in letters if c not in "iow")  # the user modes
+    alice.send("MODE alice +" + user_letters)
+    assert commands(alice.sync()) == ["501"]
+
+
+# ------------------------------------------------------ escaping restrictions
+def test_banned_member_cannot_change_nick_unless_voiced(irc_server: Any, connect: Connect) -> None:
+    alice, bob, carol = (connect(irc_server, n) for n in ("alice", "bob", "carol"))
+    for c in (alice, bob, carol):
+        c.join("#c")
+    alice.send("MODE #c +v carol")
+    alice.send("MODE #c +bb bob!*@* carol!*@*")
+    alice.sync()
+    bob.sync()
+
+    bob.send("NICK bob2")
+    reply = bob.expect(lambda m: m.command in ("435", "NICK"))
+    assert reply.command == "435"
+    assert reply.params[:3] == ["bob", "bob2", "#c"]
+    alice.send("ISON bob bob2")
+    assert alice.expect("303").params[-1] == "bob"
+    assert not any(m.command == "NICK" for m in alice.sync())
+
+    carol.send("NICK carol2")  # voiced: may change nick while banned
+    assert carol.expect(from_("carol", "NICK")).params == ["carol2"]
+    assert alice.expect(from_("carol", "NICK")).params == ["carol2"]
+
+
+def test_unregistered_connection_cannot_camp_on_a_nick(irc_server: Any, connect: Connect) -> None:
+    camper = connect(irc_server)
+    camper.send("NICK alice")
+    assert camper.sync() == []  # accepted for now: nobody holds it
+
+    alice = connect(irc_server, "alice")
+    camper.send("USER x 0 * :x")
+    reply = camper.expect(lambda m: m.command in ("433", "001"))
+    assert reply.command == "433" and reply.params[1] == "alice"
+    alice.send("ISON alice")
+    assert alice.expect("303").params[-1] == "alice"
+
+    camper.send("NICK alice2")  # may go on with another nick
+    assert camper.expect(lambda m: m.command in ("433", "001")).command == "001"
+
+
+def test_lists_of_a_secret_channel_are_shown_to_members_only(
+    irc_server: Any, connect: Connect
+) -> None:
+    alice, bob = (connect(irc_server, n) for n in ("alice", "bob"))
+    alice.join("#s")
+    alice.join("#p")
+    alice.send("MODE #s +s")
+    for chan in ("#s", "#p"):
+        alice.send(f"MODE {chan} +beI evil!*@* friend!*@* pal!*@*")
+    alice.sync()
+
+    for query, end in (("+b", "368"), ("b", "368"), ("e", "349"), ("I", "347")):
+        bob.send(f"MODE #s {query}")
+        assert commands(bob.sync()) == [end], query
+        bob.send(f"MODE #p {query}")  # the same lists on a channel that is not +s
+        assert len(bob.sync()) == 2, query
+    alice.send("MODE #s +b")
+    replies = alice.sync()
+    assert commands(replies) == ["367", "368"]
+    assert replies[0].params[1:3] == ["#s", "evil!*@*"]
