@@ -409,3 +409,125 @@ def test_lists_of_a_secret_channel_are_shown_to_members_only(
     replies = alice.sync()
     assert commands(replies) == ["367", "368"]
     assert replies[0].params[1:3] == ["#s", "evil!*@*"]
+
+
+# --------------------------------------------------------------- line lengths
+def assert_lines_fit_512(stream: bytes) -> list[bytes]:
+    lines = stream.split(b"\r\n")
+    assert lines.pop() == b""
+    for line in lines:
+        assert len(line) + 2 <= 512, line
+        line.decode("utf-8")  # never cut inside a character
+    return lines
+
+
+LONG_NICK = "L" + "o" * 28 + "g"  # NICKLEN=30
+
+
+def test_relayed_message_from_a_long_nick_is_cut_to_512_bytes(
+    irc_server: Any, connect: Connect
+) -> None:
+    bob = connect(irc_server, keep_raw=True)
+    bob.register("bob")
+    sender = connect(irc_server, LONG_NICK)
+    bob.join("#c")
+    sender.join("#c")
+    bob.expect(from_(LONG_NICK, "JOIN"))
+
+    texts = ["a" * 498, "é" * 249]  # 498 bytes each: lines of exactly 512 bytes
+    for text in texts:
+        line = f"PRIVMSG #c :{text}\r\n".encode()
+        assert len(line) == 512
+        sender.send(line)
+    assert sender.sync() == []  # accepted (no 417)
+
+    got = [m.params for m in bob.sync() if m.command == "PRIVMSG"]
+    assert len(got) == 2
+    for (target, text), sent in zip(got, texts, strict=True):
+        assert target == "#c"
+        assert text and sent.startswith(text) and len(text) < len(sent)
+    assert bob.raw is not None
+    assert_lines_fit_512(bytes(bob.raw))
+
+
+def test_mode_with_long_masks_is_announced_in_lines_of_512_bytes(
+    start_server: Callable[..., Any], connect: Connect
+) -> None:
+    # a longer input line, so that four 200-character masks fit in one MODE command
+    server = start_server(line_length=1024)
+    op = connect(server, LONG_NICK)
+    bob = connect(server, keep_raw=True)
+    bob.register("bob")
+    op.join("#c")
+    bob.join("#c")
+    op.expect(from_("bob", "JOIN"))
+    masks = [c * 196 + "!*@*" for c in "abcd"]
+    assert all(len(m) == 200 for m in masks)
+
+    op.send("MODE #c +bbbb " + " ".join(masks))
+    op.sync()
+    modes = [m for m in bob.sync() if m.command == "MODE"]
+    assert len(modes) >= 2
+    announced = [p for m in modes for p in m.params[2:]]
+    assert announced == masks
+    assert all(set(m.params[1]) == {"+", "b"} for m in modes)
+    assert bob.raw is not None
+    assert_lines_fit_512(bytes(bob.raw))
+    op.send("MODE #c b")
+    assert [m.params[2] for m in op.sync() if m.command == "367"] == masks
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_announce (protocol/handlers/modes.py) sizes the MODE head with len(str), in "
+    "characters: a multibyte ident and channel name make a 574-byte MODE line",
+)
+def test_mode_announcement_fits_512_bytes_with_a_multibyte_source_and_channel(
+    irc_server: Any, connect: Connect
+) -> None:
+    op = connect(irc_server)
+    op.send(f"NICK {LONG_NICK}")
+    op.send("USER " + "\U0001d538" * 17 + " 0 * :x")  # ident: 17 four-byte characters
+    op.expect("376")
+    bob = connect(irc_server, keep_raw=True)
+    bob.register("bob")
+    chan = "#" + "é" * 24  # CHANNELLEN=50 bytes: 49 of them, in 25 characters
+    op.join(chan)
+    bob.join(chan)
+    op.expect(from_("bob", "JOIN"))
+    masks = [c * 196 + "!*@*" for c in "ab"]
+
+    op.send(f"MODE {chan} +bb {' '.join(masks)}")
+    op.sync()
+    modes = [m for m in bob.sync() if m.command == "MODE"]
+    assert [p for m in modes for p in m.params[2:]] == masks
+    assert bob.raw is not None
+    assert_lines_fit_512(bytes(bob.raw))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MASK_MAX/valid_mask (protocol/handlers/modes.py) count characters, so a 480-byte "
+    "mask is accepted; _announce puts it on a MODE line of 558 bytes and _show_list on a "
+    "367 line of 589",
+)
+def test_multibyte_ban_mask_never_makes_a_line_over_512_bytes(
+    irc_server: Any, connect: Connect
+) -> None:
+    op = connect(irc_server, LONG_NICK)
+    bob = connect(irc_server, keep_raw=True)
+    bob.register("bob")
+    op.join("#c")
+    bob.join("#c")
+    op.expect(from_("bob", "JOIN"))
+    mask = "\U0001d538" * 120  # 120 characters, 480 bytes
+    line = f"MODE #c +b {mask}\r\n".encode()
+    assert len(line) <= 512
+
+    op.send(line)  # refused or announced: either way in lines that fit
+    op.sync()
+    bob.sync()
+    bob.send("MODE #c b")
+    bob.sync()
+    assert bob.raw is not None
+    assert_lines_fit_512(bytes(bob.raw))
