@@ -5,6 +5,7 @@ what everyone else sees (business as usual)."""
 
 from __future__ import annotations
 
+import logging
 import string
 import threading
 from collections.abc import Callable, Iterator
@@ -531,3 +532,65 @@ def test_multibyte_ban_mask_never_makes_a_line_over_512_bytes(
     bob.sync()
     assert bob.raw is not None
     assert_lines_fit_512(bytes(bob.raw))
+
+
+# -------------------------------------------------------------------- details
+@pytest.fixture
+def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail the test if the server logged an error (a handler crashed, say)."""
+    caplog.set_level(logging.ERROR, logger="relaychat")
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+def test_joining_while_away_tells_away_notify_members_at_once(
+    irc_server: Any, connect: Connect
+) -> None:
+    alice = connect(irc_server, "alice", caps=("away-notify",))
+    carol = connect(irc_server, "carol")
+    bob = connect(irc_server, "bob")
+    alice.join("#c")
+    carol.join("#c")
+    bob.send("AWAY :gone fishing")
+    bob.expect("306")
+
+    bob.join("#c")
+    seen = [(m.command, m.params) for m in alice.sync() if nick_of(m) == "bob"]
+    assert seen == [("JOIN", ["#c"]), ("AWAY", ["gone fishing"])]
+    seen = [(m.command, m.params) for m in carol.sync() if nick_of(m) == "bob"]
+    assert seen == [("JOIN", ["#c"])]  # no away-notify: no AWAY
+
+
+def test_user_with_an_empty_realname_is_461(irc_server: Any, connect: Connect) -> None:
+    c = connect(irc_server)
+    c.send("NICK nameless")
+    c.send("USER x 0 * :")
+    reply = c.expect(lambda m: m.command in ("461", "001"))
+    assert reply.command == "461" and reply.params[:2] == ["nameless", "USER"]
+    c.send("USER x 0 * :Named After All")
+    assert c.expect(lambda m: m.command in ("461", "001")).command == "001"
+
+
+def test_unicode_digits_are_not_numbers_and_crash_nothing(
+    irc_server: Any, connect: Connect, no_server_errors: None
+) -> None:
+    c = connect(irc_server, "digits")
+    c.join("#c")
+    cases: list[tuple[str, Callable[[list[Message]], bool]]] = [
+        ("CAP LS ²", lambda r: commands(r) == ["CAP"] and r[0].params[1] == "LS"),
+        ("CAP LS ³⁰²", lambda r: commands(r) == ["CAP"]),
+        ("LIST >²", lambda r: commands(r) == ["321", "323"]),
+        ("LIST C<²,T>٣", lambda r: commands(r) == ["321", "323"]),
+        ("MODE #c +l ²", lambda r: commands(r) == ["696"]),
+        ("MODE #c +l ١٢", lambda r: commands(r) == ["696"]),
+        ("WHOWAS x ²", lambda r: commands(r)[-1] == "369"),
+        ("WHO #c %n,²", lambda r: commands(r) == ["354", "315"]),
+    ]
+    for line, ok in cases:
+        c.send(line)
+        replies = c.sync()
+        assert ok(replies), (line, [str(m) for m in replies])
+    c.send("MODE #c")
+    assert "l" not in c.expect("324").params[2]
+    assert not c.closed
