@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import string
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -594,3 +595,86 @@ def test_unicode_digits_are_not_numbers_and_crash_nothing(
     c.send("MODE #c")
     assert "l" not in c.expect("324").params[2]
     assert not c.closed
+
+
+# ------------------------------------------------------------- costly queries
+def test_names_flood_past_sendq_is_dropped_while_others_chat(
+    start_server: Callable[..., Any], connect: Connect
+) -> None:
+    server = start_server(sendq=8192)
+    members = [connect(server, f"member{i:02d}" + "x" * 22) for i in range(30)]  # NICKLEN
+    for m in members:
+        m.join("#big")
+    attacker = connect(server, rcvbuf=4096)
+    attacker.register("attacker", caps=("userhost-in-names",))
+    attacker.join("#big")
+    watcher, talker = members[0], members[1]
+    watcher.sync()
+    talker.sync()
+
+    # about 2 KB of names per NAMES, 500 of them in one write, never read
+    attacker.send(b"NAMES #big\r\n" * 500)
+    quit_ = watcher.expect(from_("attacker", "QUIT"))
+    assert quit_.params == ["Max SendQ exceeded"]
+    assert talker.expect(from_("attacker", "QUIT")).params == ["Max SendQ exceeded"]
+
+    talker.send("PRIVMSG #big :still chatting")
+    assert watcher.expect(from_(talker.nick or "", "PRIVMSG")).params[-1] == "still chatting"
+    watcher.send("PRIVMSG #big :me too")
+    assert talker.expect(from_(watcher.nick or "", "PRIVMSG")).params[-1] == "me too"
+    assert server.core.find_user("attacker") is None
+    attacker.wait_closed()
+
+
+def test_list_with_more_than_eight_masks_is_407(irc_server: Any, connect: Connect) -> None:
+    c = connect(irc_server, "lister")
+    c.join("#m1")
+    c.send("LIST " + ",".join(f"#m{i}" for i in range(1, 10)))
+    replies = c.sync()
+    assert commands(replies) == ["407"]
+    assert replies[0].params[1] == "LIST"
+    c.send("LIST " + ",".join(f"#m{i}" for i in range(1, 9)))
+    assert commands(c.sync()) == ["321", "322", "323"]
+
+
+def test_list_over_many_channels_costs_flood_tokens_and_others_stay_responsive(
+    start_server: Callable[..., Any], connect: Connect
+) -> None:
+    channels = 1000
+    server = start_server(flood_rate=4.0, flood_burst=20, chanlimit=channels)
+    builder = connect(server, "builder")
+    names = [f"#ch{i:04d}" for i in range(channels)]
+    builder.send("".join(f"JOIN {','.join(names[i : i + 50])}\r\n" for i in range(0, channels, 50)))
+    builder.expect(lambda m: m.command == "366" and m.params[1] == names[-1], timeout=30)
+    attacker = connect(server, "attacker")
+    bystander = connect(server, "bystander")
+
+    # 8 masks over 1,000 channels: 1 + 1000 * 9 / 2000 = 5.5 tokens a LIST
+    masks = ",".join(f"#nomatch{i}*" for i in range(8))
+    lists = 5
+    answered: list[float] = []
+
+    def attacker_done() -> None:
+        attacker.expect(lambda m: m.command == "PONG" and m.params[-1] == "done", timeout=30)
+        answered.append(time.monotonic())
+
+    sent_at = time.monotonic()
+    attacker.send(f"LIST {masks}\r\n".encode() * lists + b"PING :done\r\n")
+    waiting = threading.Thread(target=attacker_done, name="test-attacker")
+    waiting.start()
+    rtts: list[float] = []
+    try:
+        while waiting.is_alive():
+            start = time.monotonic()
+            bystander.send("PING :rtt")
+            bystander.expect("PONG", timeout=5)
+            rtts.append(time.monotonic() - start)
+            waiting.join(0.3)  # at most ~3 PINGs a second: under the bystander's own budget
+    finally:
+        waiting.join(30)
+    assert answered, "the attacker's LISTs were never answered"
+    # 6 lines fit in the burst: were the work free, the PING would be answered at once;
+    # at 5.5 tokens a LIST it needs 28.5, so it waits at least (28.5 - 20) / 4 = 2.1 s
+    assert answered[0] - sent_at >= 1.0
+    assert len(rtts) >= 3 and max(rtts) < 1.0, rtts
+    assert not attacker.closed
