@@ -68,10 +68,37 @@ def make_config(engine: str = "loop", **limits: object) -> Config:
 
 
 class RawClient:
-    """A line-based client over a real TCP socket, for driving the server in tests."""
+    """A line-based client over a real TCP socket, for driving the server in tests.
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    ``rcvbuf``: a receive buffer size set before connecting (a small one keeps
+    the kernel from hiding a client that stops reading). ``keep_raw``: keep every
+    byte received in ``raw``, for tests about the byte stream itself.
+    """
+
+    raw: bytearray | None = None
+
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        rcvbuf: int | None = None,
+        keep_raw: bool = False,
+    ):
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                self.sock.settimeout(timeout)
+                self.sock.connect((host, port))
+            except OSError:
+                self.sock.close()
+                raise
+        if keep_raw:
+            self.raw = bytearray()
         self.buf = b""
         self.lines: list[Message] = []  # received, not yet consumed by expect()
         self.closed = False
@@ -94,6 +121,8 @@ class RawClient:
         if not data:
             self.closed = True
             return False
+        if self.raw is not None:
+            self.raw += data
         self.buf += data
         *complete, self.buf = self.buf.split(b"\r\n")
         for raw in complete:
@@ -106,13 +135,21 @@ class RawClient:
     ) -> Message:
         """The first received message matching ``pred`` (a command name, or a
         predicate); the messages before it are consumed too."""
+        return self.take_until(pred, timeout)[-1]
+
+    def take_until(
+        self, pred: Callable[[Message], bool] | str, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[Message]:
+        """The received messages up to and including the first one matching
+        ``pred``, all consumed."""
         check = (lambda m: m.command == pred) if isinstance(pred, str) else pred
         deadline = time.monotonic() + timeout
         while True:
             for i, msg in enumerate(self.lines):
                 if check(msg):
+                    taken = self.lines[: i + 1]
                     del self.lines[: i + 1]
-                    return msg
+                    return taken
             left = deadline - time.monotonic()
             if left <= 0 or (self.closed and not self._read(0)):
                 raise AssertionError(
@@ -127,7 +164,18 @@ class RawClient:
                 raise AssertionError("server did not close the connection")
             self._read(0.2)
 
-    def register(self, nick: str, caps: tuple[str, ...] = ()) -> Message:
+    def sync(self, token: str = "sync", timeout: float = DEFAULT_TIMEOUT) -> list[Message]:
+        """PING the server and wait for its PONG: every message received before
+        it (consumed). The server answers in order, so whatever it sent this
+        client before handling the PING is in the list."""
+        self.send(f"PING :{token}")
+        return self.take_until(lambda m: m.command == "PONG" and m.params[-1:] == [token], timeout)[
+            :-1
+        ]
+
+    def register(
+        self, nick: str, caps: tuple[str, ...] = (), timeout: float = DEFAULT_TIMEOUT
+    ) -> Message:
         if caps:
             self.send("CAP LS 302")
             self.send("CAP REQ :" + " ".join(caps))
@@ -136,8 +184,9 @@ class RawClient:
         if caps:
             self.send("CAP END")
         self.nick = nick
-        welcome = self.expect("001")
-        self.expect("376")
+        deadline = time.monotonic() + timeout
+        welcome = self.expect("001", timeout)
+        self.expect("376", max(0.0, deadline - time.monotonic()))
         return welcome
 
     def join(self, channel: str) -> None:
