@@ -239,11 +239,6 @@ def test_flood_budget_counts_lines_not_reads(
     assert not any(m.command == "QUIT" for m in member.sync())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="empty lines are free: LineBuffer.feed (protocol/framing.py) drops them, so "
-    "Inbound.receive_lines never charges a flood token or recvq for them",
-)
 def test_empty_lines_cost_flood_tokens_so_a_stream_of_them_is_excess_flood(
     start_server: Callable[..., Any], connect: Connect
 ) -> None:
@@ -479,11 +474,6 @@ def test_mode_with_long_masks_is_announced_in_lines_of_512_bytes(
     assert [m.params[2] for m in op.sync() if m.command == "367"] == masks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_announce (protocol/handlers/modes.py) sizes the MODE head with len(str), in "
-    "characters: a multibyte ident and channel name make a 574-byte MODE line",
-)
 def test_mode_announcement_fits_512_bytes_with_a_multibyte_source_and_channel(
     irc_server: Any, connect: Connect
 ) -> None:
@@ -507,12 +497,6 @@ def test_mode_announcement_fits_512_bytes_with_a_multibyte_source_and_channel(
     assert_lines_fit_512(bytes(bob.raw))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MASK_MAX/valid_mask (protocol/handlers/modes.py) count characters, so a 480-byte "
-    "mask is accepted; _announce puts it on a MODE line of 558 bytes and _show_list on a "
-    "367 line of 589",
-)
 def test_multibyte_ban_mask_never_makes_a_line_over_512_bytes(
     irc_server: Any, connect: Connect
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
+from relaychat.protocol.message import truncate_utf8
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -38,7 +39,7 @@ def safe_param(text: str) -> str:
     break the line (empty, has a space, starts with ``:``, CR/LF/NUL)."""
     if not text or " " in text or text[0] == ":" or "\r" in text or "\n" in text:
         return "*"
-    return text[:200] if len(text) > 200 else text
+    return truncate_utf8(text, 200) if len(text) > 50 else text
 
 
 def parse_int(text: str) -> int | None:

@@ -82,7 +82,7 @@ USER_MODES: dict[str, tuple[bool, bool]] = {
 }
 
 KEY_MAX = 32  # characters in a channel key
-MASK_MAX = 200  # characters in a list mode mask
+MASK_MAX = 200  # bytes (UTF-8) in a list mode mask
 
 
 # MODE <target> [<modestring> [<mode arguments>...]]
@@ -250,7 +250,7 @@ def _announce(
 ) -> None:
     """One MODE line per group of changes that fits in 512 bytes."""
     user = sess.user
-    room = MAX_RELAY_LINE - 2 - len(f":{user.prefix} MODE {chan.name} +") - 10
+    room = MAX_RELAY_LINE - 2 - len(f":{user.prefix} MODE {chan.name} +".encode()) - 10
     start = 0
     while start < len(changes):
         end = start
@@ -307,7 +307,7 @@ def normalize_mask(mask: str) -> str:
 
 def valid_mask(raw: str) -> bool:
     """One word a list mode may hold: no space, comma, leading colon, CR/LF/NUL."""
-    return valid_middle(raw) and "," not in raw and len(raw) <= MASK_MAX
+    return valid_middle(raw) and "," not in raw and len(raw.encode("utf-8")) <= MASK_MAX
 
 
 def _apply_list(ctx: _Context, adding: bool, letter: str, param: str | None) -> Change | None:

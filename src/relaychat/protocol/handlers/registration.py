@@ -167,7 +167,8 @@ def handle_user(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
     if not username or not realname:
         core.reply(sess, N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         return
-    cleaned = "".join(c for c in username.translate(_USER_DROP) if c.isprintable())
+    # an ident is ASCII letters, digits and a few marks, as identd answers go
+    cleaned = "".join(c for c in username.translate(_USER_DROP) if c.isascii() and c.isprintable())
     user = sess.user
     user.ident = ("~" + cleaned)[: core.limits.userlen] if cleaned else "~user"
     user.realname = truncate_utf8(realname, core.limits.realnamelen)
