@@ -138,7 +138,8 @@ def handle_who(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
         all_users = mask in ("*", "0")
         cm = core.config.server.casemapping
         users = list(core.registry.nicks.values())
-        core.charge(sess, len(users) / _WHO_PER_TOKEN)
+        # a long mask with many '?' costs more per field (linear, but not free)
+        core.charge(sess, len(users) * (1 + len(mask) / 50) / _WHO_PER_TOKEN)
         for target in users:
             if opers_only and target.oper_name is None:
                 continue
