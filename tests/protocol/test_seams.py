@@ -26,7 +26,7 @@ def test_a_second_consumer_sees_every_event_with_a_unique_msgid(
     core: ServerCore, connect: Connect
 ) -> None:
     seen: list[Event] = []
-    core.consumers.append(seen.append)  # what a history writer or a publisher does
+    core.add_consumer(seen.append)  # what a history writer or a publisher does
     a, b = connect("alice"), connect("bob")
     a.send("JOIN #c")
     b.send("JOIN #c")
@@ -59,10 +59,10 @@ def test_local_delivery_is_just_a_consumer(core: ServerCore, connect: Connect) -
     a.send("JOIN #c")
     b.send("JOIN #c")
     b.take()
-    core.consumers.remove(core.output.deliver)
+    core.remove_consumer(core.output.deliver)
     a.send("PRIVMSG #c :hello")
     assert b.take() == []
-    core.consumers.insert(0, core.output.deliver)
+    core.add_consumer(core.output.deliver, first=True)
     a.send("PRIVMSG #c :again")
     assert [m.params for m in b.take()] == [["#c", "again"]]
 
@@ -80,7 +80,7 @@ def test_a_user_with_two_sessions_gets_channel_messages_on_both(
     # attach the second connection to bob's user, as account multi-login would
     core.registry.remove_user(second.session.user, clock.wall)
     second.session.user = user
-    user.sessions.append(second.session)
+    user.sessions = (*user.sessions, second.session)
     b.take()
     a.send("PRIVMSG #c :both of you")
     assert [m.params[-1] for m in b.take()] == ["both of you"]

@@ -52,6 +52,7 @@ from relaychat.protocol.ops import Batcher, Op, Ops
 from relaychat.protocol.output import Output
 from relaychat.protocol.registry import Registry
 from relaychat.protocol.state import Channel, Session, User
+from relaychat.protocol.timebase import ctime_utc
 from relaychat.protocol.timers import Timers
 
 if TYPE_CHECKING:
@@ -126,10 +127,16 @@ class ServerCore:
         self.output = Output(
             config.server.name, config.limits.sendq, self._overflow, self._wallops_users
         )
+        # the two calls every handler makes, bound once (no extra call level)
+        self.reply: Callable[..., None] = self.output.reply
+        self.send_line: Callable[[Session, str], None] = self.output.send_line
+        self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
         self.ops = Ops({"hash": 2})
         self.msgid = MsgIds(msgid_prefix)
-        self.consumers: list[EventConsumer] = [self.output.deliver]
+        self.consumers: list[EventConsumer] = []
+        self.emit: EventConsumer = self.output.deliver
+        self.add_consumer(self.output.deliver)
         self.requests: list[tuple[str, Any]] = []  # ("stop", reason), ("rehash", session)
         self.stop_requested: str | None = None
         self.error_log = RateLimitedLog()
@@ -203,7 +210,7 @@ class ServerCore:
         host = "0" + ip if ip.startswith(":") else ip
         user = User(conn_id, ip, host)
         sess = Session(conn_id, ip, user, now.mono)
-        user.sessions.append(sess)
+        user.sessions = (sess,)
         sess.handle = handle
         sess.tokens = float(lim.flood_burst)
         self.sessions[conn_id] = sess
@@ -221,7 +228,7 @@ class ServerCore:
             log.info("[%d] refused %s: too many connections from this address", conn_id, ip)
             self.disconnect(sess, "Too many connections from your IP address", now)
         else:
-            self.timers.schedule(now.mono + lim.registration_timeout, "register", sess)
+            self.timers.check_at(sess, now.mono + lim.registration_timeout)
         return sess
 
     def receive_lines(self, sess: Session, lines: list[Line], now: Now, blank: int = 0) -> None:
@@ -247,31 +254,56 @@ class ServerCore:
 
     def handle_timers(self, now: Now) -> None:
         self._now = now
-        for kind, subject in self.timers.pop_due(now.mono):
-            if kind == "call":
-                sess, fn = subject
-            else:
-                sess, fn = subject, None
-            if sess.closing is not None:
+        for item in self.timers.pop_due(now.mono):
+            if item.__class__ is tuple:
+                sess, fn = item
+                if sess.closing is not None:
+                    continue
+                self.output.begin_response(sess)
+                try:
+                    fn()
+                except Exception:
+                    self.output.end_response()
+                    self._internal_error(sess, repr(fn), now)
+                else:
+                    self.output.end_response()
+                continue
+            if item.closing is not None:
                 continue
             try:
-                if fn is not None:
-                    self.output.begin_response(sess)
-                    try:
-                        fn()
-                    finally:
-                        self.output.end_response()
-                elif kind == "drain":
-                    self.inbound.drain_timer(sess, now)
-                elif kind == "ping":
-                    self._ping_timer(sess, now)
-                elif kind == "register":
-                    if not sess.registered:
-                        self.disconnect(sess, "Registration timed out", now)
+                self._check_session(item, now)
             except Exception:
-                self._internal_error(sess, f"timer {kind}", now)
+                self._internal_error(item, "session timer", now)
+        if self._overflowed:
+            self.settle()
 
-    def _ping_timer(self, sess: Session, now: Now) -> None:
+    def _check_session(self, sess: Session, now: Now) -> None:
+        """Whatever is due for ``sess``: its queued lines, its registration
+        deadline, a PING or a ping timeout; then its next check."""
+        lim = self.limits
+        mono = now.mono
+        if sess.drain_at is not None and sess.drain_at <= mono:
+            sess.drain_at = None
+            self.inbound.drain(sess, now)
+            if _closed(sess):
+                return
+        due: float | None
+        if not sess.user.registered:
+            due = sess.connected_at + lim.registration_timeout
+            if mono >= due:
+                self.disconnect(sess, "Registration timed out", now)
+                return
+        else:
+            due = self._ping_due(sess, now)
+        if due is None:
+            return
+        if sess.drain_at is not None:
+            due = min(due, sess.drain_at)
+        self.timers.check_at(sess, due)
+
+    def _ping_due(self, sess: Session, now: Now) -> float | None:
+        """PING an idle client, drop one that did not answer; the next check time
+        (None: dropped)."""
         lim = self.limits
         mono = now.mono
         sent = sess.ping_sent
@@ -281,17 +313,15 @@ class ServerCore:
             elif mono - sent >= lim.ping_timeout:
                 secs = int(mono - sess.last_active)
                 self.disconnect(sess, f"Ping timeout: {secs} seconds", now)
-                return
+                return None
             else:
-                self.timers.schedule(sent + lim.ping_timeout, "ping", sess)
-                return
+                return sent + lim.ping_timeout
         due = sess.last_active + lim.ping_interval
         if mono >= due:
             sess.ping_sent = mono
             self.send_line(sess, f"PING :{self.server_name}")
-            self.timers.schedule(mono + lim.ping_timeout, "ping", sess)
-        else:
-            self.timers.schedule(due, "ping", sess)
+            return mono + lim.ping_timeout
+        return due
 
     def data_to_send(self) -> list[tuple[Any, bytes, bool]]:
         """Each connection with output: (handle, all its pending bytes, close after)."""
@@ -367,22 +397,36 @@ class ServerCore:
                 self.disconnect(sess, reason, now, error=reason)
 
     # -------------------------------------------------------------- output
-    def send_line(self, sess: Session, line: str) -> None:
-        self.output.send_line(sess, line)
-
-    def reply(self, sess: Session, numeric: str, *params: str) -> None:
-        self.output.reply(sess, numeric, *params)
-
     def server_notice(self, sess: Session, text: str) -> None:
         self.output.send_bytes(
             sess,
             Message("NOTICE", [sess.name, sanitize_text(text)], source=self.server_name).to_bytes(),
         )
 
-    def emit(self, ev: Event) -> None:
-        """Hand an event to every consumer (local delivery first)."""
-        for consumer in self.consumers:
-            consumer(ev)
+    def add_consumer(self, consumer: EventConsumer, first: bool = False) -> None:
+        """Every event emitted from now on reaches ``consumer`` too (a history
+        writer, a publisher to other nodes); local delivery is the first."""
+        if first:
+            self.consumers.insert(0, consumer)
+        else:
+            self.consumers.append(consumer)
+        self._rebind_emit()
+
+    def remove_consumer(self, consumer: EventConsumer) -> None:
+        self.consumers.remove(consumer)
+        self._rebind_emit()
+
+    def _rebind_emit(self) -> None:
+        consumers = tuple(self.consumers)
+        if len(consumers) == 1:
+            self.emit = consumers[0]  # the usual case: no loop, no extra call
+            return
+
+        def emit(ev: Event) -> None:
+            for consumer in consumers:
+                consumer(ev)
+
+        self.emit = emit
 
     def event(
         self,
@@ -394,7 +438,7 @@ class ServerCore:
         **kw: Any,
     ) -> Event:
         """An event from ``actor`` (None: from the server), stamped and given a msgid."""
-        source = actor.prefix if actor is not None else self.server_name
+        source = actor.source if actor is not None else self.server_name
         return build_event(
             command,
             source,
@@ -411,11 +455,11 @@ class ServerCore:
 
     def call_at(self, when: float, sess: Session, fn: Callable[[], None]) -> None:
         """Run ``fn`` at monotonic time ``when`` unless ``sess`` has closed by then."""
-        self.timers.schedule(when, "call", (sess, fn))
+        self.timers.call_at(when, sess, fn)
 
     def registered(self, sess: Session, now: Now) -> None:
-        """Registration completed: start the PING clock."""
-        self.timers.schedule(now.mono + self.limits.ping_interval, "ping", sess)
+        """Registration completed: its pending check (the registration deadline)
+        will find it registered and move on to the PING clock."""
 
     # ------------------------------------------------------------- lookups
     def find_user(self, nick: str) -> User | None:
@@ -438,7 +482,7 @@ class ServerCore:
         entries = chan.lists[mode]
         if not entries:
             return False
-        full = user.prefix
+        full = user.source
         cm = self.config.server.casemapping
         return any(mask_matches(e.mask, full, cm) for e in entries)
 
@@ -465,8 +509,7 @@ class ServerCore:
             self.registry.remove_user(user, now.wall)
         # ... but its ERROR
         self.output.final_line(sess, f"ERROR :{error or f'Closing Link: {user.host} ({reason})'}")
-        if sess in user.sessions:
-            user.sessions.remove(sess)
+        user.sessions = tuple(s for s in user.sessions if s is not sess)
         self.sessions.pop(sess.conn_id, None)
         sess.inq = None
         left = self.per_ip.get(sess.ip, 1) - 1
@@ -539,7 +582,10 @@ class ServerCore:
             output.end_response()
             self._internal_error(sess, f"handler for {command}", now)
         else:
-            output.end_response()
+            if output._response:
+                output.end_response()
+            else:
+                output.responding = None
 
 
 def _word(text: str) -> str:
@@ -558,3 +604,8 @@ def normalize_ip(ip: str) -> str:
         if mapped is not None:
             return str(mapped)
     return ip
+
+
+def _closed(sess: Session) -> bool:
+    """Whether a call closed the session (a call, so type narrowing forgets)."""
+    return sess.closing is not None

@@ -122,12 +122,7 @@ class Inbound:
         when = mono + (need / self.rate if need > 0 and self.rate > 0 else 0.0)
         if sess.drain_at is None or when < sess.drain_at:
             sess.drain_at = when
-            self.core.timers.schedule(when, "drain", sess)
-
-    def drain_timer(self, sess: Session, now: Now) -> None:
-        if sess.drain_at is not None and sess.drain_at <= now.mono:
-            sess.drain_at = None
-        self.drain(sess, now)
+            self.core.timers.check_at(sess, when)
 
     def charge(self, sess: Session, tokens: float) -> None:
         """Extra cost of a command, in lines' worth of tokens (may go negative:

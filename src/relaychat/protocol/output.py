@@ -134,7 +134,9 @@ class Output:
         q = sess.out
         if not q:
             self._dirty.append(sess)
-        elif q[-1].__class__ is Slice:
+            sess.out = [item]  # created on demand: an idle session holds no list
+            return
+        if q[-1].__class__ is Slice:
             _close_slice(sess, q[-1])
         q.append(item)
 
@@ -161,9 +163,10 @@ class Output:
         if sess is self.responding:
             self._response = []
         q = sess.out
-        if q and q[-1].__class__ is Slice:
-            _close_slice(sess, q[-1])
-        q.clear()  # stays in the dirty list if it was: an empty write is harmless
+        if q:
+            if q[-1].__class__ is Slice:
+                _close_slice(sess, q[-1])
+            q.clear()  # stays in the dirty list if it was: an empty write is harmless
         sess.queued = 0
 
     # ------------------------------------------------------ response buffer
@@ -319,6 +322,7 @@ class Output:
         for sess in dirty:
             q = sess.out
             if not q:
+                sess.out = None
                 if sess.closing is not None:
                     out.append((sess.handle, b"", True))
                 continue
@@ -328,7 +332,7 @@ class Output:
             else:
                 v = sess.variant
                 data = b"".join([_resolve(i, v) if i.__class__ is Slice else i for i in q])
-            sess.out = []
+            sess.out = None
             sess.queued = 0
             out.append((sess.handle, data, sess.closing is not None))
         for chan in self._batched:
@@ -344,7 +348,7 @@ class Output:
             self._response.append(data)
             if not sess.out:
                 self._dirty.append(sess)
-                sess.out.append(b"")
+                sess.out = [b""]
         else:
             self._queue(sess, data)
 

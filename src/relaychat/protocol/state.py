@@ -34,6 +34,9 @@ CAP_SERVER_TIME = 1
 CAP_MESSAGE_TAGS = 2
 
 
+NO_CAPS: frozenset[str] = frozenset()  # shared: an empty frozenset per session costs 216 bytes
+
+
 class User:
     """A person on the network, apart from the connection(s) they use."""
 
@@ -55,7 +58,7 @@ class User:
         "signon",
         "idle_since",
         "account",
-        "prefix",
+        "_source",
         "__weakref__",
     )
 
@@ -71,21 +74,36 @@ class User:
         self.away: str | None = None
         self.oper_name: str | None = None
         self.channels: dict[str, Channel] = {}  # folded name -> channel
-        self.sessions: list[Session] = []  # local connections (none for a remote user)
+        self.sessions: tuple[Session, ...] = ()  # local connections (none: a remote user)
         self.invites: dict[int, Invite] | None = None  # channel instance id -> invite
         self.registered = False
         self.signon = 0.0  # wall time of registration
         self.idle_since = 0.0  # monotonic time of the last message (WHOIS idle)
         self.account: str | None = None
-        self.prefix = "*!*@" + host  # nick!ident@host, kept in step by the registry
+        self._source: str | None = None  # prefix, cached while the user relays messages
 
     @property
     def name(self) -> str:
         """The nick for numerics, ``*`` before one is set."""
         return self.nick or "*"
 
+    @property
+    def prefix(self) -> str:
+        """``nick!ident@host``, made afresh."""
+        return f"{self.nick or '*'}!{self.ident or '*'}@{self.host}"
+
+    @property
+    def source(self) -> str:
+        """``nick!ident@host`` for the messages this user sends, cached (an idle
+        user does not pay for it; a talking one pays once)."""
+        src = self._source
+        if src is None:
+            src = self._source = f"{self.nick or '*'}!{self.ident or '*'}@{self.host}"
+        return src
+
     def update_prefix(self) -> None:
-        self.prefix = f"{self.nick or '*'}!{self.ident or '*'}@{self.host}"
+        """Nick, ident or host changed: drop the cached source."""
+        self._source = None
 
     def __repr__(self) -> str:
         return f"<User {self.uid} {self.nick or '*'}>"
@@ -118,6 +136,7 @@ class Session:
         "inq_bytes",
         "busy",
         "drain_at",
+        "timer_at",
         "__weakref__",
     )
 
@@ -130,11 +149,11 @@ class Session:
         self.password_ok = False
         self.cap_negotiating = False
         self.cap_version = 0
-        self.caps: frozenset[str] = frozenset()
+        self.caps: frozenset[str] = NO_CAPS
         self.variant = 0
         # pending output: bytes, or slices of a channel's batch for this turn;
         # non-empty means "in the dirty list"
-        self.out: list[Any] = []
+        self.out: list[Any] | None = None
         self.queued = 0  # bytes in ``out`` (slices of shared batches not counted)
         self.backlog = 0  # bytes the transport holds unsent, as it last told us
         self.closing: str | None = None
@@ -146,7 +165,8 @@ class Session:
         self.inq: deque[bytes | None] | None = None  # lines waiting for flood tokens or an op
         self.inq_bytes = 0
         self.busy = False  # an ordered operation (e.g. a password check) is running
-        self.drain_at: float | None = None  # when a drain timer is due
+        self.drain_at: float | None = None  # when its queued lines may go on
+        self.timer_at: float | None = None  # its pending check (relaychat.protocol.timers)
 
     @property
     def registered(self) -> bool:

@@ -71,7 +71,7 @@ def _deliver(
                 core.reply(sess, N.ERR_TOOMANYTARGETS, safe_param(raw), "Too many targets")
             return
     user = sess.user
-    prefix = user.prefix
+    prefix = user.source
     text = "" if tagmsg else params[1]
     cap = "message-tags" if tagmsg else None
     wall = now.wall
@@ -109,7 +109,7 @@ def _deliver(
             ev_params = [shown]
         else:
             head = f":{prefix} {command} {shown} :"
-            body = fit_text(head, text)
+            body = text if (len(head) + len(text)) * 4 <= 510 else fit_text(head, text)
             line = head + body
             ev_params = [shown, body]
         core.emit(

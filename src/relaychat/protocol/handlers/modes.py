@@ -250,7 +250,7 @@ def _announce(
 ) -> None:
     """One MODE line per group of changes that fits in 512 bytes."""
     user = sess.user
-    room = MAX_RELAY_LINE - 2 - len(f":{user.prefix} MODE {chan.name} +".encode()) - 10
+    room = MAX_RELAY_LINE - 2 - len(f":{user.source} MODE {chan.name} +".encode()) - 10
     start = 0
     while start < len(changes):
         end = start

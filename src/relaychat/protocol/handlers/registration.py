@@ -15,7 +15,6 @@ from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.message import truncate_utf8
-from relaychat.protocol.timebase import ctime_utc
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -199,7 +198,7 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
 
 def send_welcome(core: ServerCore, sess: Session) -> None:
     cfg = core.config.server
-    created = ctime_utc(core.created)
+    created = core.created_text
     core.reply(sess, N.RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {sess.user.prefix}")
     core.reply(
         sess,
