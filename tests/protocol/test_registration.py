@@ -308,3 +308,16 @@ def test_a_stream_of_empty_lines_costs_flood_budget_and_ends_in_excess_flood(
     p.feed(b"\n" * 100000)
     assert p.closed
     assert "Excess Flood" in p.take()[-1].params[-1]
+
+
+def test_ping_interval_shorter_than_the_registration_timeout_is_honoured(
+    make_core: Callable[..., ServerCore], clock: Any
+) -> None:
+    from coreharness import Peer as PeerCls
+    from coreharness import advance
+
+    core = make_core(flood_rate=0.0, ping_interval=2.0, registration_timeout=30.0)
+    p = PeerCls(core, clock)
+    p.register("quick")
+    advance(core, clock, 3)
+    assert [m.command for m in p.take()] == ["PING"]

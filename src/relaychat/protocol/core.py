@@ -458,8 +458,9 @@ class ServerCore:
         self.timers.call_at(when, sess, fn)
 
     def registered(self, sess: Session, now: Now) -> None:
-        """Registration completed: its pending check (the registration deadline)
-        will find it registered and move on to the PING clock."""
+        """Registration completed: the PING clock starts. (Its pending check, the
+        registration deadline, does when that comes first: no second entry.)"""
+        self.timers.check_at(sess, now.mono + self.limits.ping_interval)
 
     # ------------------------------------------------------------- lookups
     def find_user(self, nick: str) -> User | None:
