@@ -45,7 +45,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.backoff import Backoff
 from relaychat.protocol.caps import isupport_lines, target_limits
 from relaychat.protocol.casemap import casefolder, mask_matches
-from relaychat.protocol.events import PEERS, Event, MsgIds, build_event
+from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text
 from relaychat.protocol.ops import Batcher, Op, Ops
@@ -133,7 +133,7 @@ class ServerCore:
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
         self.ops = Ops({"hash": 2})
-        self.msgid = MsgIds(msgid_prefix)
+        self.msgid = msgid_source(msgid_prefix)
         self.consumers: list[EventConsumer] = []
         self.emit: EventConsumer = self.output.deliver
         self.add_consumer(self.output.deliver)

@@ -17,7 +17,8 @@ the wire. Text parameters are cut so that the relayed line fits in 512 bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from relaychat.protocol.message import (
@@ -41,7 +42,7 @@ __all__ = [
     "ECHO_CAP",
     "ECHO_NEVER",
     "Event",
-    "MsgIds",
+    "msgid_source",
     "OPERWALL",
     "PEERS",
     "SELF",
@@ -64,20 +65,12 @@ ECHO_CAP = 2  # only with echo-message
 MAX_RELAY_LINE = 512  # bytes, CRLF included, tags excluded: what every client accepts
 
 
-class MsgIds:
+def msgid_source(prefix: str) -> Callable[[], str]:
     """Unique message ids: a random per-process prefix (unique across restarts and,
-    later, nodes) and a counter. The prefix is given by the transport (the core
-    reads no entropy source or clock)."""
-
-    __slots__ = ("_prefix", "_next")
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._next = 0
-
-    def __call__(self) -> str:
-        self._next += 1
-        return f"{self._prefix}{self._next:x}"
+    later, nodes), then a counter in hex. The prefix is given by the transport
+    (the core reads no entropy source or clock). Returns a C-level callable: it
+    runs once per relayed message."""
+    return map(f"{prefix}{{:x}}".format, itertools.count(1)).__next__
 
 
 class Event:

@@ -51,7 +51,7 @@ class Inbound:
         self.recvq = lim.recvq
 
     def receive_lines(self, sess: Session, lines: list[Line], now: Now) -> None:
-        if sess.closing is not None or not lines:
+        if _closed(sess) or not lines:
             return
         sess.last_active = now.mono
         if sess.inq is not None or sess.busy:
@@ -64,8 +64,9 @@ class Inbound:
         exempt = not self.flood or sess.user.oper_name is not None
         if not exempt:
             self._refill(sess, now.mono)
+        dispatch = self.core.dispatch
         for i, line in enumerate(lines):
-            if _closed(sess):
+            if sess.closing is not None:
                 return
             if sess.busy or (not exempt and sess.tokens < 1.0):
                 for rest in lines[i:]:
@@ -76,7 +77,16 @@ class Inbound:
                 return
             if not exempt:
                 sess.tokens -= 1.0
-            self._handle(sess, line, now)
+            # the usual line, inline: bytes, not empty, no NUL, UTF-8, parses
+            if isinstance(line, bytes) and line and b"\x00" not in line:
+                try:
+                    msg = parse_message(line.decode("utf-8"))
+                except (UnicodeDecodeError, MessageParseError):
+                    self._handle(sess, line, now)
+                    continue
+                dispatch(sess, msg, now)
+            else:
+                self._handle(sess, line, now)
 
     def _refill(self, sess: Session, mono: float) -> None:
         elapsed = mono - sess.tokens_at

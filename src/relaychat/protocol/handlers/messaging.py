@@ -59,7 +59,7 @@ def _deliver(
         if errors:
             core.reply(sess, N.ERR_NOTEXTTOSEND, "No text to send")
         return
-    tags = _client_tags(msg) if "message-tags" in sess.caps else None
+    tags = _client_tags(msg) if msg.tags and "message-tags" in sess.caps else None
     if tagmsg and tags is None:
         return  # a TAGMSG without client tags carries nothing
     raw = params[0]
