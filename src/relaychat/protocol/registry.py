@@ -157,7 +157,10 @@ class Registry:
 
     def join(self, chan: Channel, user: User, status: str = "") -> None:
         chan.members[user] = status
-        user.channels[chan.folded] = chan
+        channels = user.channels
+        if not isinstance(channels, dict):
+            channels = user.channels = {}  # a user's first channel: its own dict
+        channels[chan.folded] = chan
         self._on_join(chan, user)
 
     def part(self, chan: Channel, user: User) -> None:
@@ -166,7 +169,9 @@ class Registry:
             return
         self._on_part(chan, user)
         del chan.members[user]
-        user.channels.pop(chan.folded, None)
+        channels = user.channels
+        if isinstance(channels, dict):
+            channels.pop(chan.folded, None)
         if not chan.members and self.channels.get(chan.folded) is chan:
             del self.channels[chan.folded]
 

@@ -15,6 +15,8 @@ local session at all). Channel membership is keyed by :class:`User`.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -35,6 +37,8 @@ CAP_MESSAGE_TAGS = 2
 
 
 NO_CAPS: frozenset[str] = frozenset()  # shared: an empty frozenset per session costs 216 bytes
+# shared and read-only: a user in no channel holds no dict (the registry gives it one)
+NO_CHANNELS: Mapping[str, Channel] = MappingProxyType({})
 
 
 class User:
@@ -73,7 +77,7 @@ class User:
         self.modes = ""  # user modes, sorted letters, e.g. "iw"
         self.away: str | None = None
         self.oper_name: str | None = None
-        self.channels: dict[str, Channel] = {}  # folded name -> channel
+        self.channels: Mapping[str, Channel] = NO_CHANNELS  # folded name -> channel
         self.sessions: tuple[Session, ...] = ()  # local connections (none: a remote user)
         self.invites: dict[int, Invite] | None = None  # channel instance id -> invite
         self.registered = False

@@ -50,8 +50,12 @@ log = logging.getLogger("relaychat.driver")
 CLOSE_DEADLINE = 2.0  # seconds a closing peer has to read its last lines
 
 
+_monotonic = time.monotonic
+_time = time.time
+
+
 def clock() -> Now:
-    return Now(time.monotonic(), time.time())
+    return Now(_monotonic(), _time())
 
 
 class Conn(Protocol):
@@ -120,7 +124,7 @@ class Driver:
             framer = conn.framer
             lines = framer.feed(data)
             if lines or framer.blank:
-                self.core.receive_lines(sess, lines, clock(), framer.blank)
+                self.core.receive_lines(sess, lines, Now(_monotonic(), _time()), framer.blank)
         except Exception:
             self._contain(sess, "input")
 
@@ -202,6 +206,7 @@ class Driver:
         """Take the output and write it here (an engine whose writes never block
         and that needs no lock around them: asyncio)."""
         engine = self.engine
+        write = engine.write
         for _ in range(8):  # a SendQ drop queues QUITs for others: flush those too
             out = self.take_output()
             if not out:
@@ -209,8 +214,9 @@ class Driver:
             for conn, data, close in out:
                 if conn.closed:
                     continue
-                backlog = engine.write(conn, data) if data else engine.backlog(conn)
-                self.wrote(conn, backlog, close)
+                backlog = write(conn, data) if data else engine.backlog(conn)
+                if close or backlog != conn.session.backlog:
+                    self.wrote(conn, backlog, close)
 
     # --------------------------------------------------------------- internals
     def start_rehash(self, sess: Session | None) -> None:
