@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -60,8 +62,13 @@ def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> 
         signal.signal(signal.SIGINT, lambda *_: tserver.signal_stop("Server shutting down"))
         signal.signal(signal.SIGTERM, lambda *_: tserver.signal_stop("Server shutting down"))
         signal.signal(signal.SIGHUP, lambda *_: tserver.signal_rehash())
-        tserver.serve_forever()
-        return 0
+        tserver.serve_forever(wait_for_readers=False)
+        # thousands of reader threads may still be winding down: leave now instead
+        # of letting interpreter shutdown wait on them (logs flushed first)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     from relaychat.server.loop import LoopServer, new_event_loop
 
