@@ -134,13 +134,18 @@ def main() -> int:
         )
         argv = [sys.executable, "-m", "relaychat", "serve", "--config", str(conf)]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--engine", args.engine]
-        proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
-        try:
-            return run(args, port, proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        with open(Path(tmp) / "server.log", "wb") as log:
+            # a file, not a pipe: a pipe nobody reads could fill up and stall the server
+            proc = subprocess.Popen(argv, env=env, stderr=log)
+            try:
+                code = run(args, port, proc)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        if code:
+            sys.stderr.write((Path(tmp) / "server.log").read_text()[-2000:])
+        return code
 
 
 def run(args: argparse.Namespace, port: int, proc: subprocess.Popen[bytes]) -> int:
