@@ -554,9 +554,11 @@ class ServerCore:
     def dispatch(self, sess: Session, msg: Message, now: Now) -> None:
         """Check the command table once, then call the handler inside the
         session's response buffer."""
-        command = msg.command.upper()
-        msg.command = command
+        command = msg.command
         spec = self.commands.get(command)
+        if spec is None and not command.isupper():
+            command = msg.command = command.upper()  # commands are case-insensitive
+            spec = self.commands.get(command)
         user = sess.user
         if spec is None:
             if user.registered:
