@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,3 +56,12 @@ def client(irc_server: Any) -> Iterator[Callable[..., RawClient]]:
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture
+def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail the test if the server logged an error (a handler crashed, say)."""
+    caplog.set_level(logging.ERROR, logger="relaychat")
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

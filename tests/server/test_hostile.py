@@ -5,7 +5,6 @@ what everyone else sees (business as usual)."""
 
 from __future__ import annotations
 
-import logging
 import string
 import threading
 import time
@@ -520,15 +519,6 @@ def test_multibyte_ban_mask_never_makes_a_line_over_512_bytes(
 
 
 # -------------------------------------------------------------------- details
-@pytest.fixture
-def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Fail the test if the server logged an error (a handler crashed, say)."""
-    caplog.set_level(logging.ERROR, logger="relaychat")
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [r.getMessage() for r in errors]
-
-
 def test_joining_while_away_tells_away_notify_members_at_once(
     irc_server: Any, connect: Connect
 ) -> None:
