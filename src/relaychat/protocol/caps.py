@@ -52,8 +52,7 @@ class TargetLimits:
     names: int = 1
     whois: int = 1
     kick: int = 4
-    list: int = 1
-    who: int = 1
+    list: int = 8  # masks per LIST
     whowas: int = 1
     part: int = 0  # filled from the config like join
 

@@ -123,9 +123,6 @@ class Ops:
                 return False
         return True
 
-    def pending(self) -> int:
-        return sum(self._in_flight.values()) + sum(len(q) for q in self._waiting.values())
-
 
 def _bind(fn: Callable[[list[Any]], Any], items: list[Any]) -> Callable[[], Any]:
     return lambda: fn(items)

@@ -20,7 +20,7 @@ expire, and are bounded per user (oldest dropped first).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from relaychat.protocol.state import Channel, Invite, ListEntry, User, WhowasEntry
 
@@ -58,9 +58,6 @@ class Registry:
     # ------------------------------------------------------------------ users
     def find_user(self, nick: str) -> User | None:
         return self.nicks.get(self.fold(nick))
-
-    def users(self) -> Iterator[User]:
-        return iter(list(self.nicks.values()))
 
     def nick_holder(self, nick: str) -> User | None:
         return self.nicks.get(self.fold(nick))

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.state import Session
 
-__all__ = ["CLOSE_DEADLINE", "Conn", "Driver", "Engine", "clock"]
+__all__ = ["CLOSE_DEADLINE", "Driver", "Engine", "clock"]
 
 log = logging.getLogger("relaychat.driver")
 
@@ -56,14 +56,6 @@ _time = time.time
 
 def clock() -> Now:
     return Now(_monotonic(), _time())
-
-
-class Conn(Protocol):
-    """What the driver keeps on an engine's connection object."""
-
-    session: Session
-    framer: LineBuffer
-    closed: bool
 
 
 class Engine(Protocol):
@@ -236,13 +228,8 @@ class Driver:
 
         def then(result: Any) -> None:
             core.rehash_result(sess, result, core.now)
-            self._apply_limits()
 
         core.submit(Op(run, then, None))
-
-    def _apply_limits(self) -> None:
-        """New framing limits for connections accepted from now on."""
-        self.config = self.core.config
 
     def _arm_timer(self) -> None:
         when = self.core.next_deadline()

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from relaychat.protocol.timebase import Now
 
 _NAMES_PER_TOKEN = 200  # NAMES/LIST/WHO cost one extra flood token per this many entries
-_LIST_MASKS = 8  # masks per LIST
 _LIST_WORK_PER_TOKEN = 2000  # (channels x masks) checked per extra flood token
 
 
@@ -245,8 +244,9 @@ def handle_list(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
                 negated.append(item[1:])
             elif item:
                 masks.append(item)
-    if len(masks) + len(negated) > _LIST_MASKS:
-        core.reply(sess, N.ERR_TOOMANYTARGETS, "LIST", f"Too many masks (at most {_LIST_MASKS})")
+    cap = core.targets.list  # TARGMAX LIST: the same number
+    if len(masks) + len(negated) > cap:
+        core.reply(sess, N.ERR_TOOMANYTARGETS, "LIST", f"Too many masks (at most {cap})")
         return
     cm = core.config.server.casemapping
     asker = sess.user
