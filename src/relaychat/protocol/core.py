@@ -34,6 +34,7 @@ so at most a few times a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -152,7 +153,6 @@ class ServerCore:
         self.config = config
         self.limits = config.limits
         self.server_name = config.server.name
-        self.flood = config.limits.flood_rate > 0
         self.targets = target_limits(config)
         self.isupport = isupport_lines(config, self.targets)
         self.registry.resize_whowas(config.limits.whowas_size)
@@ -168,8 +168,6 @@ class ServerCore:
             log.warning(
                 "casemapping change needs a restart; keeping %s", self.config.server.casemapping
             )
-            import dataclasses
-
             config = dataclasses.replace(
                 config,
                 server=dataclasses.replace(
