@@ -315,3 +315,47 @@ def test_sendq_overflow_while_delivering_to_a_channel_drops_only_that_member(
     assert b.closed and b.take()[-1].params[-1].endswith("(Max SendQ exceeded)")
     chan = core.find_channel("#c")
     assert chan is not None and b.user not in chan.members
+
+
+def test_a_timer_that_raises_closes_its_session_and_timers_go_on(
+    make_core: Callable[..., ServerCore], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = make_core(flood_rate=0.0, ping_interval=5.0)
+    a, b = Peer(core, clock), Peer(core, clock)
+    a.register("alice")
+    b.register("bob")
+
+    def boom() -> None:
+        raise RuntimeError("bug in a timer")
+
+    core.call_at(clock.mono + 1, a.session, boom)
+    with caplog.at_level(logging.ERROR, logger="relaychat.core"):
+        advance(core, clock, 2)
+    assert a.closed and "Internal error" in a.take()[-1].params[-1]
+    advance(core, clock, 5)
+    assert [m.command for m in b.take()] == ["PING"]  # bob's timers still run
+
+
+def test_list_masks_with_spaces_or_leading_colons_are_refused(
+    core: ServerCore, connect: Connect
+) -> None:
+    a = connect("alice")
+    a.send("JOIN #c")
+    a.take()
+    a.send("MODE #c +b :foo bar")
+    a.send("MODE #c +b ::x!*@*")
+    a.send("MODE #c +b a,b")
+    chan = core.find_channel("#c")
+    assert chan is not None and chan.lists["b"] == []
+    assert not [m for m in a.take() if m.command == "MODE"]
+
+
+def test_user_realname_is_bounded_like_setname(
+    make_core: Callable[..., ServerCore], clock: Clock
+) -> None:
+    core = make_core(flood_rate=0.0, realnamelen=20)
+    p = Peer(core, clock)
+    p.send("NICK long")
+    p.send("USER u 0 * :" + "é" * 40)
+    assert any(m.command == "001" for m in p.take())
+    assert p.user.realname == "é" * 10  # 20 bytes, cut between characters
