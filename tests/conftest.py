@@ -42,12 +42,15 @@ def irc_server(start_server: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
-def client(irc_server: Any) -> Iterator[Callable[..., RawClient]]:
-    """``client("nick")`` -> a registered RawClient; ``client()`` -> unregistered."""
+def connect() -> Iterator[Callable[..., RawClient]]:
+    """``connect(server, nick=None, caps=(), **kw)`` -> a RawClient on ``server``
+    (registered when ``nick`` is given); all are closed at teardown."""
     made: list[RawClient] = []
 
-    def make(nick: str | None = None, caps: tuple[str, ...] = ()) -> RawClient:
-        c = RawClient(irc_server.port)
+    def make(
+        server: Any, nick: str | None = None, caps: tuple[str, ...] = (), **kw: Any
+    ) -> RawClient:
+        c = RawClient(server.port, **kw)
         made.append(c)
         if nick:
             c.register(nick, caps)
@@ -56,6 +59,16 @@ def client(irc_server: Any) -> Iterator[Callable[..., RawClient]]:
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture
+def client(irc_server: Any, connect: Callable[..., RawClient]) -> Callable[..., RawClient]:
+    """``client("nick")`` -> a registered RawClient on ``irc_server``; ``client()``: not."""
+
+    def make(nick: str | None = None, caps: tuple[str, ...] = ()) -> RawClient:
+        return connect(irc_server, nick, caps)
+
+    return make
 
 
 @pytest.fixture

@@ -8,36 +8,14 @@ from __future__ import annotations
 import string
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from ircutil import RawClient, wait_for
 from relaychat.protocol.message import Message
 from relaychat.server.driver import CLOSE_DEADLINE
 
 Connect = Callable[..., RawClient]
-
-
-@pytest.fixture
-def connect() -> Iterator[Connect]:
-    """``connect(server, nick=None, caps=(), **kw)`` -> a RawClient on ``server``
-    (registered when ``nick`` is given); all are closed at teardown."""
-    made: list[RawClient] = []
-
-    def make(
-        server: Any, nick: str | None = None, caps: tuple[str, ...] = (), **kw: Any
-    ) -> RawClient:
-        c = RawClient(server.port, **kw)
-        made.append(c)
-        if nick:
-            c.register(nick, caps)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def nick_of(msg: Message) -> str | None:
