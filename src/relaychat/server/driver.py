@@ -33,7 +33,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from relaychat.protocol.commands import build_core
-from relaychat.protocol.core import RateLimitedLog
 from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
 from relaychat.protocol.timebase import Now
@@ -95,7 +94,6 @@ class Driver:
         self.engine = engine
         self.config_loader = config_loader
         self.core: ServerCore = build_core(config, clock(), secrets.token_hex(5))
-        self.errors = RateLimitedLog()
         self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
         self._timer_at: float | None = None
 
@@ -243,7 +241,7 @@ class Driver:
     def _contain(self, sess: Session | None, what: str) -> None:
         """An exception escaped the core: log it (rate-limited), close the one
         connection it came from, keep serving everyone else."""
-        if self.errors.allow(time.monotonic()):
+        if self.core.error_log.allow(time.monotonic()):  # one budget with the core's
             log.exception(
                 "[%s] internal error in %s", sess.conn_id if sess is not None else "-", what
             )

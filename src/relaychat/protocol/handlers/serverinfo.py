@@ -81,7 +81,7 @@ def handle_time(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
 
 # INFO [<target>]
 def handle_info(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
-    started = ctime_utc(core.created)
+    started = core.created_text
     for line in (
         f"relaychat {__version__}",
         "An IRC server written in Python, with a sans-I/O protocol core.",
