@@ -401,6 +401,33 @@ class ServerCore:
             Message("NOTICE", [sess.name, sanitize_text(text)], source=self.server_name).to_bytes(),
         )
 
+    def standard_reply(
+        self, sess: Session, kind: str, command: str, code: str, *params: str
+    ) -> None:
+        """``:server FAIL|WARN|NOTE <command> <code> [<context>...] :<description>``
+        (IRCv3 standard-replies; sent to every client, no capability needed).
+        ``command`` is ``*`` when the reply belongs to no command; context
+        parameters that came from the client are made safe here."""
+        *context, description = params
+        words = [_word(c) for c in context]
+        self.output.send_bytes(
+            sess,
+            Message(
+                kind,
+                [command, code, *words, sanitize_text(description) or "-"],
+                source=self.server_name,
+            ).to_bytes(),
+        )
+
+    def fail(self, sess: Session, command: str, code: str, *params: str) -> None:
+        self.standard_reply(sess, "FAIL", command, code, *params)
+
+    def warn(self, sess: Session, command: str, code: str, *params: str) -> None:
+        self.standard_reply(sess, "WARN", command, code, *params)
+
+    def note(self, sess: Session, command: str, code: str, *params: str) -> None:
+        self.standard_reply(sess, "NOTE", command, code, *params)
+
     def add_consumer(self, consumer: EventConsumer, first: bool = False) -> None:
         """Every event emitted from now on reaches ``consumer`` too (a history
         writer, a publisher to other nodes); local delivery is the first."""

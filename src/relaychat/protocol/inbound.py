@@ -153,10 +153,11 @@ class Inbound:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            core.send_line(
+            core.fail(
                 sess,
-                f":{core.server_name} FAIL * INVALID_UTF8 :Message rejected, "
-                "your IRC software MUST use UTF-8 encoding on this network",
+                "*",
+                "INVALID_UTF8",
+                "Message rejected, your IRC software MUST use UTF-8 encoding on this network",
             )
             return
         try:

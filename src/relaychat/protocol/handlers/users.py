@@ -67,10 +67,7 @@ def handle_setname(core: ServerCore, sess: Session, msg: Message, now: Now) -> N
         or len(realname.encode("utf-8")) > core.limits.realnamelen
         or not valid_trailing(realname)
     ):
-        core.send_line(
-            sess,
-            f":{core.server_name} FAIL SETNAME INVALID_REALNAME :Realname is not valid",
-        )
+        core.fail(sess, "SETNAME", "INVALID_REALNAME", "Realname is not valid")
         return
     user = sess.user
     ev = core.event(
