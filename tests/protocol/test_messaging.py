@@ -61,7 +61,7 @@ def test_outgoing_serialises_each_variant_once() -> None:
     plain, timed, tagged, both = (out.for_variant(v) for v in range(4))
     assert plain == b":a!b@c PRIVMSG #c :hi\r\n"
     assert timed.startswith(b"@time=2023-11-14T22:13:20.500Z :a!b@c")
-    assert tagged.startswith(b"@+draft/react=x :a!b@c")
+    assert tagged.startswith(b"@msgid=m1;+draft/react=x :a!b@c")
     assert both.startswith(b"@time=") and b"+draft/react=x" in both
     assert out.for_variant(1) is timed
 
@@ -171,7 +171,8 @@ def test_client_tags_relay_to_message_tags_clients_only(connect: Connect) -> Non
     a.take()
     b.take()
     a.send("@+draft/reply=abc;server=nope PRIVMSG #c :tagged")
-    assert b.take()[0].tags == {"+draft/reply": "abc"}
+    got = b.take()[0].tags
+    assert got["+draft/reply"] == "abc" and "server" not in got and got["msgid"]
     assert c.take()[0].tags == {}
 
 
@@ -184,7 +185,7 @@ def test_tagmsg_goes_only_to_message_tags_clients(connect: Connect) -> None:
     b.take()
     a.send("@+typing=active TAGMSG #c")
     msg = b.take()[0]
-    assert (msg.command, msg.tags) == ("TAGMSG", {"+typing": "active"})
+    assert msg.command == "TAGMSG" and msg.tags["+typing"] == "active" and msg.tags["msgid"]
     assert c.take() == []
 
 

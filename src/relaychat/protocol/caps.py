@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from relaychat.protocol.state import CAP_MESSAGE_TAGS, CAP_SERVER_TIME
+from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME
 
 if TYPE_CHECKING:
     from relaychat.config import Config
@@ -21,10 +21,13 @@ __all__ = ["SUPPORTED_CAPS", "VARIANT_CAPS", "TargetLimits", "isupport_lines", "
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
+    "account-tag": "",
     "away-notify": "",
+    "batch": "",
     "cap-notify": "",
     "echo-message": "",
     "invite-notify": "",
+    "labeled-response": "",
     "message-tags": "",
     "multi-prefix": "",
     "server-time": "",
@@ -32,7 +35,11 @@ SUPPORTED_CAPS: dict[str, str] = {
     "userhost-in-names": "",
 }
 
-VARIANT_CAPS = {"server-time": CAP_SERVER_TIME, "message-tags": CAP_MESSAGE_TAGS}
+VARIANT_CAPS = {
+    "server-time": CAP_SERVER_TIME,
+    "message-tags": CAP_MESSAGE_TAGS,
+    "account-tag": CAP_ACCOUNT_TAG,
+}
 
 
 def variant_of(caps: frozenset[str]) -> int:

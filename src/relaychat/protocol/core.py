@@ -578,42 +578,56 @@ class ServerCore:
     # ------------------------------------------------------------ dispatch
     def dispatch(self, sess: Session, msg: Message, now: Now) -> None:
         """Check the command table once, then call the handler inside the
-        session's response buffer."""
+        session's response buffer (labeled when the command has a label)."""
         command = msg.command
         spec = self.commands.get(command)
         if spec is None and not command.isupper():
             command = msg.command = command.upper()  # commands are case-insensitive
             spec = self.commands.get(command)
-        user = sess.user
-        if spec is None:
-            if user.registered:
-                self.reply(sess, N.ERR_UNKNOWNCOMMAND, _word(command), "Unknown command")
-            else:
-                self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
-            return
-        if not user.registered and not spec.before_registration:
-            self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
-            return
-        if len(msg.params) < spec.min_params:
-            self.reply(sess, N.ERR_NEEDMOREPARAMS, command, "Not enough parameters")
-            return
-        if spec.oper_only and user.oper_name is None:
-            self.reply(sess, N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
-            return
-        if spec.resets_idle:
-            user.idle_since = now.mono
         output = self.output
         output.responding = sess  # the response buffer (see Output)
+        if msg.tags and "label" in msg.tags:
+            output.label = _label(sess, msg.tags["label"])
+        user = sess.user
         try:
-            spec.handler(self, sess, msg, now)
+            if spec is None:
+                if user.registered:
+                    self.reply(sess, N.ERR_UNKNOWNCOMMAND, _word(command), "Unknown command")
+                else:
+                    self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
+            elif not user.registered and not spec.before_registration:
+                self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
+            elif len(msg.params) < spec.min_params:
+                self.reply(sess, N.ERR_NEEDMOREPARAMS, command, "Not enough parameters")
+            elif spec.oper_only and user.oper_name is None:
+                self.reply(
+                    sess, N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator"
+                )
+            else:
+                if spec.resets_idle:
+                    user.idle_since = now.mono
+                spec.handler(self, sess, msg, now)
         except Exception:
             output.end_response()
             self._internal_error(sess, f"handler for {command}", now)
+            return
+        if output._response or output.label is not None or sess.busy:
+            output.end_response()
         else:
-            if output._response:
-                output.end_response()
-            else:
-                output.responding = None
+            output.responding = None
+
+
+def _label(sess: Session, label: str) -> str | None:
+    """A command's label, used when the session negotiated labeled-response and
+    batch (which it depends on) and the label is a valid one: not empty and at
+    most 64 bytes, as the specification bounds it. Otherwise the command runs
+    unlabeled."""
+    caps = sess.caps
+    if "labeled-response" not in caps or "batch" not in caps:
+        return None
+    if not label or len(label) > 64 or len(label.encode("utf-8")) > 64:
+        return None
+    return label
 
 
 def _word(text: str) -> str:

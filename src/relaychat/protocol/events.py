@@ -8,8 +8,11 @@ a history writer or a publisher to other nodes are others, and none of them
 needs to touch a handler.
 
 An event serialises lazily, once per capability *variant* (server-time,
-message-tags), and every local recipient of that variant shares the same
-``bytes``. The wire line is checked when it is first built: a parameter with
+message-tags, account-tag), and every local recipient of that variant shares the
+same ``bytes``. The server's tags come from the event: ``time`` (server-time),
+``msgid`` and ``bot`` (message-tags: every event has a msgid, unique across
+restarts), ``account`` (account-tag, when the actor is logged in), then the
+client-only tags (message-tags). The wire line is checked when it is first built: a parameter with
 CR, LF or NUL, or a middle parameter that is empty, has a space or starts with
 ``:``, is a programming error (:class:`MessageSerializeError`), never bytes on
 the wire. Text parameters are cut so that the relayed line fits in 512 bytes.
@@ -28,7 +31,7 @@ from relaychat.protocol.message import (
     valid_middle,
     valid_trailing,
 )
-from relaychat.protocol.state import CAP_MESSAGE_TAGS, CAP_SERVER_TIME
+from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME, VARIANTS
 from relaychat.protocol.timebase import server_time
 
 if TYPE_CHECKING:
@@ -134,12 +137,21 @@ class Event:
     def for_variant(self, variant: int) -> bytes:
         variants = self._variants
         if variants is None:
-            variants = self._variants = [None, None, None, None]
+            variants = self._variants = [None] * VARIANTS
         data = variants[variant]
         if data is None:
             tags: list[str] = []
             if variant & CAP_SERVER_TIME:
                 tags.append("time=" + server_time(self.time))
+            if variant & CAP_MESSAGE_TAGS:
+                tags.append("msgid=" + self.msgid)
+                actor = self.actor
+                if actor is not None and "B" in actor.modes:
+                    tags.append("bot")
+            if variant & CAP_ACCOUNT_TAG:
+                actor = self.actor
+                if actor is not None and actor.account is not None:
+                    tags.append("account=" + escape_tag_value(actor.account))
             if variant & CAP_MESSAGE_TAGS and self.tags:
                 tags.extend(
                     k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in self.tags.items()

@@ -47,7 +47,8 @@ from relaychat.protocol.events import (
     USER,
     Event,
 )
-from relaychat.protocol.state import Channel, Session, User
+from relaychat.protocol.message import escape_tag_value
+from relaychat.protocol.state import VARIANTS, Channel, Session, User
 
 __all__ = ["ChannelBatch", "Output", "Slice", "common_peers"]
 
@@ -111,6 +112,8 @@ class Output:
         self._batched: list[Channel] = []
         self.responding: Session | None = None
         self._response: list[bytes] = []
+        self.label: str | None = None  # the responding command's label (labeled-response)
+        self._batches = 0
 
     def configure(self, server_name: str, sendq: int) -> None:
         self.numeric_prefix = f":{server_name} "
@@ -162,6 +165,8 @@ class Output:
         """Forget everything queued for ``sess`` (it is being dropped)."""
         if sess is self.responding:
             self._response = []
+            self.label = None
+        sess.held_response = None
         q = sess.out
         if q:
             if q[-1].__class__ is Slice:
@@ -171,16 +176,90 @@ class Output:
 
     # ------------------------------------------------------ response buffer
     def begin_response(self, sess: Session) -> None:
+        """Collect ``sess``'s output as one response; a response suspended while
+        an operation ran (see :meth:`end_response`) resumes with its label."""
         self.responding = sess
+        held = sess.held_response
+        if held is not None:
+            sess.held_response = None
+            self._response, self.label = held
 
     def end_response(self) -> None:
+        """The command is done: queue its response, labeled when it had a label
+        (labeled-response). A session still waiting for an ordered operation
+        keeps its response (and label) until the operation completes."""
         sess = self.responding
         self.responding = None
         response = self._response
-        if not response or sess is None:
+        label = self.label
+        self.label = None
+        if sess is None:
+            return
+        if sess.busy and sess.closing is None and (response or label is not None):
+            sess.held_response = (response, label)
+            self._response = []
+            return
+        if label is not None:
+            self._response = []
+            if sess.closing is None or response:
+                self._queue(sess, self._labeled(label, response))
+            return
+        if not response:
             return
         self._response = []
         self._queue(sess, response[0] if len(response) == 1 else b"".join(response))
+
+    def _labeled(self, label: str, response: list[bytes]) -> bytes:
+        """One labeled logical message (labeled-response): ``ACK`` for no
+        reply, the one reply tagged, a reply that is one batch with the label on
+        its start, or else every line wrapped in a ``labeled-response`` batch
+        (nested batches keep their own lines; their start and end lines get the
+        outer batch's tag)."""
+        tag = b"label=" + escape_tag_value(label).encode("utf-8", "replace")
+        if not response:
+            return b"@" + tag + b" " + self.numeric_prefix.encode() + b"ACK\r\n"
+        lines = b"".join(response).split(b"\r\n")
+        lines.pop()  # after the last CRLF
+        if len(lines) == 1 or _one_batch(lines):
+            lines[0] = _add_tag(lines[0], tag)
+            return b"\r\n".join(lines) + b"\r\n"
+        ref = self.batch_ref()
+        prefix = self.numeric_prefix.encode()
+        out = [_add_tag(prefix + b"BATCH +" + ref + b" labeled-response", tag)]
+        out.extend(_in_batch(lines, b"batch=" + ref))
+        out.append(prefix + b"BATCH -" + ref)
+        out.append(b"")
+        return b"\r\n".join(out)
+
+    def batch_ref(self) -> bytes:
+        """A batch reference tag unique on this server for its lifetime."""
+        self._batches += 1
+        return b"%x" % self._batches
+
+    def send_batch(self, sess: Session, kind: str, params: list[str], lines: list[bytes]) -> None:
+        """Send ``lines`` (each ending with CRLF) to ``sess`` as one batch of type
+        ``kind`` when it has the ``batch`` capability, as plain lines otherwise."""
+        if "batch" not in sess.caps:
+            if lines:
+                self.send_bytes(sess, b"".join(lines))
+            return
+        ref = self.batch_ref()
+        head = self.numeric_prefix.encode() + b"BATCH "
+        start = head + b"+" + ref + b" " + " ".join([kind, *params]).encode("utf-8", "replace")
+        body = b"".join(lines).split(b"\r\n")
+        body.pop()
+        out = [start, *_in_batch(body, b"batch=" + ref), head + b"-" + ref, b""]
+        self.send_bytes(sess, b"\r\n".join(out))
+
+    def send_direct(self, sess: Session, data: bytes) -> None:
+        """To ``sess``'s queue even while it is the one responding: a message it
+        sent to itself arrives as a delivery, not as a reply to its command."""
+        if sess.closing is not None:
+            return
+        self._queue(sess, data)
+        sess.queued += len(data)
+        if sess.queued + sess.backlog > self.sendq:
+            self._overflow(sess)
 
     # -------------------------------------------------------- local delivery
     def deliver(self, ev: Event) -> None:
@@ -214,7 +293,10 @@ class Output:
             target = ev.target
             assert target is not None
             if origin is not None and origin.user is target:
-                skip = None  # a message to oneself arrives once, echo-message or not
+                # a message to oneself: delivered (never labeled) and, with
+                # echo-message, echoed too as the reply to the command
+                self._to_self(origin, ev, skip is None)
+                skip = origin
             sessions = target.sessions
             if len(sessions) == 1 and cap is None:
                 sess = sessions[0]  # the usual case: one connection, no filter
@@ -222,8 +304,8 @@ class Output:
                     self.send_bytes(sess, ev.for_variant(sess.variant))
             else:
                 self._relay((target,), ev, skip)
-            if skip is None and origin is not None and origin.user is not target:
-                self._relay_session(origin, ev)
+            if skip is None and origin is not None:
+                self._relay_session(origin, ev)  # the echo to a sender elsewhere
         elif audience == PEERS:
             actor = ev.actor
             assert actor is not None
@@ -235,13 +317,21 @@ class Output:
         elif audience == OPERWALL:
             self._relay(self._wall_users(), ev, None)
 
+    def _to_self(self, sess: Session, ev: Event, echo: bool) -> None:
+        if ev.cap is not None and ev.cap not in sess.caps:
+            return
+        data = ev.for_variant(sess.variant)
+        self.send_direct(sess, data)
+        if echo:
+            self.send_bytes(sess, data)
+
     def _relay_session(self, sess: Session, ev: Event) -> None:
         if ev.cap is None or ev.cap in sess.caps:
             self.send_bytes(sess, ev.for_variant(sess.variant))
 
     def _relay(self, users: Iterable[User], ev: Event, skip: Session | None) -> None:
         """Serialise once per variant; append the same bytes to every session."""
-        cache: list[bytes | None] = [None, None, None, None]
+        cache: list[bytes | None] = [None] * VARIANTS
         cap = ev.cap
         send = self.send_bytes
         for user in users:
@@ -272,10 +362,12 @@ class Output:
                     else:
                         self._attach(sess, batch, 0, ev)
             return
-        if skip is not None:
-            sl = batch.attached.get(skip)
+        # the sender's own copy (an echo) is a reply to its command, never in a slice
+        sender = skip if skip is not None else self.responding
+        if sender is not None:
+            sl = batch.attached.get(sender)
             if sl is not None:
-                _close_slice(skip, sl)
+                _close_slice(sender, sl)
         index = len(batch.items)
         batch.items.append(ev)
         detached = batch.detached
@@ -366,3 +458,49 @@ def _resolve(sl: Slice, variant: int) -> bytes:
     batch = sl.batch
     end = len(batch.items) if sl.end is None else sl.end
     return batch.join(sl.start, end, variant)
+
+
+def _add_tag(line: bytes, tag: bytes) -> bytes:
+    """``line`` with one more tag (``tag`` is ``key=value``, already escaped)."""
+    if line[:1] == b"@":
+        return b"@" + tag + b";" + line[1:]
+    return b"@" + tag + b" " + line
+
+
+def _batch_sign(line: bytes) -> int:
+    """+1 for a ``BATCH +ref`` line, -1 for ``BATCH -ref``, 0 for any other."""
+    rest = line
+    if rest[:1] == b"@":
+        rest = rest[rest.find(b" ") + 1 :]
+    if rest[:1] == b":":
+        rest = rest[rest.find(b" ") + 1 :]
+    if rest[:6] != b"BATCH " or len(rest) < 7:
+        return 0
+    return 1 if rest[6:7] == b"+" else -1 if rest[6:7] == b"-" else 0
+
+
+def _in_batch(lines: list[bytes], tag: bytes) -> list[bytes]:
+    """``lines`` as the content of a batch: each top-level line, and the start
+    and end lines of a nested batch, get ``tag``; lines inside a nested batch
+    keep theirs."""
+    out = []
+    depth = 0
+    for line in lines:
+        sign = _batch_sign(line)
+        if depth == 0 or (sign < 0 and depth == 1):
+            out.append(_add_tag(line, tag))
+        else:
+            out.append(line)
+        depth = max(depth + sign, 0)
+    return out
+
+
+def _one_batch(lines: list[bytes]) -> bool:
+    """Whether ``lines`` are exactly one batch, from its start to its end."""
+    depth = 0
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        depth += _batch_sign(line)
+        if depth <= 0:
+            return i == last and i > 0
+    return False

@@ -20,8 +20,10 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = [
+    "CAP_ACCOUNT_TAG",
     "CAP_MESSAGE_TAGS",
     "CAP_SERVER_TIME",
+    "VARIANTS",
     "Channel",
     "Invite",
     "ListEntry",
@@ -33,7 +35,9 @@ __all__ = [
 # bits of Session.variant: the capabilities that change how a relayed message is
 # serialised; a message is serialised once per variant in use, not once per member.
 CAP_SERVER_TIME = 1
-CAP_MESSAGE_TAGS = 2
+CAP_MESSAGE_TAGS = 2  # msgid, bot and client-only tags
+CAP_ACCOUNT_TAG = 4
+VARIANTS = 8  # every combination of the bits above
 
 
 NO_CAPS: frozenset[str] = frozenset()  # shared: an empty frozenset per session costs 216 bytes
@@ -141,6 +145,7 @@ class Session:
         "busy",
         "drain_at",
         "timer_at",
+        "held_response",
         "__weakref__",
     )
 
@@ -171,6 +176,8 @@ class Session:
         self.busy = False  # an ordered operation (e.g. a password check) is running
         self.drain_at: float | None = None  # when its queued lines may go on
         self.timer_at: float | None = None  # its pending check (relaychat.protocol.timers)
+        # a command's response (lines, label) kept while its ordered operation runs
+        self.held_response: tuple[list[bytes], str | None] | None = None
 
     @property
     def registered(self) -> bool:
