@@ -86,6 +86,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[server]\nnetwork = 'Relay Chat'", "server.network"),
     ('[server]\ndescription = "two\\nlines"', "server.description"),
     ("[server]\nengine = 'fibers'", "server.engine"),
+    ("[server]\ndisabled_caps = ['sasl-ish']", "server.disabled_caps"),
     ('[server]\npassword = "a\\rb"', "server.password"),
     ("[server]\nlog_level = 'VERBOSE'", "server.log_level"),
     ("[server]\nlog_level = 'debug'", "server.log_level"),

@@ -64,6 +64,8 @@ class ServerConfig:
     log_level: str = "INFO"
     log_format: str = "text"  # "text" or "json" (one object per line)
     casemapping: str = "rfc1459"  # "rfc1459" or "ascii"
+    # IRCv3 capabilities not offered (REHASH sends CAP DEL / CAP NEW to cap-notify clients)
+    disabled_caps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,15 @@ def _networks(value: tuple[str, ...], _: Any) -> str | None:
     return None
 
 
+def _cap_names(value: tuple[str, ...], _: Any) -> str | None:
+    from relaychat.protocol.caps import SUPPORTED_CAPS
+
+    for item in value:
+        if item not in SUPPORTED_CAPS:
+            return f"lists '{item}', which is not a capability this server has"
+    return None
+
+
 def _password_hash(value: str, _: Any) -> str | None:
     refused = (
         "must be a password hash (plaintext passwords are refused): "
@@ -322,6 +333,7 @@ _RULES: dict[str, Rule] = {
     "server.log_level": _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
     "server.log_format": _one_of("text", "json"),
     "server.casemapping": _one_of("rfc1459", "ascii"),
+    "server.disabled_caps": _cap_names,
     "listen.address": _listen_address,
     "listen.port": _Range(0, 65535),
     "limits.nicklen": _LENGTH,

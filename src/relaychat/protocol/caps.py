@@ -16,8 +16,19 @@ from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERV
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.protocol.state import Session
 
-__all__ = ["SUPPORTED_CAPS", "VARIANT_CAPS", "TargetLimits", "isupport_lines", "variant_of"]
+__all__ = [
+    "SUPPORTED_CAPS",
+    "VARIANT_CAPS",
+    "TargetLimits",
+    "cap_changes",
+    "cap_lines",
+    "set_caps",
+    "isupport_lines",
+    "offered_caps",
+    "variant_of",
+]
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
@@ -40,6 +51,44 @@ VARIANT_CAPS = {
     "message-tags": CAP_MESSAGE_TAGS,
     "account-tag": CAP_ACCOUNT_TAG,
 }
+
+
+def offered_caps(config: Config) -> dict[str, str]:
+    """What ``CAP LS`` offers under ``config``: name -> value ("" for none)."""
+    disabled = set(config.server.disabled_caps)
+    return {name: value for name, value in SUPPORTED_CAPS.items() if name not in disabled}
+
+
+def cap_changes(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(``CAP NEW`` items, ``CAP DEL`` names) from one offer to the next. A
+    changed value is a NEW alone (with the new value), as InspIRCd does."""
+    added = [f"{k}={v}" if v else k for k, v in sorted(new.items()) if old.get(k) != v]
+    removed = sorted(k for k in old if k not in new)
+    return added, removed
+
+
+def cap_lines(head: str, items: list[str]) -> list[str]:
+    """``CAP LS``/``LIST``/``NEW``/``DEL`` lines (``head`` is ``:server CAP nick LS ``)
+    with ``items`` over as many lines as fit in 512 bytes, all but the last
+    marked ``*`` (only 302 clients are offered enough to need the mark)."""
+    room = 510 - len(head.encode("utf-8")) - 3  # "* :" of a continued line
+    lines: list[str] = []
+    line: list[str] = []
+    size = 0
+    for item in items:
+        n = len(item.encode("utf-8")) + 1
+        if line and size + n > room:
+            lines.append(head + "* :" + " ".join(line))
+            line, size = [], 0
+        line.append(item)
+        size += n
+    lines.append(head + ":" + " ".join(line))
+    return lines
+
+
+def set_caps(sess: Session, caps: frozenset[str] | set[str]) -> None:
+    sess.caps = frozenset(caps)
+    sess.variant = variant_of(sess.caps)
 
 
 def variant_of(caps: frozenset[str]) -> int:

@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.backoff import Backoff
-from relaychat.protocol.caps import isupport_lines, target_limits
+from relaychat.protocol.caps import (
+    cap_changes,
+    cap_lines,
+    isupport_lines,
+    offered_caps,
+    set_caps,
+    target_limits,
+)
 from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
 from relaychat.protocol.inbound import Inbound, Line
@@ -155,6 +162,7 @@ class ServerCore:
         self.server_name = config.server.name
         self.targets = target_limits(config)
         self.isupport = isupport_lines(config, self.targets)
+        self.caps_offered = offered_caps(config)
         self.registry.resize_whowas(config.limits.whowas_size)
         self.output.configure(config.server.name, config.limits.sendq)
         if hasattr(self, "inbound"):
@@ -174,7 +182,29 @@ class ServerCore:
                     config.server, casemapping=self.config.server.casemapping
                 ),
             )
+        before = self.caps_offered
         self._apply_config(config)
+        added, removed = cap_changes(before, self.caps_offered)
+        if added or removed:
+            self._notify_caps(added, removed)
+
+    def _notify_caps(self, added: list[str], removed: list[str]) -> None:
+        """The offer changed at runtime: cap-notify clients hear ``CAP NEW`` and
+        ``CAP DEL``; a removed capability is disabled for every client that had
+        it (cap-notify or not: the server no longer does it)."""
+        gone = frozenset(removed)
+        for sess in self.sessions.values():
+            if sess.closing is not None:
+                continue
+            if gone & sess.caps:
+                set_caps(sess, sess.caps - gone)
+            if "cap-notify" in sess.caps:
+                head = f":{self.server_name} CAP {sess.name} "
+                lines = cap_lines(head + "DEL ", removed) if removed else []
+                if added:
+                    lines += cap_lines(head + "NEW ", added)
+                for line in lines:
+                    self.send_line(sess, line)
 
     @property
     def now(self) -> Now:

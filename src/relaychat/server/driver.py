@@ -93,7 +93,7 @@ class Driver:
         self.config = config
         self.engine = engine
         self.config_loader = config_loader
-        self.core: ServerCore = build_core(config, clock(), secrets.token_hex(5))
+        self.core: ServerCore = build_core(config, clock(), secrets.token_hex(8))
         self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
         self._timer_at: float | None = None
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from relaychat import __version__
 from relaychat.protocol import numerics as N
-from relaychat.protocol.caps import SUPPORTED_CAPS, variant_of
+from relaychat.protocol.caps import cap_lines, set_caps
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
@@ -47,6 +47,11 @@ def _cap_reply(core: ServerCore, sess: Session, sub: str, text: str) -> None:
     core.send_line(sess, f":{core.server_name} CAP {sess.name} {sub} :{text}")
 
 
+def _cap_lines(core: ServerCore, sess: Session, sub: str, items: list[str]) -> None:
+    for line in cap_lines(f":{core.server_name} CAP {sess.name} {sub} ", items):
+        core.send_line(sess, line)
+
+
 def _cap_ls(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     if not sess.registered:
         sess.cap_negotiating = True
@@ -54,15 +59,18 @@ def _cap_ls(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     sess.cap_version = max(sess.cap_version, min(version or 0, 999))
     if sess.cap_version >= 302:
         # cap-notify is implicitly enabled for 302 clients
-        _set_caps(sess, sess.caps | {"cap-notify"})
-        items = [f"{k}={v}" if v else k for k, v in sorted(SUPPORTED_CAPS.items())]
+        set_caps(sess, sess.caps | {"cap-notify"})
+        items = [f"{k}={v}" if v else k for k, v in sorted(core.caps_offered.items())]
     else:
-        items = sorted(SUPPORTED_CAPS)
-    _cap_reply(core, sess, "LS", " ".join(items))
+        items = sorted(core.caps_offered)
+    if sess.cap_version >= 302:
+        _cap_lines(core, sess, "LS", items)
+    else:
+        _cap_reply(core, sess, "LS", " ".join(items))
 
 
 def _cap_list(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
-    _cap_reply(core, sess, "LIST", " ".join(sorted(sess.caps)))
+    _cap_lines(core, sess, "LIST", sorted(sess.caps))
 
 
 def _cap_req(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
@@ -76,14 +84,14 @@ def _cap_req(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
     new = set(sess.caps)
     for item in wanted:
         name = item[1:] if item.startswith("-") else item
-        if name not in SUPPORTED_CAPS:
+        if name not in core.caps_offered:
             _cap_reply(core, sess, "NAK", shown)
             return
         if item.startswith("-"):
             new.discard(name)
         else:
             new.add(name)
-    _set_caps(sess, frozenset(new))
+    set_caps(sess, frozenset(new))
     _cap_reply(core, sess, "ACK", shown)
 
 
@@ -92,11 +100,6 @@ def _cap_end(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
         return
     sess.cap_negotiating = False
     try_register(core, sess, now)
-
-
-def _set_caps(sess: Session, caps: frozenset[str] | set[str]) -> None:
-    sess.caps = frozenset(caps)
-    sess.variant = variant_of(sess.caps)
 
 
 _CAP_SUBCOMMANDS = {
