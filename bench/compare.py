@@ -96,6 +96,22 @@ INSPIRCD_CONF = """\
         maxtopic="307" maxkick="255" maxreal="128" maxgecos="128" maxaway="200">
 """
 
+# loaded when --caps or --label asks for IRCv3 (so InspIRCd does the same work)
+INSPIRCD_IRCV3 = "".join(
+    f'<module name="{m}">\n'
+    for m in (
+        "cap",
+        "ircv3",
+        "ircv3_batch",
+        "ircv3_ctctags",
+        "ircv3_echomessage",
+        "ircv3_labeledresponse",
+        "ircv3_msgid",
+        "ircv3_servertime",
+    )
+)
+IRCV3_WANTED = False  # set from the command line
+
 NGIRCD_CONF = """\
 [Global]
 	Name = bench.ngircd
@@ -196,7 +212,9 @@ def _inspircd() -> Server:
 
     def prepare(d: Path, port: int) -> Launch:
         conf = d / "inspircd.conf"
-        conf.write_text(INSPIRCD_CONF.format(port=port, dir=d))
+        conf.write_text(
+            INSPIRCD_CONF.format(port=port, dir=d) + (INSPIRCD_IRCV3 if IRCV3_WANTED else "")
+        )
         argv = [binary, "--config", str(conf), "--nofork", "--nopid", "--nolog"]
         if os.geteuid() == 0:
             argv.append("--runasroot")
@@ -500,6 +518,10 @@ def run_loadgen(
         argv.append("--no-uvloop")
     if not args.no_quickack:
         argv.append("--quickack")
+    if args.caps:
+        argv += ["--caps", args.caps]
+    if args.label:
+        argv.append("--label")
     if scenario == "idle":
         phases = 0.0
     elif scenario == "idle50k":
@@ -801,6 +823,10 @@ def describe_run(
         f"clients, at most min({args.idle_concurrency}, server's listen backlog) "
         "registrations pending at once"
     )
+    if args.caps:
+        params += f"; every client requests CAP {args.caps!r}"
+    if args.label:
+        params += "; every message labeled"
     if "idle50k" in args.scenarios:
         params += (
             f"; idle50k: {args.idle50k_clients} clients from {args.idle50k_sources} loopback "
@@ -968,6 +994,18 @@ def main(argv: list[str] | None = None) -> int:
         default=15.0,
         help="seconds allowed for a server to start listening",
     )
+    ap.add_argument(
+        "--caps",
+        default="",
+        help="IRCv3 capabilities every client requests, e.g. 'server-time message-tags' "
+        "(InspIRCd then loads its IRCv3 modules); C load generator only",
+    )
+    ap.add_argument(
+        "--label",
+        action="store_true",
+        help="senders label every message (request 'batch labeled-response' in --caps); "
+        "C load generator only",
+    )
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument(
         "--json",
@@ -998,6 +1036,10 @@ def main(argv: list[str] | None = None) -> int:
         help="use the Python load generator (bench/loadgen.py) instead of the C one",
     )
     args = ap.parse_args(argv)
+    global IRCV3_WANTED
+    IRCV3_WANTED = bool(args.caps or args.label)
+    if IRCV3_WANTED and args.py_loadgen:
+        ap.error("--caps and --label need the C load generator")
 
     if args.from_json is not None:
         print(report(json.loads(args.from_json.read_text()), args.markdown))

@@ -69,7 +69,8 @@ static struct {
     int ep, port, nconns, nstarted, nregistered, nsenders;
     int nsources;            /* > 0: bind client i to 127.0.0.(2 + i % nsources) */
     long long rbytes;        /* bytes received, all connections */
-    bool quickack, setup, sending, measuring, closing;
+    bool quickack, setup, sending, measuring, closing, label;
+    const char *caps;        /* capabilities every client requests ("" for none) */
     Conn *conns, **senders;
     Times *sent;
     int *credits;
@@ -261,16 +262,23 @@ static void parse_lines(Conn *c, const char *p, const char *end) {
         size_t n = (size_t)(nl - p);
         if (n && p[n - 1] == '\r') n--;
         if (!n) continue;
-        if (starts(p, n, "PING")) {
+        const char *line = p;
+        if (line[0] == '@') {  /* IRCv3 tags (--caps): skip them */
+            const char *sp = memchr(line, ' ', n);
+            if (!sp) continue;
+            n -= (size_t)(sp + 1 - line);
+            line = sp + 1;
+        }
+        if (starts(line, n, "PING")) {
             char pong[600];
-            int k = snprintf(pong, sizeof pong, "PONG%.*s\r\n", (int)(n - 4), p + 4);
+            int k = snprintf(pong, sizeof pong, "PONG%.*s\r\n", (int)(n - 4), line + 4);
             conn_write(c, pong, (size_t)k < sizeof pong ? (size_t)k : sizeof pong - 1);
-        } else if (memmem(p, n, PRIVMSG, 9)) {
+        } else if (memmem(line, n, PRIVMSG, 9)) {
             if (!c->record_latency && !credit) continue;
-            const char *s = p + n - 2;
-            while (s > p && !(s[0] == ' ' && s[1] == ':')) s--;
+            const char *s = line + n - 2;
+            while (s > line && !(s[0] == ' ' && s[1] == ':')) s--;
             s += 2;
-            if (p + n - s < 15 || s[5] != ' ') continue;  /* not one of ours */
+            if (line + n - s < 15 || s[5] != ' ') continue;  /* not one of ours */
             long sid = 0, seq = 0;
             bool ok = true;
             for (int i = 0; i < 15; i++) {
@@ -286,7 +294,7 @@ static void parse_lines(Conn *c, const char *p, const char *end) {
             }
             if (credit) R.credits[sid]++;
         } else {
-            setup_line(c, p, n);
+            setup_line(c, line, n);
         }
     }
     if (credit)
@@ -349,9 +357,13 @@ static void on_event(Conn *c, unsigned ev) {
         c->connected = true;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         set_events(c, EPOLLIN);
-        char reg[128];
-        int n = snprintf(reg, sizeof reg, "NICK %s\r\nUSER %s 0 * :%s\r\n", c->nick, c->nick,
-                         c->nick);
+        char reg[640];
+        int n = R.caps && R.caps[0]
+                    ? snprintf(reg, sizeof reg,
+                               "CAP LS 302\r\nCAP REQ :%s\r\nNICK %s\r\nUSER %s 0 * :%s\r\n"
+                               "CAP END\r\n", R.caps, c->nick, c->nick, c->nick)
+                    : snprintf(reg, sizeof reg, "NICK %s\r\nUSER %s 0 * :%s\r\n", c->nick,
+                               c->nick, c->nick);
         conn_write(c, reg, (size_t)n);
         return;
     }
@@ -445,7 +457,9 @@ static bool connect_and_register(char letter, int n, double timeout, const char 
 
 static void add_sender(Conn *c, const char *target, bool keep_times) {
     c->sid = R.nsenders++;
-    c->prefix_len = snprintf(c->prefix, sizeof c->prefix, "PRIVMSG %s :", target);
+    /* --label: every message labeled (labeled-response); the replies are ACKs */
+    c->prefix_len = snprintf(c->prefix, sizeof c->prefix, "%sPRIVMSG %s :",
+                             R.label ? "@label=l " : "", target);
     R.senders = realloc(R.senders, R.nsenders * sizeof *R.senders);
     R.sent = realloc(R.sent, R.nsenders * sizeof *R.sent);
     R.credits = realloc(R.credits, R.nsenders * sizeof *R.credits);
@@ -626,7 +640,7 @@ int main(int argc, char **argv) {
         {"senders", 1, 0, 's'}, {"pairs", 1, 0, 'r'}, {"idle", 1, 0, 'i'},
         {"concurrency", 1, 0, 'C'}, {"settle", 1, 0, 'S'}, {"setup-timeout", 1, 0, 't'},
         {"no-uvloop", 0, 0, 'u'}, {"quickack", 0, 0, 'q'}, {"sources", 1, 0, 'a'},
-        {"hold", 1, 0, 'H'}, {0, 0, 0, 0}};
+        {"hold", 1, 0, 'H'}, {"caps", 1, 0, 'A'}, {"label", 0, 0, 'L'}, {0, 0, 0, 0}};
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (o) {
         case 'p': R.port = atoi(optarg); break;
@@ -645,6 +659,8 @@ int main(int argc, char **argv) {
         case 'q': R.quickack = true; break;
         case 'a': R.nsources = atoi(optarg); break;
         case 'H': hold = atof(optarg); break;
+        case 'A': R.caps = optarg; break;
+        case 'L': R.label = true; break;
         default: return 2;
         }
     }
