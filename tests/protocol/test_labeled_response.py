@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+import pytest
+
 from coreharness import Clock, Peer
 from relaychat.config import Config, OperConfig
 from relaychat.passwords import hash_password
@@ -312,3 +314,23 @@ def _check_batches(msgs: list[Message]) -> None:
                 assert name == open_refs[-1], m
                 open_refs.pop()
     assert open_refs == []
+
+
+def test_an_operation_that_fails_still_answers_its_label(
+    make_core: Callable[..., ServerCore], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaychat.protocol.handlers import oper
+
+    def broken(password: str, stored: str) -> bool:
+        raise OSError("worker broke")
+
+    monkeypatch.setattr(oper, "verify_password", broken)
+    cfg = Config(opers={"op": OperConfig(password=hash_password("sekrit"), host="*")})
+    core = make_core(cfg, flood_rate=0.0)
+    a = Peer(core, clock)
+    a.register("alice", caps=LABELS)
+    a.send("@label=f1 OPER op sekrit")
+    a.send("@label=f2 PING :x")
+    got = [(m.command, m.tags.get("label")) for m in a.take()]
+    assert got == [("400", "f1"), ("PONG", "f2")]
+    assert a.session.held_response is None

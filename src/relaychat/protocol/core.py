@@ -373,31 +373,30 @@ class ServerCore:
         if not self.ops.finished(op):
             return  # cancelled: its session is gone
         sess = op.session
-        if op.error is not None:
-            if self.error_log.allow(now.mono):
-                log.error(
-                    "[%s] operation %r failed",
-                    sess.conn_id if sess is not None else "-",
-                    op,
-                    exc_info=op.error,
-                )
-            if sess is not None:
-                self.reply(sess, N.ERR_UNKNOWNERROR, "*", "Internal error, try again")
-        elif op.then is not None:
-            if sess is not None:
-                self.output.begin_response(sess)
-            try:
-                op.then(op.result)
-            except Exception:
-                if sess is not None:
-                    self.output.end_response()
-                    self._internal_error(sess, repr(op), now)
-                    return
+        if sess is not None:
+            self.output.begin_response(sess)  # resumes the command's held response
+        try:
+            if op.error is not None:
                 if self.error_log.allow(now.mono):
-                    log.exception("completion of %r failed", op)
-            finally:
+                    log.error(
+                        "[%s] operation %r failed",
+                        sess.conn_id if sess is not None else "-",
+                        op,
+                        exc_info=op.error,
+                    )
                 if sess is not None:
-                    self.output.end_response()
+                    self.reply(sess, N.ERR_UNKNOWNERROR, "*", "Internal error, try again")
+            elif op.then is not None:
+                op.then(op.result)
+        except Exception:
+            if sess is not None:
+                self.output.end_response()
+                self._internal_error(sess, repr(op), now)
+                return
+            if self.error_log.allow(now.mono):
+                log.exception("completion of %r failed", op)
+        if sess is not None:
+            self.output.end_response()
         if sess is not None and sess.closing is None and sess.inq:
             self.inbound.drain(sess, now)
 
