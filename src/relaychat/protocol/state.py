@@ -25,6 +25,7 @@ __all__ = [
     "Channel",
     "Invite",
     "ListEntry",
+    "MetadataState",
     "Session",
     "User",
     "WhowasEntry",
@@ -62,6 +63,7 @@ class User:
         "signon",
         "idle_since",
         "account",
+        "metadata",
         "_source",
         "__weakref__",
     )
@@ -84,6 +86,7 @@ class User:
         self.signon = 0.0  # wall time of registration
         self.idle_since = 0.0  # monotonic time of the last message (WHOIS idle)
         self.account: str | None = None
+        self.metadata: dict[str, str] | None = None  # IRCv3 metadata; None until a key is set
         self._source: str | None = None  # prefix, cached while the user relays messages
 
     @property
@@ -141,6 +144,7 @@ class Session:
         "busy",
         "drain_at",
         "timer_at",
+        "metadata",
         "__weakref__",
     )
 
@@ -171,6 +175,7 @@ class Session:
         self.busy = False  # an ordered operation (e.g. a password check) is running
         self.drain_at: float | None = None  # when its queued lines may go on
         self.timer_at: float | None = None  # its pending check (relaychat.protocol.timers)
+        self.metadata: MetadataState | None = None  # made by its first METADATA command
 
     @property
     def registered(self) -> bool:
@@ -186,6 +191,22 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.conn_id} {self.user.nick or '*'}>"
+
+
+class MetadataState:
+    """One connection's part in IRCv3 metadata: the keys it subscribed to and its
+    two budgets (SETs, and lines of synchronisation), token buckets refilled with
+    monotonic time. Made on first use: a connection that never sends METADATA
+    holds none."""
+
+    __slots__ = ("subs", "change_tokens", "change_at", "sync_tokens", "sync_at")
+
+    def __init__(self, change_tokens: float, sync_tokens: float, now_mono: float) -> None:
+        self.subs: set[str] | None = None  # None: subscribed to nothing
+        self.change_tokens = change_tokens
+        self.change_at = now_mono
+        self.sync_tokens = sync_tokens
+        self.sync_at = now_mono
 
 
 class ListEntry:
@@ -224,6 +245,7 @@ class Channel:
         "key",
         "limit",
         "lists",
+        "metadata",
         "batch",
     )
 
@@ -242,6 +264,7 @@ class Channel:
         self.limit: int | None = None
         # list modes: "b" bans, "e" ban exceptions, "I" invite exceptions
         self.lists: dict[str, list[ListEntry]] = {"b": [], "e": [], "I": []}
+        self.metadata: dict[str, str] | None = None  # IRCv3 metadata; None until a key is set
         self.batch: Any = None  # this turn's ChannelBatch (relaychat.protocol.output)
 
     def is_op(self, user: User) -> bool:
