@@ -1,6 +1,7 @@
 """Capabilities and ISUPPORT: what the server advertises, from the configuration.
 
-``SUPPORTED_CAPS`` is what ``CAP LS`` lists; ``VARIANT_CAPS`` are the capabilities
+``SUPPORTED_CAPS`` is what ``CAP LS`` lists (:func:`cap_values` gives the values
+that come from the configuration); ``VARIANT_CAPS`` are the capabilities
 that change the bytes of a relayed message (so a message is serialised once per
 combination in use); :func:`isupport_lines` builds the 005 tokens, and the
 handlers' target limits come from the same :class:`TargetLimits`, so ISUPPORT and
@@ -17,12 +18,24 @@ from relaychat.protocol.state import CAP_MESSAGE_TAGS, CAP_SERVER_TIME
 if TYPE_CHECKING:
     from relaychat.config import Config
 
-__all__ = ["SUPPORTED_CAPS", "VARIANT_CAPS", "TargetLimits", "isupport_lines", "variant_of"]
+__all__ = [
+    "METADATA_CAP",
+    "SUPPORTED_CAPS",
+    "VARIANT_CAPS",
+    "TargetLimits",
+    "cap_values",
+    "isupport_lines",
+    "variant_of",
+]
+
+METADATA_CAP = "draft/metadata-2"
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
     "away-notify": "",
+    "batch": "",
     "cap-notify": "",
+    METADATA_CAP: "",  # its value comes from the configuration (cap_values)
     "echo-message": "",
     "invite-notify": "",
     "message-tags": "",
@@ -31,6 +44,19 @@ SUPPORTED_CAPS: dict[str, str] = {
     "setname": "",
     "userhost-in-names": "",
 }
+
+
+def cap_values(config: Config) -> dict[str, str]:
+    """Every supported capability with the value ``CAP LS 302`` shows for it."""
+    meta = config.metadata
+    tokens = ["before-connect"] if meta.before_connect else []
+    tokens += [
+        f"max-subs={meta.max_subs}",
+        f"max-keys={meta.max_keys}",
+        f"max-value-bytes={meta.max_value_bytes}",
+    ]
+    return {**SUPPORTED_CAPS, METADATA_CAP: ",".join(tokens)}
+
 
 VARIANT_CAPS = {"server-time": CAP_SERVER_TIME, "message-tags": CAP_MESSAGE_TAGS}
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.backoff import Backoff
-from relaychat.protocol.caps import isupport_lines, target_limits
+from relaychat.protocol.caps import cap_values, isupport_lines, target_limits
 from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
 from relaychat.protocol.inbound import Inbound, Line
@@ -135,6 +136,8 @@ class ServerCore:
         self.timers = Timers()
         self.ops = Ops({"hash": 2})
         self.msgid = msgid_source(msgid_prefix)
+        # BATCH references: unique per core, so per connection
+        self.batch_ref: Callable[[], str] = map("{:x}".format, itertools.count(1)).__next__
         self.consumers: list[EventConsumer] = []
         self.emit: EventConsumer = self.output.deliver
         self.add_consumer(self.output.deliver)
@@ -155,6 +158,7 @@ class ServerCore:
         self.server_name = config.server.name
         self.targets = target_limits(config)
         self.isupport = isupport_lines(config, self.targets)
+        self.cap_values = cap_values(config)  # name -> value shown by CAP LS 302
         self.registry.resize_whowas(config.limits.whowas_size)
         self.output.configure(config.server.name, config.limits.sendq)
         if hasattr(self, "inbound"):

@@ -13,6 +13,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.caps import SUPPORTED_CAPS, variant_of
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
+from relaychat.protocol.handlers.metadata import send_own_metadata
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.message import truncate_utf8
 
@@ -55,7 +56,7 @@ def _cap_ls(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     if sess.cap_version >= 302:
         # cap-notify is implicitly enabled for 302 clients
         _set_caps(sess, sess.caps | {"cap-notify"})
-        items = [f"{k}={v}" if v else k for k, v in sorted(SUPPORTED_CAPS.items())]
+        items = [f"{k}={v}" if v else k for k, v in sorted(core.cap_values.items())]
     else:
         items = sorted(SUPPORTED_CAPS)
     _cap_reply(core, sess, "LS", " ".join(items))
@@ -218,6 +219,7 @@ def send_welcome(core: ServerCore, sess: Session) -> None:
     for tokens in core.isupport:
         core.reply(sess, N.RPL_ISUPPORT, *tokens, "are supported by this server")
     send_lusers(core, sess)
+    send_own_metadata(core, sess)
     send_motd(core, sess)
 
 
