@@ -19,6 +19,7 @@ from relaychat.config import (
     ConfigError,
     LimitsConfig,
     ListenConfig,
+    MetadataConfig,
     OperConfig,
     ServerConfig,
     check_value,
@@ -40,7 +41,7 @@ def test_embedded_defaults_listen_on_localhost_6667() -> None:
 def test_sample_config_loads_and_documents_every_key() -> None:
     cfg = load_config(SAMPLE)
     data = tomllib.loads(SAMPLE.read_text())
-    for section in ("server", "limits", "admin"):
+    for section in ("server", "limits", "metadata", "admin"):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
         assert documented == fields, (section, fields ^ documented)
@@ -69,6 +70,7 @@ def test_every_key_has_a_rule() -> None:
             ("server", ServerConfig),
             ("listen", ListenConfig),
             ("limits", LimitsConfig),
+            ("metadata", MetadataConfig),
             ("admin", type(Config().admin)),
             ("opers", OperConfig),
         )
@@ -143,6 +145,18 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[limits]\nconnection_limit_exempt = [1]", "limits.connection_limit_exempt"),
     ("[limits]\nwhowas_size = -1", "limits.whowas_size"),
     ("[limits]\nnick_len = 9", "limits.nick_len"),
+    ("[metadata]\nbefore_connect = 'yes'", "metadata.before_connect"),
+    ("[metadata]\nbefore_connect = 1", "metadata.before_connect"),
+    ("[metadata]\nmax_keys = 0", "metadata.max_keys"),
+    ("[metadata]\nmax_keys = true", "metadata.max_keys"),
+    ("[metadata]\nmax_subs = 1001", "metadata.max_subs"),
+    ("[metadata]\nmax_value_bytes = 0", "metadata.max_value_bytes"),
+    ("[metadata]\nmax_value_bytes = 401", "metadata.max_value_bytes"),
+    ("[metadata]\nchange_rate = 0", "metadata.change_rate"),
+    ("[metadata]\nchange_burst = 0", "metadata.change_burst"),
+    ("[metadata]\nsync_rate = -1", "metadata.sync_rate"),
+    ("[metadata]\nsync_burst = 0", "metadata.sync_burst"),
+    ("[metadata]\nmax_key = 5", "metadata.max_key"),
     ('[admin]\nlocation = "a\\nb"', "admin.location"),
     ('[admin]\nlocation2 = "a\\u0000b"', "admin.location2"),
     ('[admin]\nemail = "a\\r\\nb"', "admin.email"),
@@ -202,6 +216,9 @@ def test_errors_say_what_is_wrong(tmp_path: Path) -> None:
         "[server]\nengine = 'fibers'": 'must be one of "loop", "threads"',
         "[server]\nport = 'six'": "[[listen]]",
         "[limits]\nnicklen = '9'": "key 'limits.nicklen' must be an integer, not str",
+        "[metadata]\nbefore_connect = 'no'": (
+            "key 'metadata.before_connect' must be true or false, not str"
+        ),
     }
     for text, expected in cases.items():
         path.write_text(text + "\n")
@@ -293,6 +310,14 @@ def test_opers_with_a_hash_and_integer_for_float(tmp_path: Path) -> None:
     assert cfg.opers["root"] == OperConfig(real, "*@*")
     assert cfg.opers["ops"].host == "~ops@10.*"
     assert cfg.path == str(path)
+
+
+def test_metadata_section_loads(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text("[metadata]\nbefore_connect = false\nmax_keys = 5\nchange_rate = 2\n")
+    meta = load_config(path).metadata
+    assert (meta.before_connect, meta.max_keys, meta.change_rate) == (False, 5, 2.0)
+    assert meta.max_subs == MetadataConfig().max_subs
 
 
 def test_exempt_networks_become_a_tuple(tmp_path: Path) -> None:

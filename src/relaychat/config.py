@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "LimitsConfig",
     "ListenConfig",
+    "MetadataConfig",
     "OperConfig",
     "ServerConfig",
     "check_value",
@@ -122,6 +123,21 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetadataConfig:
+    """IRCv3 metadata (``draft/metadata-2``): what its capability value advertises,
+    and the budgets that keep one client's metadata traffic bounded."""
+
+    before_connect: bool = True  # METADATA allowed during registration (cap token)
+    max_keys: int = 20  # keys per user and per channel (cap token max-keys)
+    max_subs: int = 50  # subscribed keys per connection (cap token max-subs)
+    max_value_bytes: int = 300  # bytes per value (cap token max-value-bytes)
+    change_rate: float = 1.0  # SETs per second a connection may make on average ...
+    change_burst: int = 10  # ... and at once (more: FAIL METADATA RATE_LIMITED)
+    sync_rate: float = 100.0  # metadata lines per second a connection may be synced ...
+    sync_burst: int = 1000  # ... and at once (more: RPL_METADATASYNCLATER)
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     location: str = "Somewhere on the network"
     location2: str = ""
@@ -139,6 +155,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: tuple[ListenConfig, ...] = (ListenConfig(),)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
@@ -154,6 +171,7 @@ def _parsed_networks(
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "limits": LimitsConfig,
+    "metadata": MetadataConfig,
     "admin": AdminConfig,
 }
 
@@ -362,6 +380,14 @@ _RULES: dict[str, Rule] = {
     "limits.max_connections_per_ip": _Range(0, 1_000_000),
     "limits.connection_limit_exempt": _networks,
     "limits.whowas_size": _Range(0, 1_000_000),
+    "metadata.before_connect": _anything,  # true or false: checked by type
+    "metadata.max_keys": _Range(1, 1000),
+    "metadata.max_subs": _Range(1, 1000),
+    "metadata.max_value_bytes": _Range(1, 400),  # a value and its key fit in one line
+    "metadata.change_rate": _Range(hi=1000.0, above=0.0),
+    "metadata.change_burst": _Range(1, 10000),
+    "metadata.sync_rate": _Range(hi=1_000_000.0, above=0.0),
+    "metadata.sync_burst": _Range(1, 1_000_000),
     "admin.location": _one_line,
     "admin.location2": _one_line,
     "admin.email": _one_line,
@@ -378,6 +404,7 @@ def _expected_type(f: dataclasses.Field[Any]) -> type[Any]:
 
 
 _TYPE_NAMES = {
+    bool: "true or false",
     int: "an integer",
     float: "a number",
     str: "a string",
@@ -387,6 +414,10 @@ _TYPE_NAMES = {
 
 def _typed(value: Any, expected: type[Any]) -> Any:
     """``value`` as ``expected``, or raise TypeError."""
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is tuple:

@@ -1,6 +1,7 @@
 """Capabilities and ISUPPORT: what the server advertises, from the configuration.
 
-``SUPPORTED_CAPS`` is what ``CAP LS`` lists; ``VARIANT_CAPS`` are the capabilities
+``SUPPORTED_CAPS`` is what ``CAP LS`` lists (:func:`cap_values` gives the values
+that come from the configuration); ``VARIANT_CAPS`` are the capabilities
 that change the bytes of a relayed message (so a message is serialised once per
 combination in use); :func:`isupport_lines` builds the 005 tokens, and the
 handlers' target limits come from the same :class:`TargetLimits`, so ISUPPORT and
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from relaychat.protocol.state import Session
 
 __all__ = [
+    "METADATA_CAP",
     "SUPPORTED_CAPS",
     "VARIANT_CAPS",
     "TargetLimits",
@@ -30,12 +32,15 @@ __all__ = [
     "variant_of",
 ]
 
+METADATA_CAP = "draft/metadata-2"
+
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
     "account-tag": "",
     "away-notify": "",
     "batch": "",
     "cap-notify": "",
+    METADATA_CAP: "",  # its value comes from the configuration (offered_caps)
     "echo-message": "",
     "invite-notify": "",
     "labeled-response": "",
@@ -55,8 +60,16 @@ VARIANT_CAPS = {
 
 def offered_caps(config: Config) -> dict[str, str]:
     """What ``CAP LS`` offers under ``config``: name -> value ("" for none)."""
+    meta = config.metadata
+    tokens = ["before-connect"] if meta.before_connect else []
+    tokens += [
+        f"max-subs={meta.max_subs}",
+        f"max-keys={meta.max_keys}",
+        f"max-value-bytes={meta.max_value_bytes}",
+    ]
+    values = {**SUPPORTED_CAPS, METADATA_CAP: ",".join(tokens)}
     disabled = set(config.server.disabled_caps)
-    return {name: value for name, value in SUPPORTED_CAPS.items() if name not in disabled}
+    return {name: value for name, value in values.items() if name not in disabled}
 
 
 def cap_changes(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], list[str]]:

@@ -15,6 +15,7 @@ from relaychat.protocol.core import CommandSpec, Handler, ServerCore
 from relaychat.protocol.handlers import (
     channel,
     messaging,
+    metadata,
     modes,
     oper,
     registration,
@@ -157,6 +158,14 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
     "SETNAME": _c(
         users.handle_setname, 1, "SETNAME <realname>", "Change your real name (setname capability)."
+    ),
+    "METADATA": _c(
+        metadata.handle_metadata,
+        2,
+        "METADATA <target> <GET|LIST|SET|CLEAR|SUB|UNSUB|SUBS|SYNC> [...]",
+        "Read or set key:value metadata on yourself (*) or a channel, and subscribe to"
+        " changes (draft/metadata-2 capability).",
+        pre=True,
     ),
     "WHO": _c(
         who.handle_who,

@@ -142,6 +142,7 @@ class ServerCore:
         self.timers = Timers()
         self.ops = Ops({"hash": 2})
         self.msgid = msgid_source(msgid_prefix)
+        # BATCH references: unique per core, so per connection
         self.consumers: list[EventConsumer] = []
         self.emit: EventConsumer = self.output.deliver
         self.add_consumer(self.output.deliver)

@@ -108,6 +108,7 @@ class Registry:
         if folded is not None and self.nicks.get(folded) is user:
             del self.nicks[folded]
         user.invites = None
+        user.metadata = None
 
     def set_user_modes(self, user: User, modes: str) -> None:
         """Change user modes, keeping the LUSERS counts and the oper state in step
@@ -171,6 +172,7 @@ class Registry:
             channels.pop(chan.folded, None)
         if not chan.members and self.channels.get(chan.folded) is chan:
             del self.channels[chan.folded]
+            chan.metadata = None
 
     def set_status(self, chan: Channel, user: User, letter: str, on: bool) -> bool:
         """Give or take ``+o``/``+v``; False if nothing changed."""
@@ -227,6 +229,27 @@ class Registry:
             if e.folded == folded:
                 return entries.pop(i)
         return None
+
+    # ---------------------------------------------------------------- metadata
+    def set_metadata(self, owner: User | Channel, key: str, value: str | None) -> None:
+        """Set ``key`` on a user or channel (``value`` None: remove it). The caller
+        checked the key, the value and the limits."""
+        data = owner.metadata
+        if value is None:
+            if data is not None:
+                data.pop(key, None)
+                if not data:
+                    owner.metadata = None
+            return
+        if data is None:
+            data = owner.metadata = {}
+        data[key] = value
+
+    def clear_metadata(self, owner: User | Channel) -> dict[str, str]:
+        """Remove every key of a user or channel; what was there."""
+        data = owner.metadata
+        owner.metadata = None
+        return data or {}
 
     # ----------------------------------------------------------------- invites
     def invite(self, user: User, chan: Channel, inviter: str, expires: float, cap: int) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "Channel",
     "Invite",
     "ListEntry",
+    "MetadataState",
     "Session",
     "User",
     "WhowasEntry",
@@ -66,6 +67,7 @@ class User:
         "signon",
         "idle_since",
         "account",
+        "metadata",
         "_source",
         "__weakref__",
     )
@@ -88,6 +90,7 @@ class User:
         self.signon = 0.0  # wall time of registration
         self.idle_since = 0.0  # monotonic time of the last message (WHOIS idle)
         self.account: str | None = None
+        self.metadata: dict[str, str] | None = None  # IRCv3 metadata; None until a key is set
         self._source: str | None = None  # prefix, cached while the user relays messages
 
     @property
@@ -146,6 +149,7 @@ class Session:
         "drain_at",
         "timer_at",
         "held_response",
+        "metadata",
         "__weakref__",
     )
 
@@ -178,6 +182,7 @@ class Session:
         self.timer_at: float | None = None  # its pending check (relaychat.protocol.timers)
         # a command's response (lines, label) kept while its ordered operation runs
         self.held_response: tuple[list[bytes], str | None] | None = None
+        self.metadata: MetadataState | None = None  # made by its first METADATA command
 
     @property
     def registered(self) -> bool:
@@ -193,6 +198,22 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.conn_id} {self.user.nick or '*'}>"
+
+
+class MetadataState:
+    """One connection's part in IRCv3 metadata: the keys it subscribed to and its
+    two budgets (SETs, and lines of synchronisation), token buckets refilled with
+    monotonic time. Made on first use: a connection that never sends METADATA
+    holds none."""
+
+    __slots__ = ("subs", "change_tokens", "change_at", "sync_tokens", "sync_at")
+
+    def __init__(self, change_tokens: float, sync_tokens: float, now_mono: float) -> None:
+        self.subs: set[str] | None = None  # None: subscribed to nothing
+        self.change_tokens = change_tokens
+        self.change_at = now_mono
+        self.sync_tokens = sync_tokens
+        self.sync_at = now_mono
 
 
 class ListEntry:
@@ -231,6 +252,7 @@ class Channel:
         "key",
         "limit",
         "lists",
+        "metadata",
         "batch",
     )
 
@@ -249,6 +271,7 @@ class Channel:
         self.limit: int | None = None
         # list modes: "b" bans, "e" ban exceptions, "I" invite exceptions
         self.lists: dict[str, list[ListEntry]] = {"b": [], "e": [], "I": []}
+        self.metadata: dict[str, str] | None = None  # IRCv3 metadata; None until a key is set
         self.batch: Any = None  # this turn's ChannelBatch (relaychat.protocol.output)
 
     def is_op(self, user: User) -> bool:

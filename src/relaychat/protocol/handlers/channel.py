@@ -27,6 +27,7 @@ from relaychat.protocol.handlers.common import (
     safe_param,
     split_targets,
 )
+from relaychat.protocol.handlers.metadata import sync_after_join
 from relaychat.protocol.message import truncate_utf8
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
     if chan.topic:
         _send_topic(core, sess, chan)
     send_names(core, sess, chan)
+    if sess.metadata is not None and sess.closing is None:
+        sync_after_join(core, sess, chan, now)
 
 
 def _join_error(

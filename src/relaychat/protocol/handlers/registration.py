@@ -13,6 +13,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.caps import cap_lines, set_caps
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
+from relaychat.protocol.handlers.metadata import send_own_metadata
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.message import truncate_utf8
 
@@ -221,6 +222,7 @@ def send_welcome(core: ServerCore, sess: Session) -> None:
     for tokens in core.isupport:
         core.reply(sess, N.RPL_ISUPPORT, *tokens, "are supported by this server")
     send_lusers(core, sess)
+    send_own_metadata(core, sess)
     send_motd(core, sess)
 
 
