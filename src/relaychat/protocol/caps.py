@@ -17,7 +17,14 @@ from relaychat.protocol.state import CAP_MESSAGE_TAGS, CAP_SERVER_TIME
 if TYPE_CHECKING:
     from relaychat.config import Config
 
-__all__ = ["SUPPORTED_CAPS", "VARIANT_CAPS", "TargetLimits", "isupport_lines", "variant_of"]
+__all__ = [
+    "BOT_MODE",
+    "SUPPORTED_CAPS",
+    "VARIANT_CAPS",
+    "TargetLimits",
+    "isupport_lines",
+    "variant_of",
+]
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
@@ -31,6 +38,8 @@ SUPPORTED_CAPS: dict[str, str] = {
     "setname": "",
     "userhost-in-names": "",
 }
+
+BOT_MODE = "B"  # the user mode that marks a bot (ISUPPORT BOT, the WHO flag)
 
 VARIANT_CAPS = {"server-time": CAP_SERVER_TIME, "message-tags": CAP_MESSAGE_TAGS}
 
@@ -82,6 +91,7 @@ def isupport_lines(config: Config, targets: TargetLimits) -> list[list[str]]:
     lim = config.limits
     tokens = [
         f"AWAYLEN={lim.awaylen}",
+        f"BOT={BOT_MODE}",
         f"CASEMAPPING={config.server.casemapping}",
         f"CHANLIMIT=#&:{lim.chanlimit}",
         "CHANMODES=beI,k,l,imnst",

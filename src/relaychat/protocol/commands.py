@@ -119,7 +119,7 @@ COMMANDS: dict[str, CommandSpec] = {
         modes.handle_mode,
         1,
         "MODE <target> [<modes> [<args>...]]",
-        "Show or change user modes (+i +w) or channel modes (+beIklmnstov).",
+        "Show or change user modes (+B +i +w) or channel modes (+beIklmnstov).",
     ),
     # messages
     "PRIVMSG": _c(

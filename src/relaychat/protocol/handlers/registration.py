@@ -211,7 +211,7 @@ def send_welcome(core: ServerCore, sess: Session) -> None:
         N.RPL_MYINFO,
         cfg.name,
         f"relaychat-{__version__}",
-        "iow",
+        "Biow",
         "beIiklmnostv",
         "beIklov",
     )
