@@ -104,6 +104,7 @@ def isupport_lines(config: Config, targets: TargetLimits) -> list[list[str]]:
         f"MAXLIST=beI:{lim.max_list_entries}",
         f"MAXTARGETS={lim.max_targets}",
         f"MODES={lim.max_modes}",
+        f"MONITOR={lim.monitor_limit}",
         f"NETWORK={config.server.network}",
         f"NICKLEN={lim.nicklen}",
         "PREFIX=(ov)@+",

@@ -16,6 +16,7 @@ from relaychat.protocol.handlers import (
     channel,
     messaging,
     modes,
+    monitor,
     oper,
     registration,
     serverinfo,
@@ -157,6 +158,13 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
     "SETNAME": _c(
         users.handle_setname, 1, "SETNAME <realname>", "Change your real name (setname capability)."
+    ),
+    "MONITOR": _c(
+        monitor.handle_monitor,
+        1,
+        "MONITOR <+|-> <nick>{,<nick>} | MONITOR <C|L|S>",
+        "Be told when nicks come online or go offline: + adds, - removes, C clears, "
+        "L lists, S shows who is online.",
     ),
     "WHO": _c(
         who.handle_who,
