@@ -28,12 +28,15 @@ __all__ = [
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
+    "account-notify": "",
     "away-notify": "",
     "cap-notify": "",
     "echo-message": "",
+    "extended-join": "",
     "invite-notify": "",
     "message-tags": "",
     "multi-prefix": "",
+    "no-implicit-names": "",
     "server-time": "",
     "setname": "",
     "userhost-in-names": "",

@@ -47,6 +47,7 @@ from relaychat.protocol.backoff import Backoff
 from relaychat.protocol.caps import isupport_lines, target_limits
 from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
+from relaychat.protocol.identity import account_changed
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text
 from relaychat.protocol.monitor import Monitor
@@ -490,6 +491,12 @@ class ServerCore:
         the nick's MONITOR watchers are told."""
         self.timers.check_at(sess, now.mono + self.limits.ping_interval)
         self.monitor.signed_on(sess.user)
+
+    # ------------------------------------------------------ user identity
+    def account_changed(self, user: User, account: str | None) -> bool:
+        """``user`` logged in to ``account`` (None: out): ACCOUNT to those who
+        see it; False if unchanged."""
+        return account_changed(self, user, account, self._now)
 
     # ------------------------------------------------------------- lookups
     def find_user(self, nick: str) -> User | None:

@@ -27,6 +27,7 @@ from relaychat.protocol.handlers.common import (
     safe_param,
     split_targets,
 )
+from relaychat.protocol.identity import join_events
 from relaychat.protocol.message import truncate_utf8
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
         if invited:
             reg.take_invite(user, chan, now.mono)
         reg.join(chan, user)
-    core.emit(core.event(user, "JOIN", [chan.name], now, CHANNEL, channel=chan, echo=ECHO_ALWAYS))
+    join_events(core, user, chan, now)  # extended-join: account and realname to those who asked
     if user.away is not None:
         # away-notify: members learn at once that the newcomer is away
         core.emit(
@@ -98,7 +99,8 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
         )
     if chan.topic:
         _send_topic(core, sess, chan)
-    send_names(core, sess, chan)
+    if "no-implicit-names" not in sess.caps:
+        send_names(core, sess, chan)
 
 
 def _join_error(
