@@ -31,6 +31,7 @@ SUPPORTED_CAPS: dict[str, str] = {
     "account-notify": "",
     "away-notify": "",
     "cap-notify": "",
+    "chghost": "",
     "echo-message": "",
     "extended-join": "",
     "invite-notify": "",

@@ -219,6 +219,13 @@ COMMANDS: dict[str, CommandSpec] = {
         "Operators only: disconnect a user.",
         oper_only=True,
     ),
+    "CHGHOST": _c(
+        oper.handle_chghost,
+        3,
+        "CHGHOST <nick> <user> <host>",
+        "Operators only: change a user's username and host.",
+        oper_only=True,
+    ),
     "WALLOPS": _c(
         oper.handle_wallops,
         1,

@@ -47,7 +47,7 @@ from relaychat.protocol.backoff import Backoff
 from relaychat.protocol.caps import isupport_lines, target_limits
 from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
-from relaychat.protocol.identity import account_changed
+from relaychat.protocol.identity import account_changed, change_host
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text
 from relaychat.protocol.monitor import Monitor
@@ -493,6 +493,11 @@ class ServerCore:
         self.monitor.signed_on(sess.user)
 
     # ------------------------------------------------------ user identity
+    def change_host(self, user: User, ident: str, host: str) -> bool:
+        """Give ``user`` a new ident and host (checked by the caller) and tell
+        everyone who sees it (CHGHOST, or the fallback); False if unchanged."""
+        return change_host(self, user, ident, host, self._now)
+
     def account_changed(self, user: User, account: str | None) -> bool:
         """``user`` logged in to ``account`` (None: out): ACCOUNT to those who
         see it; False if unchanged."""
