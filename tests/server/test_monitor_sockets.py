@@ -1,4 +1,4 @@
-"""MONITOR over real sockets, for both engines, and a client
+"""MONITOR and extended-monitor over real sockets, for both engines, and a client
 that monitors as much junk as it can while a bystander keeps being answered."""
 
 from __future__ import annotations
@@ -58,6 +58,21 @@ def test_a_dropped_connection_is_offline_and_a_dropped_watcher_leaves_no_trace(
     assert index.watchers
     w.close()
     wait_for(lambda: not index.watchers and not index.watching, what="the index to be emptied")
+
+
+def test_extended_monitor_away_without_a_shared_channel(irc_server: Any, connect: Connect) -> None:
+    w = connect(irc_server, "watcher", caps=("extended-monitor", "away-notify"))
+    plain = connect(irc_server, "plain", caps=("away-notify",))
+    for c in (w, plain):
+        c.send("MONITOR + bob")
+        c.sync()
+    b = connect(irc_server, "bob")
+    w.expect(N.RPL_MONONLINE)
+    b.send("AWAY :lunch")
+    b.expect(N.RPL_NOWAWAY)
+    away = w.expect("AWAY")
+    assert (away.source, away.params) == ("bob!~bob@127.0.0.1", ["lunch"])
+    assert [m.command for m in plain.sync()] == [N.RPL_MONONLINE]  # and no AWAY
 
 
 def test_monitor_errors_over_the_wire(start_server: Callable[..., Any], connect: Connect) -> None:

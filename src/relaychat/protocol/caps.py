@@ -34,6 +34,7 @@ SUPPORTED_CAPS: dict[str, str] = {
     "chghost": "",
     "echo-message": "",
     "extended-join": "",
+    "extended-monitor": "",
     "invite-notify": "",
     "message-tags": "",
     "multi-prefix": "",

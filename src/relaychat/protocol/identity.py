@@ -81,8 +81,8 @@ def change_host(core: ServerCore, user: User, ident: str, host: str, now: Now) -
     """Give ``user`` a new ident and host (both already checked) and tell those
     who see it; False if nothing changed.
 
-    CHGHOST (from the old mask) goes to the peers with ``chghost`` and the user's
-    own sessions with it; the peers without it get
+    CHGHOST (from the old mask) goes to the peers with ``chghost``, the user's own
+    sessions with it, and its extended-monitor watchers; the peers without it get
     the fallback. The user's own sessions without ``chghost`` get nothing (a QUIT
     of oneself would read as being disconnected). While users have one session,
     ``origin`` keeps the fallback's channel events from the user; a user with
@@ -102,6 +102,7 @@ def change_host(core: ServerCore, user: User, ident: str, host: str, now: Now) -
     user.host = host
     user.update_prefix()
     core.emit(ev)
+    core.monitor.relay(ev)
     if not user.channels:
         return True
     core.emit(quit_)
@@ -158,8 +159,8 @@ def change_host(core: ServerCore, user: User, ident: str, host: str, now: Now) -
 
 def account_changed(core: ServerCore, user: User, account: str | None, now: Now) -> bool:
     """``user`` logged in to ``account`` (None: logged out): ``ACCOUNT <name>`` or
-    ``ACCOUNT *`` to the peers with ``account-notify`` and the user's own
-    sessions with it. False if nothing changed.
+    ``ACCOUNT *`` to the peers with ``account-notify``, the user's own sessions
+    with it, and its extended-monitor watchers. False if nothing changed.
     ``account`` is a name the account system checked: one word, not ``*``
     (anything else is a programming error, raised when the line is built)."""
     if user.account == account:
@@ -171,4 +172,5 @@ def account_changed(core: ServerCore, user: User, account: str | None, now: Now)
         user, "ACCOUNT", [account or "*"], now, PEERS, cap="account-notify", echo=ECHO_ALWAYS
     )
     core.emit(ev)
+    core.monitor.relay(ev)
     return True

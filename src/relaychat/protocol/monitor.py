@@ -16,7 +16,12 @@ the two in step; an entry of ``watchers`` with no session left is deleted.
 Notifications: ``signed_on`` (registration, the new nick of a NICK) sends
 ``730 <watcher> nick!user@host``, ``signed_off`` (QUIT, any disconnect, the old
 nick of a NICK) ``731 <watcher> nick``; a nick change that only changes case
-tells nobody (the folded nick is still online).
+tells nobody (the folded nick is still online). ``relay`` is extended-monitor:
+a PEERS event about a user's own state (AWAY, SETNAME, CHGHOST, ACCOUNT) also
+reaches the watchers of that user that negotiated ``extended-monitor`` and the
+event's capability, unless they share a channel with the user (they got it as
+peers) or are the user (its own sessions follow the capability's own rule).
+Those copies are the same event's bytes, not a new event.
 
 Bounds: a list holds at most ``limits.monitor_limit`` targets (the handler
 refuses more); each target is a valid nick, so at most NICKLEN characters.
@@ -33,11 +38,13 @@ from typing import TYPE_CHECKING
 from relaychat.protocol import numerics as N
 
 if TYPE_CHECKING:
+    from relaychat.protocol.events import Event
     from relaychat.protocol.output import Output
     from relaychat.protocol.state import Session, User
 
-__all__ = ["MAX_NUMERIC_LINE", "Monitor", "reply_joined"]
+__all__ = ["EXTENDED_MONITOR", "MAX_NUMERIC_LINE", "Monitor", "reply_joined"]
 
+EXTENDED_MONITOR = "extended-monitor"
 MAX_NUMERIC_LINE = 510  # bytes of a numeric line before CRLF
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -115,6 +122,28 @@ class Monitor:
         self.signed_off(old_folded, old_nick)
         self.signed_on(user)
 
+    def relay(self, ev: Event) -> None:
+        """extended-monitor: ``ev`` (a PEERS event about its actor) to the actor's
+        watchers with ``extended-monitor`` and ``ev.cap`` that did not get it as
+        peers."""
+        actor = ev.actor
+        folded = actor.nick_folded if actor is not None else None
+        sessions = self.watchers.get(folded) if folded is not None else None
+        if not sessions or actor is None:
+            return
+        cap = ev.cap
+        send = self.output.send_bytes
+        for sess in list(sessions):
+            caps = sess.caps
+            if EXTENDED_MONITOR not in caps or (cap is not None and cap not in caps):
+                continue
+            watcher = sess.user
+            if watcher is actor or sess.closing is not None:
+                continue
+            if _shares_channel(watcher, actor):
+                continue  # a peer: local delivery gave it the event already
+            send(sess, ev.for_variant(sess.variant))
+
 
 def reply_joined(
     output: Output, sess: Session, numeric: str, items: Iterable[str], sep: str = ","
@@ -136,3 +165,8 @@ def reply_joined(
         size += n
     if line:
         output.send_line(sess, head + sep.join(line))
+
+
+def _shares_channel(a: User, b: User) -> bool:
+    small, other = (a, b) if len(a.channels) <= len(b.channels) else (b, a)
+    return any(other in chan.members for chan in small.channels.values())
