@@ -22,7 +22,7 @@ from relaychat.protocol.timebase import Now
 Connect = Callable[..., Peer]
 
 
-def test_a_second_consumer_sees_every_event_with_a_unique_msgid(
+def test_a_second_consumer_sees_every_event_and_one_msgid_per_happening(
     core: ServerCore, connect: Connect
 ) -> None:
     seen: list[Event] = []
