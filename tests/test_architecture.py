@@ -90,7 +90,8 @@ def test_protocol_is_sans_io(path: Path) -> None:
 
 
 def test_the_core_imports_no_handler_and_no_command_table() -> None:
-    for module in ("core.py", "inbound.py", "output.py", "registry.py", "events.py", "ops.py"):
+    core_modules = ("core.py", "inbound.py", "output.py", "registry.py", "events.py", "ops.py")
+    for module in (*core_modules, "monitor.py", "identity.py"):
         imports = runtime_imports(SRC / "protocol" / module)
         assert not [
             m

@@ -60,6 +60,7 @@ def test_new_keys_have_their_defaults() -> None:
     assert lim.connection_limit_exempt == ("127.0.0.1", "::1")
     assert (lim.tags_length, lim.realnamelen) == (4094, 128)
     assert (lim.invite_expiry, lim.max_invites) == (3600.0, 16)
+    assert lim.monitor_limit == 100
     assert ServerConfig().log_format == "text"
 
 
@@ -141,6 +142,8 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[limits]\nmax_connections_per_ip = -1", "limits.max_connections_per_ip"),
     ("[limits]\nconnection_limit_exempt = ['localhost']", "limits.connection_limit_exempt"),
     ("[limits]\nconnection_limit_exempt = ['10.0.0.1/8']", "limits.connection_limit_exempt"),
+    ("[limits]\nmonitor_limit = 0", "limits.monitor_limit"),
+    ("[limits]\nmonitor_limit = 10001", "limits.monitor_limit"),
     ("[limits]\nconnection_limit_exempt = '127.0.0.1'", "limits.connection_limit_exempt"),
     ("[limits]\nconnection_limit_exempt = [1]", "limits.connection_limit_exempt"),
     ("[limits]\nwhowas_size = -1", "limits.whowas_size"),

@@ -109,6 +109,7 @@ class LimitsConfig:
     max_connections_per_ip: int = 10  # 0 = unlimited
     connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
     whowas_size: int = 1000
+    monitor_limit: int = 100  # nicks one connection may MONITOR (ISUPPORT MONITOR)
 
     def exempt_from_ip_limit(self, ip: str) -> bool:
         """True when ``ip`` is in ``connection_limit_exempt`` (an IPv4-mapped IPv6
@@ -380,6 +381,7 @@ _RULES: dict[str, Rule] = {
     "limits.max_connections_per_ip": _Range(0, 1_000_000),
     "limits.connection_limit_exempt": _networks,
     "limits.whowas_size": _Range(0, 1_000_000),
+    "limits.monitor_limit": _Range(1, 10000),
     "metadata.before_connect": _anything,  # true or false: checked by type
     "metadata.max_keys": _Range(1, 1000),
     "metadata.max_subs": _Range(1, 1000),

@@ -22,7 +22,7 @@ from relaychat.protocol.timebase import Now
 Connect = Callable[..., Peer]
 
 
-def test_a_second_consumer_sees_every_event_with_a_unique_msgid(
+def test_a_second_consumer_sees_every_event_and_one_msgid_per_happening(
     core: ServerCore, connect: Connect
 ) -> None:
     seen: list[Event] = []
@@ -34,8 +34,24 @@ def test_a_second_consumer_sees_every_event_with_a_unique_msgid(
     a.send("PRIVMSG bob :psst")
     b.send("NICK robert")
     b.send("QUIT :bye")
+    # a JOIN is two renderings of one happening (plain, and extended-join's with
+    # account and realname), which share its msgid; everything else is one event
+    joins = seen[:4]
+    assert [(e.command, e.cap, e.nocap) for e in joins] == [
+        ("JOIN", None, ("extended-join",)),
+        ("JOIN", "extended-join", ()),
+    ] * 2
+    assert [e.params for e in joins] == [
+        ["#c"],
+        ["#c", "*", "Real alice"],
+        ["#c"],
+        ["#c", "*", "Real bob"],
+    ]
+    assert joins[0].msgid == joins[1].msgid and joins[2].msgid == joins[3].msgid
     kinds = [(e.command, e.audience) for e in seen]
     assert kinds == [
+        ("JOIN", CHANNEL),
+        ("JOIN", CHANNEL),
         ("JOIN", CHANNEL),
         ("JOIN", CHANNEL),
         ("PRIVMSG", CHANNEL),
@@ -43,13 +59,13 @@ def test_a_second_consumer_sees_every_event_with_a_unique_msgid(
         ("NICK", PEERS),
         ("QUIT", PEERS),
     ]
-    assert len({e.msgid for e in seen}) == len(seen)
-    msg = seen[2]
+    assert len({e.msgid for e in seen}) == len(seen) - 2
+    msg = seen[4]
     assert msg.source == "alice!~u@127.0.0.1" and msg.params == ["#c", "hello"]
     assert msg.channel is not None and msg.channel.name == "#c"
     assert msg.time == pytest.approx(a.clock.wall)
-    assert seen[3].params == ["bob", "psst"] and seen[3].target is b.user
-    assert seen[4].params == ["robert"] and seen[4].source.startswith("bob!")
+    assert seen[5].params == ["bob", "psst"] and seen[5].target is b.user
+    assert seen[6].params == ["robert"] and seen[6].source.startswith("bob!")
 
 
 def test_local_delivery_is_just_a_consumer(core: ServerCore, connect: Connect) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from relaychat.protocol.state import Session
 
 __all__ = [
+    "BOT_MODE",
     "METADATA_CAP",
     "SUPPORTED_CAPS",
     "VARIANT_CAPS",
@@ -36,20 +37,27 @@ METADATA_CAP = "draft/metadata-2"
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
+    "account-notify": "",
     "account-tag": "",
     "away-notify": "",
     "batch": "",
     "cap-notify": "",
     METADATA_CAP: "",  # its value comes from the configuration (offered_caps)
+    "chghost": "",
     "echo-message": "",
+    "extended-join": "",
+    "extended-monitor": "",
     "invite-notify": "",
     "labeled-response": "",
     "message-tags": "",
     "multi-prefix": "",
+    "no-implicit-names": "",
     "server-time": "",
     "setname": "",
     "userhost-in-names": "",
 }
+
+BOT_MODE = "B"  # the user mode that marks a bot (ISUPPORT BOT, the WHO flag)
 
 VARIANT_CAPS = {
     "server-time": CAP_SERVER_TIME,
@@ -151,6 +159,7 @@ def isupport_lines(config: Config, targets: TargetLimits) -> list[list[str]]:
     lim = config.limits
     tokens = [
         f"AWAYLEN={lim.awaylen}",
+        f"BOT={BOT_MODE}",
         f"CASEMAPPING={config.server.casemapping}",
         f"CHANLIMIT=#&:{lim.chanlimit}",
         "CHANMODES=beI,k,l,imnst",
@@ -163,6 +172,7 @@ def isupport_lines(config: Config, targets: TargetLimits) -> list[list[str]]:
         f"MAXLIST=beI:{lim.max_list_entries}",
         f"MAXTARGETS={lim.max_targets}",
         f"MODES={lim.max_modes}",
+        f"MONITOR={lim.monitor_limit}",
         f"NETWORK={config.server.network}",
         f"NICKLEN={lim.nicklen}",
         "PREFIX=(ov)@+",

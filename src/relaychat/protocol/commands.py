@@ -17,6 +17,7 @@ from relaychat.protocol.handlers import (
     messaging,
     metadata,
     modes,
+    monitor,
     oper,
     registration,
     serverinfo,
@@ -120,7 +121,7 @@ COMMANDS: dict[str, CommandSpec] = {
         modes.handle_mode,
         1,
         "MODE <target> [<modes> [<args>...]]",
-        "Show or change user modes (+i +w) or channel modes (+beIklmnstov).",
+        "Show or change user modes (+B +i +w) or channel modes (+beIklmnstov).",
     ),
     # messages
     "PRIVMSG": _c(
@@ -166,6 +167,13 @@ COMMANDS: dict[str, CommandSpec] = {
         "Read or set key:value metadata on yourself (*) or a channel, and subscribe to"
         " changes (draft/metadata-2 capability).",
         pre=True,
+    ),
+    "MONITOR": _c(
+        monitor.handle_monitor,
+        1,
+        "MONITOR <+|-> <nick>{,<nick>} | MONITOR <C|L|S>",
+        "Be told when nicks come online or go offline: + adds, - removes, C clears, "
+        "L lists, S shows who is online.",
     ),
     "WHO": _c(
         who.handle_who,
@@ -218,6 +226,13 @@ COMMANDS: dict[str, CommandSpec] = {
         2,
         "KILL <nick> <reason>",
         "Operators only: disconnect a user.",
+        oper_only=True,
+    ),
+    "CHGHOST": _c(
+        oper.handle_chghost,
+        3,
+        "CHGHOST <nick> <user> <host>",
+        "Operators only: change a user's username and host.",
         oper_only=True,
     ),
     "WALLOPS": _c(

@@ -54,8 +54,10 @@ from relaychat.protocol.caps import (
 )
 from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
+from relaychat.protocol.identity import account_changed, change_host
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text
+from relaychat.protocol.monitor import Monitor
 from relaychat.protocol.ops import Batcher, Op, Ops
 from relaychat.protocol.output import Output
 from relaychat.protocol.registry import Registry
@@ -138,6 +140,7 @@ class ServerCore:
         # the two calls every handler makes, bound once (no extra call level)
         self.reply: Callable[..., None] = self.output.reply
         self.send_line: Callable[[Session, str], None] = self.output.send_line
+        self.monitor = Monitor(self.output)
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
         self.ops = Ops({"hash": 2})
@@ -513,9 +516,22 @@ class ServerCore:
         self.timers.call_at(when, sess, fn)
 
     def registered(self, sess: Session, now: Now) -> None:
-        """Registration completed: the PING clock starts. (Its pending check, the
-        registration deadline, does when that comes first: no second entry.)"""
+        """Registration completed: the PING clock starts (its pending check, the
+        registration deadline, does when that comes first: no second entry), and
+        the nick's MONITOR watchers are told."""
         self.timers.check_at(sess, now.mono + self.limits.ping_interval)
+        self.monitor.signed_on(sess.user)
+
+    # ------------------------------------------------------ user identity
+    def change_host(self, user: User, ident: str, host: str) -> bool:
+        """Give ``user`` a new ident and host (checked by the caller) and tell
+        everyone who sees it (CHGHOST, or the fallback); False if unchanged."""
+        return change_host(self, user, ident, host, self._now)
+
+    def account_changed(self, user: User, account: str | None) -> bool:
+        """``user`` logged in to ``account`` (None: out): ACCOUNT to those who
+        see it; False if unchanged."""
+        return account_changed(self, user, account, self._now)
 
     # ------------------------------------------------------------- lookups
     def find_user(self, nick: str) -> User | None:
@@ -559,10 +575,14 @@ class ServerCore:
 
     def _teardown(self, sess: Session, reason: str, now: Now, error: str | None = None) -> None:
         user = sess.user
-        if user.registered and len(user.sessions) == 1:
+        self.monitor.forget(sess)
+        was_online = user.registered
+        if was_online and len(user.sessions) == 1:
             self.emit(self.event(user, "QUIT", [reason], now, PEERS, trailing=True))
         if len(user.sessions) <= 1:
             self.registry.remove_user(user, now.wall)
+            if was_online:
+                self.monitor.signed_off(user.nick_folded, user.nick)
         # ... but its ERROR
         self.output.final_line(sess, f"ERROR :{error or f'Closing Link: {user.host} ({reason})'}")
         user.sessions = tuple(s for s in user.sessions if s is not sess)

@@ -95,6 +95,7 @@ class Event:
         "tags",
         "status",
         "cap",
+        "nocap",
         "echo",
         "_variants",
     )
@@ -116,6 +117,7 @@ class Event:
         status: str = "",
         cap: str | None = None,
         echo: int = ECHO_NEVER,
+        nocap: tuple[str, ...] = (),
     ) -> None:
         self.command = command
         self.source = source
@@ -132,6 +134,7 @@ class Event:
         self.status = status  # STATUSMSG: lowest member status that receives it ("o", "v")
         self.cap = cap  # only sessions with this capability receive it
         self.echo = echo
+        self.nocap = nocap  # sessions with any of these capabilities do not receive it
         self._variants: list[bytes | None] | None = None
 
     def for_variant(self, variant: int) -> bytes:
@@ -182,6 +185,7 @@ def build_event(
     status: str = "",
     cap: str | None = None,
     echo: int = ECHO_NEVER,
+    nocap: tuple[str, ...] = (),
 ) -> Event:
     """An event whose line is checked (:class:`MessageSerializeError` on a bad
     parameter) and whose ``trailing`` text is cut to fit :data:`MAX_RELAY_LINE`."""
@@ -202,6 +206,7 @@ def build_event(
         status,
         cap,
         echo,
+        nocap,
     )
 
 

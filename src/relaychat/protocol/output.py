@@ -8,7 +8,8 @@ the *dirty* list; ``data_to_send()`` joins each dirty session's list into one
 buffer: one write per connection per turn.
 
 *Local delivery* is the consumer of :class:`~relaychat.protocol.events.Event` that
-turns an event into bytes for the local sessions in its audience. An event is
+turns an event into bytes for the local sessions in its audience (``cap``: only
+sessions with that capability; ``nocap``: none with any of those). An event is
 serialised once per capability variant. Unfiltered channel events go through
 the channel's :class:`ChannelBatch` for this turn: the first message of a turn
 attaches an open :class:`Slice` of the batch to each member's queue (one pass
@@ -276,7 +277,7 @@ class Output:
             chan = ev.channel
             assert chan is not None
             members = chan.members
-            if ev.status or cap is not None:
+            if ev.status or cap is not None or ev.nocap:
                 if ev.status:
                     want = ev.status
                     users: Iterable[User] = [
@@ -298,7 +299,7 @@ class Output:
                 self._to_self(origin, ev, skip is None)
                 skip = origin
             sessions = target.sessions
-            if len(sessions) == 1 and cap is None:
+            if len(sessions) == 1 and cap is None and not ev.nocap:
                 sess = sessions[0]  # the usual case: one connection, no filter
                 if sess is not skip and sess.closing is None:
                     self.send_bytes(sess, ev.for_variant(sess.variant))
@@ -326,19 +327,22 @@ class Output:
             self.send_bytes(sess, data)
 
     def _relay_session(self, sess: Session, ev: Event) -> None:
-        if ev.cap is None or ev.cap in sess.caps:
+        if (ev.cap is None or ev.cap in sess.caps) and not _excluded(ev.nocap, sess.caps):
             self.send_bytes(sess, ev.for_variant(sess.variant))
 
     def _relay(self, users: Iterable[User], ev: Event, skip: Session | None) -> None:
         """Serialise once per variant; append the same bytes to every session."""
         cache: list[bytes | None] = [None] * VARIANTS
         cap = ev.cap
+        nocap = ev.nocap
         send = self.send_bytes
         for user in users:
             for sess in user.sessions:
                 if sess is skip or sess.closing is not None:
                     continue
                 if cap is not None and cap not in sess.caps:
+                    continue
+                if nocap and _excluded(nocap, sess.caps):
                     continue
                 v = sess.variant
                 data = cache[v]
@@ -443,6 +447,11 @@ class Output:
                 sess.out = [b""]
         else:
             self._queue(sess, data)
+
+
+def _excluded(nocap: tuple[str, ...], caps: frozenset[str]) -> bool:
+    """Whether a session with ``caps`` is left out by an event's ``nocap``."""
+    return any(c in caps for c in nocap)
 
 
 def _close_slice(sess: Session, sl: Slice) -> None:

@@ -28,6 +28,7 @@ from relaychat.protocol.handlers.common import (
     split_targets,
 )
 from relaychat.protocol.handlers.metadata import sync_after_join
+from relaychat.protocol.identity import join_events
 from relaychat.protocol.message import truncate_utf8
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
         if invited:
             reg.take_invite(user, chan, now.mono)
         reg.join(chan, user)
-    core.emit(core.event(user, "JOIN", [chan.name], now, CHANNEL, channel=chan, echo=ECHO_ALWAYS))
+    join_events(core, user, chan, now)  # extended-join: account and realname to those who asked
     if user.away is not None:
         # away-notify: members learn at once that the newcomer is away
         core.emit(
@@ -99,7 +100,8 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
         )
     if chan.topic:
         _send_topic(core, sess, chan)
-    send_names(core, sess, chan)
+    if "no-implicit-names" not in sess.caps:
+        send_names(core, sess, chan)
     if sess.metadata is not None and sess.closing is None:
         sync_after_join(core, sess, chan, now)
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
+from relaychat.protocol.caps import BOT_MODE
 from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, MAX_RELAY_LINE, SELF
 from relaychat.protocol.handlers.common import channel_visible, parse_int, safe_param
 from relaychat.protocol.message import valid_middle
@@ -76,6 +77,7 @@ _LIST_REPLIES: dict[str, tuple[str, str, str]] = {
 
 # user mode letter -> (a user may set it, a user may unset it); +o comes from OPER
 USER_MODES: dict[str, tuple[bool, bool]] = {
+    BOT_MODE: (True, True),  # bot mode (ISUPPORT BOT)
     "i": (True, True),
     "w": (True, True),
     "o": (False, True),

@@ -1,4 +1,4 @@
-"""Operator commands: OPER, KILL, WALLOPS, REHASH, DIE.
+"""Operator commands: OPER, KILL, CHGHOST, WALLOPS, REHASH, DIE.
 
 OPER checks an scrypt hash (30 ms, 16 MiB): the check is an ordered operation
 in the ``hash`` pool (at most two in flight server-wide), so the session's
@@ -9,6 +9,12 @@ timing reveal nothing. Failures back off per address and per name (1 s,
 doubling up to a minute): an attempt during a backoff is held until it ends,
 then checked. Every success and failure is logged with the address.
 
+CHGHOST gives a user another ident and host through ``core.change_host`` (the
+function IP cloaking will call too): an ident is 1 to USERLEN ASCII letters,
+digits and ``-._~[]\\`^{}|``; a host is 1 to 63 ASCII letters, digits and
+``-.:/_``, not starting with ``-``, ``.``, ``:`` or ``/``. Anything else is a
+``FAIL CHGHOST INVALID_USERNAME`` or ``INVALID_HOSTNAME``.
+
 REHASH and DIE are requests to the transport (``core.requests``): the core reads
 no files and stops nothing itself.
 """
@@ -16,6 +22,7 @@ no files and stops nothing itself.
 from __future__ import annotations
 
 import logging
+import re
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -34,6 +41,18 @@ if TYPE_CHECKING:
     from relaychat.protocol.timebase import Now
 
 log = logging.getLogger("relaychat.oper")
+
+HOST_MAX = 63  # characters in a host set by CHGHOST (HOSTLEN of other servers)
+_IDENT_RE = re.compile(r"[A-Za-z0-9\-._~\[\]\\`^{}|]+\Z")
+_HOST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9\-.:/_]*\Z")
+
+
+def valid_ident(core: ServerCore, ident: str) -> bool:
+    return len(ident) <= core.limits.userlen and _IDENT_RE.match(ident) is not None
+
+
+def valid_host(host: str) -> bool:
+    return len(host) <= HOST_MAX and _HOST_RE.match(host) is not None
 
 
 # OPER <name> <password>
@@ -103,6 +122,34 @@ def handle_kill(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
     )
     for victim in list(target.sessions):
         core.disconnect(victim, f"Killed ({sess.name} ({comment}))", now)
+
+
+# CHGHOST <nick> <user> <host>
+def handle_chghost(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    nick, ident, host = msg.params[0], msg.params[1], msg.params[2]
+    target = core.find_user(nick)
+    if target is None:
+        core.reply(sess, N.ERR_NOSUCHNICK, safe_param(nick), "No such nick/channel")
+        return
+    if not valid_ident(core, ident):
+        core.fail(sess, "CHGHOST", "INVALID_USERNAME", ident, "Username is not valid")
+        return
+    if not valid_host(host):
+        core.fail(sess, "CHGHOST", "INVALID_HOSTNAME", host, "Hostname is not valid")
+        return
+    old = target.prefix
+    if not core.change_host(target, ident, host):
+        core.server_notice(sess, f"CHGHOST: {target.name} already is {old}")
+        return
+    log.warning(
+        "[%d] CHGHOST %s -> %s by %s (%s)",
+        sess.conn_id,
+        old,
+        target.prefix,
+        sess.user.prefix,
+        sess.ip,
+    )
+    core.server_notice(sess, f"CHGHOST: {old} is now {target.prefix}")
 
 
 # WALLOPS <text>

@@ -156,9 +156,11 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
                     "Cannot change nickname while banned on channel",
                 )
                 return
+    old_nick, old_folded = user.nick, user.nick_folded
     ev = core.event(user, "NICK", [nick], now, PEERS, echo=ECHO_ALWAYS, trailing=True)
     if core.registry.change_nick(user, nick, now.wall):
         core.emit(ev)
+        core.monitor.nick_changed(user, old_nick, old_folded)
 
 
 # USER <username> <mode> <unused> <realname>
@@ -215,7 +217,7 @@ def send_welcome(core: ServerCore, sess: Session) -> None:
         N.RPL_MYINFO,
         cfg.name,
         f"relaychat-{__version__}",
-        "iow",
+        "Biow",
         "beIiklmnostv",
         "beIklov",
     )

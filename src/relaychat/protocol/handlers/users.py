@@ -33,7 +33,9 @@ def handle_away(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         if not was_away:
             return
         params = []
-    core.emit(core.event(user, "AWAY", params, now, PEERS, cap="away-notify", trailing=True))
+    ev = core.event(user, "AWAY", params, now, PEERS, cap="away-notify", trailing=True)
+    core.emit(ev)
+    core.monitor.relay(ev)  # extended-monitor watchers outside user's channels
 
 
 # ISON <nickname>{ <nickname>}
@@ -75,3 +77,4 @@ def handle_setname(core: ServerCore, sess: Session, msg: Message, now: Now) -> N
     )
     user.realname = realname
     core.emit(ev)
+    core.monitor.relay(ev)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
+from relaychat.protocol.caps import BOT_MODE
 from relaychat.protocol.casemap import mask_matches
 from relaychat.protocol.handlers.common import (
     channel_visible,
@@ -46,6 +47,8 @@ def _who_reply(
         flags += "*"
     if chan is not None:
         flags += member_prefix(chan.members.get(target, ""), "multi-prefix" in sess.caps)
+    if BOT_MODE in target.modes:
+        flags += BOT_MODE  # bot-mode: the ISUPPORT BOT letter, last (as Ergo)
     channel = chan.name if chan is not None else "*"
     ident = target.ident or "*"
     if whox is None:
@@ -186,6 +189,8 @@ def handle_whois(core: ServerCore, sess: Session, msg: Message, now: Now) -> Non
     core.reply(sess, N.RPL_WHOISSERVER, tn, core.server_name, core.config.server.description)
     if target.oper_name is not None:
         core.reply(sess, N.RPL_WHOISOPERATOR, tn, "is an IRC operator")
+    if BOT_MODE in target.modes:
+        core.reply(sess, N.RPL_WHOISBOT, tn, f"is a Bot on {core.config.server.network}")
     if target.away is not None:
         core.reply(sess, N.RPL_AWAY, tn, target.away)
     idle = max(0, int(now.mono - target.idle_since))
