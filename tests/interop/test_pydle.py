@@ -80,6 +80,14 @@ class Bot(pydle.Client):
         await super().on_quit(user, message)
         self.events.append(("quit", user, message))
 
+    async def on_user_online(self, nickname: str) -> None:
+        await super().on_user_online(nickname)
+        self.events.append(("online", nickname))
+
+    async def on_user_offline(self, nickname: str) -> None:
+        await super().on_user_offline(nickname)
+        self.events.append(("offline", nickname))
+
 
 class Runner:
     """One pydle bot on its own event loop, running in a thread."""
@@ -334,3 +342,38 @@ def test_pydle_nick_change_and_quit(
     assert msg.source == "pybot2!~pybot@127.0.0.1"
     assert "pydle out" in msg.params[0]
     assert not runner.read(lambda b: b.connected)
+
+
+def test_pydle_takes_the_ircv3_layer(pydle_bot: Callable[..., Runner]) -> None:
+    """pydle asks for what relaychat now offers (account-notify, account-tag,
+    extended-join, chghost) and parses what comes of it."""
+    runner = pydle_bot()
+    caps = runner.read(lambda b: dict(b._capabilities))
+    enabled = {name for name, value in caps.items() if value}
+    assert {"account-notify", "account-tag", "extended-join", "chghost"} <= enabled
+
+
+def test_pydle_monitor_sees_a_user_come_and_go(
+    client: Callable[..., RawClient], pydle_bot: Callable[..., Runner]
+) -> None:
+    runner = pydle_bot()
+    assert runner.call(runner.bot.monitor("Carol"))  # MONITOR is in ISUPPORT
+    runner.call(runner.bot.rawmsg("PING", "sync"))
+    carol = client("carol")
+    runner.wait_event("online", "carol")
+    carol.send("QUIT :bye")
+    carol.wait_closed()
+    runner.wait_event("offline", "carol")
+
+
+def test_pydle_parses_extended_join_and_msgid_tags(
+    client: Callable[..., RawClient], pydle_bot: Callable[..., Runner]
+) -> None:
+    runner = pydle_bot()
+    join(runner, "#x")
+    bob = client("bob")
+    bob.join("#x")
+    runner.wait_event("join", "#x", "bob")
+    assert runner.read(lambda b: b.users["bob"]["realname"]) == "Test bob"
+    bob.send("PRIVMSG #x :tagged")
+    runner.wait_event("channel_message", "#x", "bob", "tagged")
