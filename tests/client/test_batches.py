@@ -425,3 +425,8 @@ def test_split_multiline_keeps_the_text_within_the_limits(
     expected = [line for line in text.splitlines() if line]
     got = [line for batch in batches for line in joined(batch).split("\n") if line]
     assert "".join(got) == "".join(expected)
+
+
+def test_a_batch_is_passed_over_by_code_that_picks_messages_by_command() -> None:
+    batch = Batch("x", "draft/multiline", ["#c"])
+    assert batch.command == "BATCH" and batch.command != "PRIVMSG"

@@ -206,6 +206,12 @@ class Batch:
     closed: bool = False
 
     @property
+    def command(self) -> str:
+        """``"BATCH"``: code that picks messages by command (``m.command == "PRIVMSG"``)
+        passes over a batch without having to test its type first."""
+        return "BATCH"
+
+    @property
     def msgid(self) -> str | None:
         """The ``msgid`` of the start line (a multi-line message's id), or None."""
         return self.tags.get("msgid") or None
