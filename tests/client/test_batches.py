@@ -17,6 +17,7 @@ from relaychat.protocol.client import (
     MultilineLimits,
     Received,
     RecentMsgids,
+    split_lines,
     split_multiline,
 )
 from relaychat.protocol.message import Message, parse_message
@@ -353,6 +354,15 @@ def test_without_multiline_each_non_empty_line_is_a_message() -> None:
     assert sent(proto) == ["PRIVMSG #c one", "PRIVMSG #c two", "PRIVMSG #c three"]
 
 
+@pytest.mark.parametrize("caps", ["batch", MULTILINE_CAPS])
+def test_only_cr_and_lf_break_lines_not_formatting_codes(caps: str) -> None:
+    proto = registered(caps=caps)
+    text = "\x1ditalic\x1d \x1estruck\x1e \x0b\x0c\x1c\x85\u2028\u2029"
+    proto.send_text("PRIVMSG", "#c", text)
+    (line,) = sent(proto)
+    assert parse_message(line).params[-1] == text
+
+
 def test_a_long_line_is_cut_between_words_and_joined_again() -> None:
     proto = registered(caps=MULTILINE_CAPS)
     words = " ".join(f"wörd{i:03d}" for i in range(120))  # about 1,100 bytes
@@ -422,7 +432,7 @@ def test_split_multiline_keeps_the_text_within_the_limits(
         assert all(len(line.encode()) <= min(line_bytes, max_bytes) for line, _ in batch)
         assert all(line for line, concat in batch if concat)  # concat lines are never blank
     # nothing but blank lines (and where the batches were cut) is lost
-    expected = [line for line in text.splitlines() if line]
+    expected = [line for line in split_lines(text) if line]
     got = [line for batch in batches for line in joined(batch).split("\n") if line]
     assert "".join(got) == "".join(expected)
 

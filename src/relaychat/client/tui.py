@@ -60,6 +60,7 @@ from relaychat.client.connection import (
     RequestError,
     Response,
 )
+from relaychat.protocol.client import split_lines
 from relaychat.protocol.message import Message, MessageParseError, split_source
 from relaychat.protocol.numerics import (
     RPL_AWAY,
@@ -907,7 +908,7 @@ class ChatSession:
     def _echo(self, target: str, text: str) -> None:
         """Show what we sent, as the others see it: a multi-line message as one block
         (without ``draft/multiline``, blank lines are not sent, so not shown)."""
-        lines = text.splitlines()
+        lines = split_lines(text)
         if self.conn.multiline_limits is None:
             lines = [line for line in lines if line]
         while lines and not lines[-1]:

@@ -85,6 +85,7 @@ __all__ = [
     "RequestError",
     "Response",
     "TooManyRequests",
+    "split_lines",
     "split_multiline",
 ]
 
@@ -380,6 +381,14 @@ class MultilineLimits:
         return cls(max_bytes, max_lines if max_lines else None)
 
 
+def split_lines(text: str) -> list[str]:
+    """``text`` split at CR LF, CR and LF only. Not ``str.splitlines()``, which also
+    splits at ``\x1d`` and ``\x1e`` (IRC italics and strikethrough), ``\x0b``,
+    ``\x0c``, ``\x1c``, ``\x85``, U+2028 and U+2029. A trailing line break gives a
+    last empty line."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _split_long(line: str, budget: int) -> list[str]:
     """``line`` cut into pieces of at most ``budget`` UTF-8 bytes, between words when
     there is a space to cut at (the space stays at the end of a piece, as the multiline
@@ -413,7 +422,7 @@ def split_multiline(
     """
     budget = max(1, min(line_bytes, limits.max_bytes))
     pieces: list[tuple[str, bool]] = []
-    for line in text.splitlines():
+    for line in split_lines(text):
         for i, piece in enumerate(_split_long(line, budget) if line else [""]):
             pieces.append((piece, i > 0))
     batches: list[list[tuple[str, bool]]] = []
@@ -617,7 +626,7 @@ class ClientProtocol:
         limits = self.multiline_limits
         out: list[Message] = []
         if limits is None:
-            out = [Message(command, [target, line]) for line in text.splitlines() if line]
+            out = [Message(command, [target, line]) for line in split_lines(text) if line]
         else:
             line_bytes = 512 - _LINE_OVERHEAD - len(self.nick.encode()) - len(target.encode())
             for lines in split_multiline(text, limits, max(line_bytes, 64)):
