@@ -5,7 +5,7 @@ Usage: .venv/bin/python examples/echo_bot.py [HOST [PORT [NICK [CHANNEL]]]]
 
 import sys
 
-from relaychat.client import connect
+from relaychat.client import Batch, connect
 from relaychat.protocol.message import split_source
 
 args = sys.argv[1:5]
@@ -13,7 +13,11 @@ host, port, nick, channel = args + ["127.0.0.1", "6667", "echobot", "#echo"][len
 with connect(host, int(port), nick) as bot:
     print(f"connected to {host}:{port} as {bot.nick}", flush=True)
     bot.join(channel)
-    for msg in bot:  # ends when the server closes the connection
+    for item in bot:  # ends when the server closes the connection
+        # a batch comes whole; a multi-line message reads as one PRIVMSG with line breaks
+        msg = item.multiline() if isinstance(item, Batch) else item
+        if msg is None:
+            continue
         sender = split_source(msg.source)[0] if msg.source else ""
         if msg.command == "JOIN" and bot.is_me(sender):
             print(f"joined {msg.params[0]}", flush=True)

@@ -1,4 +1,5 @@
-"""``examples/echo_bot.py`` run as the README says, against a real server on port 0."""
+"""``examples/echo_bot.py`` run as the README says, against a real server on port 0 (and a
+scripted one that offers draft/multiline)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,40 @@ def test_echo_bot_echoes_in_the_channel_and_in_private(
         alice.privmsg("#echo", "\x01VERSION\x01")  # CTCP is not echoed ...
         alice.privmsg("#echo", "after")
         assert alice.wait_for(from_echobot).params == ["#echo", "after"]  # ... so this is next
+
+
+def test_echo_bot_echoes_a_multiline_message_whole(
+    scripted_peer: Any, child_env: dict[str, str]
+) -> None:
+    """Against a server that offers draft/multiline (played by hand: relaychat's server
+    on this branch does not), a multi-line message comes back as one."""
+    bot = BotProcess([HOST, str(scripted_peer.port), "echobot", "#echo"], child_env)
+    try:
+        peer = scripted_peer.accept()
+        peer.expect("CAP LS")
+        peer.send_line(":irc.test CAP * LS :batch draft/multiline=max-bytes=4096")
+        peer.expect("CAP REQ")
+        peer.send_line(":irc.test CAP echobot ACK :batch draft/multiline")
+        peer.expect("CAP END")
+        peer.send_line(":irc.test 001 echobot :Welcome")
+        peer.expect("JOIN #echo")
+        peer.send_line(":echobot!e@h JOIN #echo")
+        bot.expect("joined #echo")
+        for line in [
+            "@msgid=m1 :alice!a@h BATCH +b1 draft/multiline #echo",
+            "@batch=b1 :alice!a@h PRIVMSG #echo :first",
+            "@batch=b1 :alice!a@h PRIVMSG #echo :second",
+            ":irc.test BATCH -b1",
+        ]:
+            peer.send_line(line)
+        assert [peer.read_line() for _ in range(4)] == [
+            "BATCH +m1 draft/multiline #echo",
+            "@batch=m1 PRIVMSG #echo first",
+            "@batch=m1 PRIVMSG #echo second",
+            "BATCH -m1",
+        ]
+        bot.expect(r"echoed to #echo: 'first\nsecond'")
+        peer.close()
+        bot.expect("disconnected")
+    finally:
+        bot.stop()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import termios
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from pexpect.fdpexpect import fdspawn
 
 from ircutil import wait_for
 from relaychat import __version__
-from relaychat.client import Connection, connect
+from relaychat.client import Batch, Connection, connect
 from relaychat.client.tui import (
     ChatSession,
     _CtcpLimiter,
@@ -31,6 +32,8 @@ from relaychat.client.tui import (
     parse_address,
     parse_ctcp,
     render,
+    render_lines,
+    render_reply,
     sanitize,
 )
 from relaychat.protocol.message import Message, parse_message, split_source
@@ -145,6 +148,21 @@ def me(nick: str) -> bool:
         ("ERROR :Closing link", None, "! Closing link"),
         (":irc 366 me #t :End of /NAMES list", "#t", None),
         ("PING :x", None, None),
+        ("@+typing=active :bob!b@h TAGMSG #t", "#t", None),
+        ("@label=r1 :irc ACK", "#t", None),
+        (":irc BATCH +x labeled-response", "#t", None),
+        (":irc 322 me #t 3 :the topic", "#t", "-- list #t (3): the topic"),
+        (":irc 323 me :End of /LIST", "#t", None),
+        (
+            ":irc FAIL BATCH MULTILINE_MAX_BYTES 4096 :Multiline batch max-bytes exceeded",
+            "#t",
+            "! BATCH MULTILINE_MAX_BYTES 4096: Multiline batch max-bytes exceeded",
+        ),
+        (
+            ":irc WARN REHASH CERTS_EXPIRED :Certificate expired",
+            "#t",
+            "-- REHASH CERTS_EXPIRED: Certificate expired",
+        ),
     ],
 )
 def test_render(line: str, current: str | None, shown: str | None) -> None:
@@ -272,16 +290,137 @@ def test_whois_collector_is_bounded() -> None:
     assert len(block[4]) < 20 * _WhoisCollector.MAX_CHANNELS
 
 
+def multiline_batch(*lines: str, source: str = "bob!b@h", target: str = "#t") -> Batch:
+    items = [parse_message(f"@batch=1 :{source} PRIVMSG {target} :{line}") for line in lines]
+    return Batch("1", "draft/multiline", [target], {"msgid": "m1"}, source, list(items), True)
+
+
+def test_render_lines_shows_a_multiline_message_under_its_first_line() -> None:
+    msg = multiline_batch("first", "", "\x1b[2Jthird").multiline()
+    assert msg is not None
+    assert render_lines(msg, is_me=me, current="#t") == [
+        "<bob> first",
+        "      ",
+        "      \\x1b[2Jthird",
+    ]
+    other = multiline_batch("a", "b", target="#u").multiline()
+    assert other is not None
+    assert render_lines(other, is_me=me, current="#t") == ["#u <bob> a", "         b"]
+    one = parse_message(":bob!b@h PRIVMSG #t :just one")
+    assert render_lines(one, is_me=me, current="#t") == ["<bob> just one"]
+    assert render_lines(parse_message("PING x"), is_me=me, current=None) is None
+
+
+def reply(*lines: str) -> list[Message]:
+    return [parse_message(line) for line in lines]
+
+
+def test_render_reply_names_who_and_list() -> None:
+    names = reply(
+        ":irc 353 me = #t :@op bob",
+        ":irc 353 me = #t :me",
+        ":irc 366 me #t :End of /NAMES list",
+    )
+    assert render_reply("NAMES", "#t", names, is_me=me, current="#t") == [
+        ["-- names #t (3): @op bob me"]
+    ]
+    empty = reply(":irc 366 me #nowhere :End of /NAMES list")
+    assert render_reply("NAMES", "#nowhere", empty, is_me=me, current=None) == [
+        ["-- names #nowhere (0): nobody visible"]
+    ]
+    who = reply(
+        ":irc 352 me #t ~bob host irc bob H@ :0 Bob the Builder",
+        ":irc 352 me * ~me host irc me G :0 Me",
+        ":irc 315 me #t :End of /WHO list",
+    )
+    assert render_reply("WHO", "#t", who, is_me=me, current="#t") == [
+        ["-- who #t", "   #t bob (~bob@host) H@ Bob the Builder", "   me (~me@host) G Me"]
+    ]
+    assert render_reply(
+        "WHO", "nobody", reply(":irc 315 me nobody :End"), is_me=me, current=None
+    ) == [["-- who nobody: nobody"]]
+    listing = reply(
+        ":irc 321 me Channel :Users Name",
+        ":irc 322 me #t 3 :the topic",
+        ":irc 322 me #u 1 :",
+        ":irc 323 me :End of /LIST",
+    )
+    assert render_reply("LIST", "", listing, is_me=me, current=None) == [
+        ["-- channels (2)", "   #t (3): the topic", "   #u (1)"]
+    ]
+    assert render_reply("LIST", "", reply(":irc 323 me :End"), is_me=me, current=None) == [
+        ["-- no channels"]
+    ]
+
+
+def test_render_reply_whois_and_its_errors() -> None:
+    found = reply(
+        ":irc 311 me bob ~b h * :Bob",
+        ":irc 318 me bob :End of /WHOIS list",
+    )
+    (block,) = render_reply("WHOIS", "bob", found, is_me=me, current=None)
+    assert block[0] == "-- whois bob" and "   realname: Bob" in block
+    missing = reply(
+        ":irc 401 me nobody :No such nick/channel",
+        ":irc 318 me nobody :End of /WHOIS list",
+    )
+    assert render_reply("WHOIS", "nobody", missing, is_me=me, current=None) == [
+        ["! nobody: No such nick/channel"]
+    ]
+
+
+def test_session_shows_a_multiline_batch_as_one_message() -> None:
+    lines: list[str] = []
+    session = ChatSession(Connection(HOST, 1, "me"), lines.append, clock=lambda: 0.0)
+    session.handle_message(multiline_batch("line one", "line two"))
+    (shown,) = lines
+    first, second = shown.split("\n")
+    assert re.fullmatch(STAMP + "#t <bob> line one", first)  # #t: not the current target
+    assert second == " " * first.index("line one") + "line two"  # under the text
+    # any other batch: its messages one by one
+    netsplit = Batch(
+        "n",
+        "netsplit",
+        ["a", "b"],
+        items=[parse_message(":x!x@h QUIT :a b"), parse_message(":y!y@h QUIT :a b")],
+    )
+    session.handle_message(netsplit)
+    assert [line[len("[HH:MM] ") :] for line in lines[1:]] == [
+        "<-- x quit (a b)",
+        "<-- y quit (a b)",
+    ]
+
+
 # -- command handling against a real server ------------------------------------------
+
+
+def start_chat(port: int, **kwargs: Any) -> tuple[ChatSession, list[str], Connection]:
+    lines: list[str] = []
+    conn = Connection(HOST, port, "me", **kwargs)
+    session = ChatSession(conn, lines.append)
+    conn.on_message(session.handle_message)
+    conn.connect()
+    return session, lines, conn
 
 
 @pytest.fixture
 def chat(irc_server: Any) -> Iterator[tuple[ChatSession, list[str], Connection]]:
-    lines: list[str] = []
-    conn = Connection(HOST, irc_server.port, "me")
-    session = ChatSession(conn, lines.append)
-    conn.on_message(session.handle_message)
-    conn.connect()
+    session, lines, conn = start_chat(irc_server.port)
+    try:
+        yield session, lines, conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=["labels", "plain"])
+def chat_modes(
+    request: pytest.FixtureRequest, irc_server: Any
+) -> Iterator[tuple[ChatSession, list[str], Connection]]:
+    """The session with labeled-response (replies come whole) and without (caps=():
+    replies come one by one, as from a server without it)."""
+    caps = None if request.param == "labels" else ()
+    session, lines, conn = start_chat(irc_server.port, caps=caps)
+    assert conn.supports_labels == (request.param == "labels")
     try:
         yield session, lines, conn
     finally:
@@ -360,8 +499,8 @@ def test_session_never_answers_ctcp_in_a_notice(chat: Any, irc_server: Any) -> N
         assert bob.wait_for(from_nick("me", "NOTICE")).params == ["bob", "\x01PING after\x01"]
 
 
-def test_session_shows_whois_as_one_block(chat: Any, irc_server: Any) -> None:
-    session, lines, conn = chat
+def test_session_shows_whois_as_one_block(chat_modes: Any, irc_server: Any) -> None:
+    session, lines, conn = chat_modes
     with connect(HOST, irc_server.port, "bob", realname="Bob the Builder") as bob:
         bob.join("#t")
         bob.send("AWAY", "gone fishing")
@@ -384,14 +523,108 @@ def test_session_shows_whois_as_one_block(chat: Any, irc_server: Any) -> None:
     assert not any(re.search(r"\b31\d\b|End of /WHOIS", line) for line in lines)
 
 
-def test_session_whois_of_nobody_is_one_error(chat: Any, irc_server: Any) -> None:
-    session, lines, conn = chat
+def test_session_whois_of_nobody_is_one_error(chat_modes: Any, irc_server: Any) -> None:
+    session, lines, conn = chat_modes
     session.handle_input("/whois nobody")
-    conn.wait_for(lambda m: m.command == "318")
     wait_for(lambda: any("nobody" in line for line in lines))
-    assert [line for line in lines if "nobody" in line][-1].endswith(
-        "! nobody: No such nick/channel"
-    )
+    round_trip(conn, [])  # anything else the reply would show is shown by now
+    shown = [line for line in lines if "nobody" in line or "WHOIS" in line]
+    assert len(shown) == 1 and shown[0].endswith("! nobody: No such nick/channel")
+
+
+def test_session_shows_names_who_and_list_replies(chat_modes: Any, irc_server: Any) -> None:
+    session, lines, conn = chat_modes
+    labels = conn.supports_labels
+    with connect(HOST, irc_server.port, "bob", realname="Bob the Builder") as bob:
+        session.handle_input("/join #t")
+        conn.wait_for(from_nick("me", "JOIN"))
+        bob.join("#t")
+        conn.wait_for(from_nick("bob", "JOIN"))
+        session.handle_input("/topic the topic")
+        conn.wait_for(from_nick("me", "TOPIC"))
+        del lines[:]
+        for command in ("/names", "/who", "/list"):
+            session.handle_input(command)
+        round_trip(conn, [])  # the three replies are in and shown
+        shown = [line[len("[HH:MM] ") :] for line in lines]
+    if labels:  # whole replies
+        assert shown == [
+            "-- names #t (2): @me bob",
+            "-- who #t\n"
+            + " " * 8
+            + "   #t me (~me@127.0.0.1) H@ me\n"
+            + " " * 8
+            + "   #t bob (~bob@127.0.0.1) H Bob the Builder",
+            "-- channels (1)\n" + " " * 8 + "   #t (2): [+nt] the topic",
+        ]
+    else:  # one line per reply, as they come
+        assert shown == [
+            "-- names #t: @me bob",
+            "-- who #t: me (~me@127.0.0.1) H@ me",
+            "-- who #t: bob (~bob@127.0.0.1) H Bob the Builder",
+            "-- list #t (2): [+nt] the topic",
+        ]
+
+
+def test_session_sends_multiline_input_as_separate_lines_without_the_cap(
+    chat: Any, irc_server: Any
+) -> None:
+    session, lines, conn = chat
+    assert conn.multiline_limits is None  # relaychat's server does not offer it (yet)
+    with connect(HOST, irc_server.port, "bob") as bob:
+        session.handle_input("/join #t")
+        conn.wait_for(from_nick("me", "JOIN"))
+        bob.join("#t")
+        conn.wait_for(from_nick("bob", "JOIN"))
+        del lines[:]
+        session.handle_input("first line\n\nsecond line")
+        got = [bob.wait_for(from_nick("me", "PRIVMSG")).params for _ in range(2)]
+        assert got == [["#t", "first line"], ["#t", "second line"]]
+        (shown,) = lines  # shown once, as one block of what was sent
+    first, second = shown.split("\n")
+    assert re.fullmatch(STAMP + "<me> first line", first)
+    assert second == " " * first.index("first") + "second line"  # the blank line was not sent
+
+
+def test_session_speaks_multiline_with_a_server_that_offers_it(scripted_peer: Any) -> None:
+    lines: list[str] = []
+    conn = Connection(HOST, scripted_peer.port, "me")
+    session = ChatSession(conn, lines.append)
+    conn.on_message(session.handle_message)
+    with ThreadPoolExecutor(1) as pool:
+        connecting = pool.submit(conn.connect)
+        peer = scripted_peer.accept()
+        peer.expect("CAP LS")
+        peer.send_line(":irc.test CAP * LS :batch draft/multiline=max-bytes=4096,max-lines=24")
+        peer.expect("CAP REQ")
+        peer.send_line(":irc.test CAP me ACK :batch draft/multiline")
+        peer.expect("CAP END")
+        peer.send_line(":irc.test 001 me :Welcome")
+        connecting.result(10)
+    try:
+        session.handle_input("/msg bob roses are red\nviolets are blue")
+        assert [peer.read_line() for _ in range(4)] == [
+            "BATCH +m1 draft/multiline bob",
+            "@batch=m1 PRIVMSG bob :roses are red",
+            "@batch=m1 PRIVMSG bob :violets are blue",
+            "BATCH -m1",
+        ]
+        for line in [
+            "@msgid=x :bob!b@h BATCH +7 draft/multiline me",
+            "@batch=7 :bob!b@h PRIVMSG me :sugar is sweet",
+            "@batch=7 :bob!b@h PRIVMSG me :and so ",
+            "@batch=7;draft/multiline-concat :bob!b@h PRIVMSG me :are you",
+            ":irc.test BATCH -7",
+        ]:
+            peer.send_line(line)
+        wait_for(lambda: any("sugar" in line for line in lines))
+        sent, received = lines[-2:]
+        assert sent.split("\n")[1].strip() == "violets are blue"
+        assert [line.strip() for line in received.split("\n")][1] == "and so are you"
+        assert received.split("\n")[0].endswith("*bob* sugar is sweet")
+    finally:
+        peer.close()
+        conn.close()
 
 
 def test_session_shows_a_sent_line_once_even_with_echo_message(irc_server: Any) -> None:
@@ -550,6 +783,26 @@ def test_tui_shows_whois_as_one_readable_block(irc_server: Any, terminal: Any) -
         bob.privmsg("#t", "marker")
         term.pty.expect(STAMP + "<bob> marker")
         assert "End of /WHOIS" not in term.pty.before and "seconds idle" not in term.pty.before
+    term.pty.sendline("/quit")
+    assert term.exit_status() == 0
+
+
+def test_tui_sends_and_shows_multiline_input_and_labeled_replies(
+    irc_server: Any, terminal: Any
+) -> None:
+    term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
+    with join_with_bob(term, irc_server.port) as bob:
+        term.pty.send("roses are red\x1b\rviolets are blue\r")  # Alt+Enter, then Enter
+        got = [bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params for _ in range(2)]
+        assert got == [["#t", "roses are red"], ["#t", "violets are blue"]]
+        term.pty.expect(STAMP + "<tuiuser> roses are red\r\n +violets are blue\r\n")
+        term.pty.sendline("/names")
+        term.pty.expect(STAMP + r"-- names #t \(2\): @tuiuser bob")
+        term.pty.sendline("/list")
+        term.pty.expect(STAMP + r"-- channels \(1\)\r\n +#t \(2\)")
+        bob.privmsg("#t", "marker")
+        term.pty.expect(STAMP + "<bob> marker")
+        assert "End of" not in term.pty.before
     term.pty.sendline("/quit")
     assert term.exit_status() == 0
 

@@ -2,19 +2,40 @@
 (:mod:`.tui`, imported on demand because it needs prompt_toolkit)."""
 
 from relaychat.client.connection import (
+    Batch,
+    ClientLimits,
     ClientProtocol,
     Connection,
     ConnectionClosed,
+    Incoming,
+    NotSupported,
+    PendingResponse,
     Phase,
+    RecentMsgids,
     RegistrationError,
+    RequestError,
+    Response,
+    TooManyRequests,
     connect,
 )
+from relaychat.protocol.client import DEFAULT_CAPS, MultilineLimits
 
 __all__ = [
+    "DEFAULT_CAPS",
+    "Batch",
+    "ClientLimits",
     "ClientProtocol",
     "Connection",
     "ConnectionClosed",
+    "Incoming",
+    "MultilineLimits",
+    "NotSupported",
+    "PendingResponse",
     "Phase",
+    "RecentMsgids",
     "RegistrationError",
+    "RequestError",
+    "Response",
+    "TooManyRequests",
     "connect",
 ]

@@ -6,22 +6,40 @@ Two layers, as in the rest of relaychat:
 
 * :class:`ClientProtocol` is the sans-I/O core. It takes bytes in
   (:meth:`~ClientProtocol.receive_data`, :meth:`~ClientProtocol.receive_eof`) and gives
-  parsed :class:`~relaychat.protocol.message.Message` objects and bytes to send out
-  (:meth:`~ClientProtocol.data_to_send`). It owns line framing, registration (PASS,
-  CAP LS 302 / REQ / END, NICK, USER, alternate nicks on 432/433/436/437), PING
-  answers, current-nick tracking, ISUPPORT and the capability sets. It never touches
-  a socket, a thread, a lock or a clock, so it is not thread-safe by itself.
+  parsed :class:`~relaychat.protocol.message.Message` objects, whole
+  :class:`~relaychat.protocol.client.Batch` objects, the
+  :class:`~relaychat.protocol.client.Response` to each labeled request, and bytes to
+  send out (:meth:`~ClientProtocol.data_to_send`). It owns line framing, registration
+  (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on 432/433/436/437), PING
+  answers, current-nick tracking, ISUPPORT, the capability sets, open batches and
+  pending labels. It never touches a socket, a thread, a lock or a clock, so it is
+  not thread-safe by itself.
 
 * :class:`Connection` drives the core over one TCP socket with one background
   *reader thread*. The reader thread is the only caller of ``recv``; it feeds the
-  core, flushes whatever the core wants to answer (PONG, CAP, NICK), then delivers
-  each message to the ``on_message`` callbacks (on the reader thread) and to a
-  bounded queue read by :meth:`Connection.get`, iteration and
-  :meth:`Connection.wait_for`. Any thread may call :meth:`Connection.send`.
+  core, flushes whatever the core wants to answer (PONG, CAP, NICK), then, in the
+  order the server sent them, delivers each message or batch (:data:`Incoming`) to
+  the ``on_message`` callbacks (on the reader thread) and to a bounded queue read by
+  :meth:`Connection.get`, iteration and :meth:`Connection.wait_for`, and resolves
+  the future of each labeled reply. Any thread may call :meth:`Connection.send`,
+  :meth:`Connection.request` and :meth:`Connection.send_request`.
+
+Requests. :meth:`Connection.send_request` sends a command with a fresh ``label`` tag
+and returns a :class:`PendingResponse` (a ``concurrent.futures.Future``) that the
+reader thread resolves with the one :class:`Response` the server labels (an ``ACK``,
+one message, or a batch), or fails with :class:`ConnectionClosed` when the connection
+goes; :meth:`Connection.request` waits for it. Such a reply goes to its requester
+only, never to the callbacks or the queue. Without ``labeled-response`` (and
+``batch``) on the connection both raise :class:`NotSupported`: send the command with
+:meth:`Connection.send` and read the replies as they come. (Waiting for an end
+numeric such as 318 instead would guess: two concurrent WHOIS for one nick, or a
+reply that never ends in the usual numeric, cannot be told apart.)
 
 Locks
 -----
-``_state_lock`` guards the core (short critical sections, no I/O under it).
+``_state_lock`` guards the core and the table of pending requests (short critical
+sections, no I/O under it): a label is handed out and its future registered under
+one hold, so the reader cannot see a reply before its future exists.
 ``_write_lock`` guards ``sendall``: the thread holding it drains the core's outgoing
 buffer until it is empty, so bytes leave in the order the core queued them. A
 user thread takes it blocking (``send`` returns once its bytes are written); the
@@ -30,8 +48,13 @@ reader from reading. Whoever releases the lock re-checks for bytes queued in the
 meantime. ``_cond`` guards the delivery queue and the disconnected flag.
 
 When the server closes the connection (or it breaks) the reader thread sets
-:attr:`Connection.disconnected`, wakes every waiter, calls the ``on_disconnect``
-callbacks and ends: nothing spins on EOF.
+:attr:`Connection.disconnected`, fails every pending request with
+:class:`ConnectionClosed`, wakes every waiter, calls the ``on_disconnect`` callbacks
+and ends: nothing spins on EOF.
+
+The library does not reconnect. A program that does makes a new :class:`Connection`;
+giving each the same :class:`RecentMsgids` (``seen_msgids``) keeps what the server
+sends again (by ``msgid``) from being delivered twice.
 """
 
 from __future__ import annotations
@@ -43,33 +66,87 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TypeVar
 
 from relaychat.protocol.client import (
+    Batch,
+    ClientLimits,
     ClientProtocol,
     ConnectionClosed,
+    MultilineLimits,
+    NotSupported,
     Phase,
+    RecentMsgids,
     RegistrationError,
+    RequestError,
+    Response,
+    TooManyRequests,
 )
 from relaychat.protocol.message import Message, parse_message
 
 __all__ = [
+    "Batch",
+    "ClientLimits",
     "ClientProtocol",
     "Connection",
     "ConnectionClosed",
+    "Incoming",
+    "NotSupported",
+    "PendingResponse",
     "Phase",
+    "RecentMsgids",
     "RegistrationError",
+    "RequestError",
+    "Response",
+    "TooManyRequests",
     "connect",
 ]
 
 logger = logging.getLogger("relaychat.client")
 
-MessageCallback = Callable[[Message], None]
+#: What the callbacks, the queue and the iterator deliver: a message outside any batch,
+#: or a whole batch (a multi-line message, say: see :meth:`Batch.multiline`).
+Incoming = Message | Batch
+MessageCallback = Callable[[Incoming], None]
 DisconnectCallback = Callable[[BaseException | None], None]
 _C = TypeVar("_C", bound=Callable[..., None])
 
 _ids = itertools.count(1)
+
+
+def _as_message(message: Message | str, params: tuple[str, ...]) -> Message:
+    """``Message``, ``"COMMAND", "param", ...``, or one raw line (a str alone)."""
+    if isinstance(message, Message):
+        if params:
+            raise TypeError("a Message takes no extra params")
+        return message
+    if params:
+        return Message(message, list(params))
+    if "\r" in message or "\n" in message:
+        raise ValueError("a raw line may not contain CR or LF")
+    return parse_message(message)
+
+
+class PendingResponse(Future[Response]):
+    """The reply to one labeled request, on its way: a ``concurrent.futures.Future``
+    that the reader thread resolves with the :class:`Response`, or fails with
+    :class:`ConnectionClosed`. ``add_done_callback`` callbacks run on the reader
+    thread, in the order the server sent things. :meth:`cancel` stops waiting: a
+    reply that comes later is delivered as an ordinary message or batch."""
+
+    def __init__(self, conn: Connection, label: str, command: str) -> None:
+        super().__init__()
+        self.label = label
+        self.command = command
+        self._conn = conn
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._conn._forget_request(self.label)
+        return True
 
 
 class Connection:
@@ -78,6 +155,12 @@ class Connection:
     Create it, register callbacks if you want them, then :meth:`connect`; or use
     the :func:`connect` function. As a context manager it connects on entry (if
     not yet connected) and quits on exit.
+
+    ``caps``: the capabilities to request when offered (None: :data:`DEFAULT_CAPS`,
+    that is ``batch``, ``draft/multiline``, ``labeled-response``, ``message-tags``
+    and ``server-time``; ``()``: none). ``limits`` bound the batches held and the
+    requests pending (:class:`ClientLimits`); ``seen_msgids`` drops messages seen
+    before, by ``msgid`` (see :class:`RecentMsgids`).
     """
 
     def __init__(
@@ -89,22 +172,32 @@ class Connection:
         user: str | None = None,
         realname: str | None = None,
         password: str | None = None,
-        caps: Iterable[str] = (),
+        caps: Iterable[str] | None = None,
         alt_nicks: Iterable[str] | None = None,
         queue_size: int = 10_000,
+        limits: ClientLimits | None = None,
+        seen_msgids: RecentMsgids | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.id = f"c{next(_ids)}"
         self._protocol = ClientProtocol(
-            nick, user=user, realname=realname, password=password, caps=caps, alt_nicks=alt_nicks
+            nick,
+            user=user,
+            realname=realname,
+            password=password,
+            caps=caps,
+            alt_nicks=alt_nicks,
+            limits=limits,
+            seen_msgids=seen_msgids,
         )
+        self._requests: dict[str, PendingResponse] = {}  # label -> future, under _state_lock
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
-        self._queue: deque[Message] = deque(maxlen=queue_size)
+        self._queue: deque[Incoming] = deque(maxlen=queue_size)
         self._dropped = 0
         self._callbacks: list[MessageCallback] = []
         self._disconnect_callbacks: list[DisconnectCallback] = []
@@ -150,6 +243,19 @@ class Connection:
     def registered(self) -> bool:
         return self.phase is Phase.REGISTERED
 
+    @property
+    def supports_labels(self) -> bool:
+        """Whether :meth:`request` can work: ``labeled-response`` and ``batch`` are on."""
+        with self._state_lock:
+            return self._protocol.labels_enabled
+
+    @property
+    def multiline_limits(self) -> MultilineLimits | None:
+        """The server's ``draft/multiline`` limits when :meth:`privmsg` can send a
+        multi-line message as one (``draft/multiline`` and ``batch`` on); else None."""
+        with self._state_lock:
+            return self._protocol.multiline_limits
+
     def is_me(self, nick: str) -> bool:
         """Whether ``nick`` is our current nick under the server's case mapping."""
         with self._state_lock:
@@ -162,11 +268,14 @@ class Connection:
     # -- callbacks --------------------------------------------------------------
 
     def on_message(self, callback: _C) -> _C:
-        """Call ``callback(message)`` on the reader thread for every message, in order.
+        """Call ``callback(item)`` on the reader thread for every message outside a
+        batch and every whole :class:`Batch` (:data:`Incoming`), in order; labeled
+        replies go to their requesters instead.
 
         Returns the callback, so this works as a decorator. A callback that raises
         is logged and does not stop delivery. While a callback runs nothing else
-        is read, so keep it short; it may call :meth:`send`.
+        is read, so keep it short; it may call :meth:`send` and
+        :meth:`send_request`, not :meth:`request` (its reply would wait for it).
         """
         with self._cond:
             self._callbacks.append(callback)
@@ -234,33 +343,88 @@ class Connection:
     # -- sending --------------------------------------------------------------------
 
     def send(self, message: Message | str, *params: str) -> None:
-        """Send a message, from any thread: ``send(Message(...))`` or
-        ``send("PRIVMSG", "#chan", "hello there")``.
+        """Send a message, from any thread: ``send(Message(...))``,
+        ``send("PRIVMSG", "#chan", "hello there")`` or one raw line,
+        ``send("PRIVMSG #chan :hello there")``.
 
         Returns once the bytes are handed to the kernel. Raises ValueError for a
-        message that cannot be sent faithfully (see :meth:`ClientProtocol.send`),
-        TypeError for a Message together with params, and
+        message that cannot be sent faithfully (see :meth:`ClientProtocol.send`; a
+        :class:`~relaychat.protocol.message.MessageParseError` for a raw line that
+        does not parse), TypeError for a Message together with params, and
         :class:`ConnectionClosed` once the connection is gone.
         """
-        if isinstance(message, Message):
-            if params:
-                raise TypeError("send(Message) takes no extra params")
-            msg = message
-        else:
-            msg = Message(message, list(params))
-        if self._sock is None or self.disconnected.is_set() or self._closing:
-            raise ConnectionClosed("connection is closed")
+        msg = _as_message(message, params)
+        self._check_open()
         with self._state_lock:
             self._protocol.send(msg)
         self._flush(block=True)
+
+    def _check_open(self) -> None:
+        if self._sock is None or self.disconnected.is_set() or self._closing:
+            raise ConnectionClosed("connection is closed")
+
+    def send_request(self, message: Message | str, *params: str) -> PendingResponse:
+        """Send a command with a fresh ``label`` and return the future of its reply
+        at once (arguments as for :meth:`send`). From any thread, the reader's too.
+
+        The future's result is the :class:`Response`: no message for an ``ACK``,
+        the one labeled message, or the messages of the labeled batch. It fails with
+        :class:`ConnectionClosed` if the connection goes first. Cancel it to stop
+        waiting. Raises :class:`NotSupported` when the connection has no
+        ``labeled-response`` (see :attr:`supports_labels`), :class:`TooManyRequests`
+        when :attr:`ClientLimits.max_pending_requests` wait already, and what
+        :meth:`send` raises.
+        """
+        msg = _as_message(message, params)
+        self._check_open()
+        with self._state_lock:
+            if self._protocol.phase is Phase.CLOSED:
+                raise ConnectionClosed("connection is closed")
+            label = self._protocol.send_request(msg)
+            future = PendingResponse(self, label, msg.command)
+            self._requests[label] = future
+        try:
+            self._flush(block=True)
+        except ConnectionClosed:
+            future.cancel()
+            raise
+        return future
+
+    def request(
+        self, message: Message | str, *params: str, timeout: float | None = 10.0
+    ) -> Response:
+        """Send a command with a label and wait for its reply, as one result:
+        ``conn.request("WHOIS", "bob")`` or ``conn.request("WHOIS bob")``.
+
+        Returns the :class:`Response` (its ``messages``: empty for an ``ACK``, the
+        one reply, or the messages of the labeled batch in order). Raises
+        TimeoutError when no reply came within ``timeout`` seconds (None: wait as
+        long as the connection lasts; a reply that comes later is delivered as an
+        ordinary message or batch), :class:`ConnectionClosed` when the connection
+        goes first, RuntimeError on the reader thread (in a callback: use
+        :meth:`send_request` there), and what :meth:`send_request` raises. Any
+        number of threads may wait for their own replies at once.
+        """
+        if threading.current_thread() is self._reader:
+            raise RuntimeError("request() on the reader thread would wait for itself")
+        future = self.send_request(message, *params)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.cancel():
+                raise TimeoutError(f"no reply to {future.command} in {timeout}s") from None
+            return future.result()  # the reply came meanwhile: the reader is handing it over
+
+    def _forget_request(self, label: str) -> None:
+        with self._state_lock:
+            self._protocol.cancel_request(label)
+            self._requests.pop(label, None)
 
     def send_raw(self, line: str) -> None:
         """Parse ``line`` (one IRC line, no CRLF) and send it. Raises
         :class:`~relaychat.protocol.message.MessageParseError` or ValueError for
         a line that is empty or holds CR/LF."""
-        if "\r" in line or "\n" in line:
-            raise ValueError("a raw line may not contain CR or LF")
-        self.send(parse_message(line))
+        self.send(_as_message(line, ()))
 
     def _flush(self, *, block: bool) -> None:
         sock = self._sock
@@ -294,17 +458,27 @@ class Connection:
         self.send("PART", channel, *([reason] if reason is not None else []))
 
     def privmsg(self, target: str, text: str) -> None:
-        """Send ``text`` to a channel or nick; a multi-line text becomes one PRIVMSG
-        per non-empty line. Long lines are not split (the server may cut them)."""
-        for line in text.splitlines():
-            if line:
-                self.send("PRIVMSG", target, line)
+        """Send ``text`` to a channel or nick.
+
+        With ``draft/multiline`` (see :attr:`multiline_limits`) a text of several
+        lines is one multi-line message: one batch, or several when it passes the
+        server's ``max-bytes`` or ``max-lines``; a line too long for one IRC line is
+        cut between words and joined again (``draft/multiline-concat``). Without it,
+        each non-empty line is one PRIVMSG and long lines are not split (the server
+        may cut them). All of it is written at once, so another thread's messages
+        never land inside a batch.
+        """
+        self._send_text("PRIVMSG", target, text)
 
     def notice(self, target: str, text: str) -> None:
         """Like :meth:`privmsg`, with NOTICE."""
-        for line in text.splitlines():
-            if line:
-                self.send("NOTICE", target, line)
+        self._send_text("NOTICE", target, text)
+
+    def _send_text(self, command: str, target: str, text: str) -> None:
+        self._check_open()
+        with self._state_lock:
+            self._protocol.send_text(command, target, text)
+        self._flush(block=True)
 
     def action(self, target: str, text: str) -> None:
         """Send a CTCP ACTION (``/me``)."""
@@ -312,8 +486,9 @@ class Connection:
 
     # -- receiving --------------------------------------------------------------------
 
-    def get(self, timeout: float | None = None) -> Message:
-        """Return the next unread message, waiting up to ``timeout`` seconds (None: forever).
+    def get(self, timeout: float | None = None) -> Incoming:
+        """Return the next unread message or batch, waiting up to ``timeout`` seconds
+        (None: forever).
 
         Raises TimeoutError when none arrives in time and :class:`ConnectionClosed`
         when the connection is gone and every message has been read. If nobody
@@ -330,16 +505,18 @@ class Connection:
                 self._cond.wait(remaining)
             return self._queue.popleft()
 
-    def __iter__(self) -> Iterator[Message]:
-        """Yield messages until the connection is gone and the queue is drained."""
+    def __iter__(self) -> Iterator[Incoming]:
+        """Yield messages and batches until the connection is gone and the queue is
+        drained."""
         while True:
             try:
                 yield self.get()
             except ConnectionClosed:
                 return
 
-    def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 10.0) -> Message:
-        """Read messages (as :meth:`get` does) until one satisfies ``predicate``; return it.
+    def wait_for(self, predicate: Callable[[Incoming], bool], timeout: float = 10.0) -> Incoming:
+        """Read messages and batches (as :meth:`get` does) until one satisfies
+        ``predicate``; return it.
 
         The messages read before the match are consumed and discarded (callbacks
         saw them anyway), so earlier matches are never missed but never seen twice.
@@ -372,10 +549,14 @@ class Connection:
                 if not data:
                     break
                 with self._state_lock:
-                    messages = self._protocol.receive_data(data)
+                    received = self._protocol.receive_data(data)
                     phase = self._protocol.phase
+                    futures = [
+                        self._requests.pop(item.label, None) if isinstance(item, Response) else None
+                        for item in received
+                    ]
                 self._flush(block=False)
-                self._deliver(messages)
+                self._deliver(received, futures)
                 if phase is not Phase.REGISTERING and phase is not Phase.NEW:
                     self._registration_done.set()
         except BaseException as exc:  # a bug in the core: log it, end the connection
@@ -384,22 +565,45 @@ class Connection:
         finally:
             self._finish(error)
 
-    def _deliver(self, messages: list[Message]) -> None:
-        if not messages:
+    def _deliver(
+        self,
+        received: list[Message | Batch | Response],
+        futures: list[PendingResponse | None],
+    ) -> None:
+        """Hand over, in order: replies to their futures, the rest to the queue and
+        the callbacks."""
+        if not received:
             return
+        steps: list[Incoming | tuple[Response, PendingResponse]] = []
+        for item, future in zip(received, futures, strict=True):
+            if not isinstance(item, Response):
+                steps.append(item)
+            elif future is not None:
+                steps.append((item, future))
+            elif item.batch is not None:  # not expected: the core and the table forget
+                steps.append(item.batch)  # labels together; deliver it rather than lose it
+            else:
+                steps.extend(item.messages)
         with self._cond:
-            for message in messages:
+            for step in steps:
+                if isinstance(step, tuple):
+                    continue
                 if len(self._queue) == self._queue.maxlen:
                     self._dropped += 1
                     if self._dropped == 1:
                         logger.warning("[%s] delivery queue full, dropping old messages", self.id)
-                self._queue.append(message)
+                self._queue.append(step)
             self._cond.notify_all()
             callbacks = list(self._callbacks)
-        for message in messages:
+        for step in steps:
+            if isinstance(step, tuple):
+                response, pending = step
+                if pending.set_running_or_notify_cancel():  # False: cancelled just now
+                    pending.set_result(response)
+                continue
             for callback in callbacks:
                 try:
-                    callback(message)
+                    callback(step)
                 except Exception:
                     logger.exception("[%s] on_message callback failed", self.id)
 
@@ -414,6 +618,11 @@ class Connection:
                 sock.close()
         with self._state_lock:
             self._protocol.receive_eof()
+            pending = list(self._requests.values())
+            self._requests.clear()
+        for future in pending:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(ConnectionClosed("connection closed before the reply came"))
         self.disconnect_error = error
         with self._cond:
             self.disconnected.set()
@@ -479,9 +688,11 @@ def connect(
     user: str | None = None,
     realname: str | None = None,
     password: str | None = None,
-    caps: Iterable[str] = (),
+    caps: Iterable[str] | None = None,
     alt_nicks: Iterable[str] | None = None,
     on_message: MessageCallback | None = None,
+    limits: ClientLimits | None = None,
+    seen_msgids: RecentMsgids | None = None,
 ) -> Connection:
     """Create a :class:`Connection`, register ``on_message`` (so it sees the
     registration burst too) and :meth:`~Connection.connect` it."""
@@ -494,6 +705,8 @@ def connect(
         password=password,
         caps=caps,
         alt_nicks=alt_nicks,
+        limits=limits,
+        seen_msgids=seen_msgids,
     )
     if on_message is not None:
         conn.on_message(on_message)

@@ -13,6 +13,18 @@ the joined channels, the command table, rendering) and is driven by
 (reader thread); ``_lock`` guards the target and the channel list between them.
 The WHOIS collector and the CTCP rate limiter belong to the reader thread alone.
 
+Replies. Where the client waits for a reply (``/whois``, ``/names``, ``/who``,
+``/list``) it sends the command labeled (``Connection.send_request``) and shows the
+whole :class:`~relaychat.protocol.client.Response` as one block when the reader
+thread resolves it; the prompt never waits. On a server without
+``labeled-response`` the command goes out plainly and its replies are shown as they
+come (a WHOIS still gathered into one block by the collector).
+
+Multi-line messages. A ``draft/multiline`` batch is shown as one message, its lines
+indented under the first. Multi-line input (pasted, or Alt+Enter for a line break)
+is sent by ``Connection.privmsg``: one multi-line message when the server offers
+``draft/multiline``, else one PRIVMSG per non-empty line.
+
 What arrives is never trusted with the terminal: :func:`sanitize` removes IRC
 formatting and shows every control character, bidi control and zero-width
 character as an escape (``\\x1b``, ``\\u202e``), so a peer cannot move the cursor
@@ -32,12 +44,23 @@ import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
 from relaychat import __version__
-from relaychat.client.connection import Connection, ConnectionClosed, RegistrationError
+from relaychat.client.connection import (
+    Batch,
+    Connection,
+    ConnectionClosed,
+    Incoming,
+    NotSupported,
+    RegistrationError,
+    RequestError,
+    Response,
+)
+from relaychat.protocol.client import split_lines
 from relaychat.protocol.message import Message, MessageParseError, split_source
 from relaychat.protocol.numerics import (
     RPL_AWAY,
@@ -45,6 +68,9 @@ from relaychat.protocol.numerics import (
     RPL_ENDOFWHO,
     RPL_ENDOFWHOIS,
     RPL_ISUPPORT,
+    RPL_LIST,
+    RPL_LISTEND,
+    RPL_LISTSTART,
     RPL_NAMREPLY,
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
@@ -64,6 +90,8 @@ __all__ = [
     "parse_address",
     "parse_ctcp",
     "render",
+    "render_lines",
+    "render_reply",
     "sanitize",
 ]
 
@@ -283,6 +311,23 @@ def _render_away(msg: Message, view: _View) -> str | None:
     return f"-- {sanitize(msg.params[1])} is away: {sanitize(msg.params[2])}"
 
 
+def _render_list_reply(msg: Message, view: _View) -> str | None:
+    # 322 me #chan users :topic
+    if len(msg.params) < 4:
+        return _render_numeric(msg, view)
+    chan, users, topic = (sanitize(p) for p in msg.params[1:4])
+    return f"-- list {chan} ({users}): {topic}".rstrip()
+
+
+def _render_standard_reply(msg: Message, view: _View) -> str | None:
+    # FAIL/WARN/NOTE <command> <code> [<context>...] :<description>
+    if len(msg.params) < 3:
+        return f"-- {sanitize(msg.serialize())}"
+    what = sanitize(" ".join(msg.params[:-1]))
+    mark = "!" if msg.command.upper() == "FAIL" else "--"
+    return f"{mark} {what}: {sanitize(msg.params[-1])}"
+
+
 def _render_numeric(msg: Message, view: _View) -> str | None:
     params = [sanitize(p) for p in msg.params[1:]]  # params[0] is our nick
     if not params:
@@ -314,6 +359,12 @@ _RENDERERS: dict[str, _Renderer] = {
     "PING": _render_hidden,
     "PONG": _render_hidden,
     "CAP": _render_hidden,
+    "TAGMSG": _render_hidden,  # typing notifications and reactions: nothing to print
+    "ACK": _render_hidden,  # a late answer to a labeled request given up on
+    "BATCH": _render_hidden,  # the start or end of a batch not grouped (limits)
+    "FAIL": _render_standard_reply,
+    "WARN": _render_standard_reply,
+    "NOTE": _render_standard_reply,
     RPL_AWAY: _render_away,
     RPL_ISUPPORT: _render_hidden,  # machine-readable
     RPL_ENDOFWHO: _render_hidden,
@@ -323,6 +374,9 @@ _RENDERERS: dict[str, _Renderer] = {
     RPL_WHOREPLY: _render_who_reply,
     RPL_NAMREPLY: _render_names,
     RPL_ENDOFNAMES: _render_hidden,
+    RPL_LISTSTART: _render_hidden,
+    RPL_LIST: _render_list_reply,
+    RPL_LISTEND: _render_hidden,
 }
 
 
@@ -340,6 +394,162 @@ def render(msg: Message, *, is_me: Callable[[str], bool], current: str | None) -
     if len(command) == 3 and command.isdigit():
         return _render_numeric(msg, view)
     return f"-- {sanitize(msg.serialize())}"
+
+
+def render_lines(
+    msg: Message, *, is_me: Callable[[str], bool], current: str | None
+) -> list[str] | None:
+    """Like :func:`render`, for a message whose text may hold line breaks (a
+    multi-line message read with ``Batch.multiline()``): its first line as
+    :func:`render` shows it, then each further line indented under the text."""
+    text = msg.params[-1] if msg.params else ""
+    if "\n" not in text or msg.command.upper() not in ("PRIVMSG", "NOTICE"):
+        line = render(msg, is_me=is_me, current=current)
+        return None if line is None else [line]
+    first, *rest = text.split("\n")
+    head = render(
+        Message(msg.command, [*msg.params[:-1], first], msg.source, msg.tags),
+        is_me=is_me,
+        current=current,
+    )
+    if head is None:
+        return None
+    shown = sanitize(first)
+    indent = " " * (len(head) - len(shown) if head.endswith(shown) else 2)
+    return [head] + [indent + sanitize(line) for line in rest]
+
+
+class _ReplyView(NamedTuple):
+    """What a reply renderer needs: the session's view, the case mapping and what
+    the command asked about."""
+
+    view: _View
+    casefold: Callable[[str], str]
+    subject: str
+
+
+_Units = list[tuple[list[str], Message]]  # display units (lines) with the message that dates them
+
+
+def _plain(messages: list[Message], rv: _ReplyView, units: _Units) -> None:
+    for msg in messages:
+        line = render(msg, is_me=rv.view.is_me, current=rv.view.current)
+        if line is not None:
+            units.append(([line], msg))
+
+
+def _reply_whois(messages: list[Message], rv: _ReplyView) -> _Units:
+    collector = _WhoisCollector(rv.casefold)
+    units: _Units = []
+    for msg in messages:
+        block = collector.feed(msg)
+        if block is None:
+            _plain([msg], rv, units)
+        elif block:
+            units.append((block, msg))
+    return units
+
+
+def _reply_names(messages: list[Message], rv: _ReplyView) -> _Units:
+    # 353 me = #chan :nick nick ... (several lines), then 366 me #chan :End of /NAMES list
+    names: dict[str, list[str]] = {}
+    units: _Units = []
+    first: Message | None = None
+    for msg in messages:
+        if msg.command == RPL_NAMREPLY and len(msg.params) >= 3:
+            names.setdefault(msg.params[-2], []).extend(msg.params[-1].split())
+            first = first or msg
+        elif msg.command == RPL_ENDOFNAMES and len(msg.params) >= 2:
+            names.setdefault(msg.params[1], [])
+            first = first or msg
+        else:
+            _plain([msg], rv, units)
+    for chan, nicks in names.items():
+        shown = " ".join(nicks) if nicks else "nobody visible"
+        units.append(([f"-- names {chan} ({len(nicks)}): {shown}"], first or messages[0]))
+    return units
+
+
+def _reply_who(messages: list[Message], rv: _ReplyView) -> _Units:
+    # 352 me #chan user host server nick flags :hops realname ... then 315 me mask :End
+    rows: list[str] = []
+    units: _Units = []
+    for msg in messages:
+        if msg.command == RPL_WHOREPLY and len(msg.params) >= 8:
+            chan, user, host, _, nick, flags, last = msg.params[1:8]
+            realname = last.partition(" ")[2]
+            where = "" if chan == "*" else f"{chan} "
+            rows.append(f"   {where}{nick} ({user}@{host}) {flags} {realname}".rstrip())
+        elif msg.command != RPL_ENDOFWHO:
+            _plain([msg], rv, units)
+    if rows:
+        units.append(([f"-- who {rv.subject}", *rows], messages[0]))
+    elif not units:
+        units.append(([f"-- who {rv.subject}: nobody"], messages[0]))
+    return units
+
+
+def _reply_list(messages: list[Message], rv: _ReplyView) -> _Units:
+    # 321 me Channel :Users Name, 322 me #chan users :topic ..., 323 me :End of /LIST
+    rows: list[str] = []
+    units: _Units = []
+    for msg in messages:
+        if msg.command == RPL_LIST and len(msg.params) >= 4:
+            chan, users, topic = msg.params[1:4]
+            rows.append(f"   {chan} ({users})" + (f": {topic}" if topic else ""))
+        elif msg.command not in (RPL_LISTSTART, RPL_LISTEND):
+            _plain([msg], rv, units)
+    if rows:
+        units.append(([f"-- channels ({len(rows)})", *rows], messages[0]))
+    elif not units:
+        units.append((["-- no channels"], messages[0]))
+    return units
+
+
+_REPLIES: dict[str, Callable[[list[Message], _ReplyView], _Units]] = {
+    "WHOIS": _reply_whois,
+    "NAMES": _reply_names,
+    "WHO": _reply_who,
+    "LIST": _reply_list,
+}
+
+
+def render_reply(
+    command: str,
+    subject: str,
+    messages: list[Message],
+    *,
+    is_me: Callable[[str], bool],
+    current: str | None,
+    casefold: Callable[[str], str] = str.lower,
+) -> list[list[str]]:
+    """The whole reply to one WHOIS, NAMES, WHO or LIST (``subject``: what it asked
+    about) as display units, each a list of lines shown as one block: a WHOIS as the
+    block :class:`_WhoisCollector` makes, the names of a channel on one line, the
+    rows of a WHO or LIST under a heading. Errors in the reply (``401``...) render
+    as :func:`render` does. Lines are not sanitized yet (``show`` does it)."""
+    return [
+        lines for lines, _ in _reply_units(command, subject, messages, is_me, current, casefold)
+    ]
+
+
+def _reply_units(
+    command: str,
+    subject: str,
+    messages: list[Message],
+    is_me: Callable[[str], bool],
+    current: str | None,
+    casefold: Callable[[str], str],
+) -> _Units:
+    if not messages:
+        return []
+    rv = _ReplyView(_View(is_me, current), casefold, subject)
+    renderer = _REPLIES.get(command.upper())
+    if renderer is None:
+        units: _Units = []
+        _plain(messages, rv, units)
+        return units
+    return renderer(messages, rv)
 
 
 def format_duration(seconds: int) -> str:
@@ -596,8 +806,19 @@ class ChatSession:
 
     # -- incoming (reader thread) --------------------------------------------------
 
-    def handle_message(self, msg: Message) -> None:
-        """Update the session for one incoming message, then print it."""
+    def handle_message(self, item: Incoming) -> None:
+        """Update the session for one incoming message or batch, then print it.
+
+        A multi-line message (``draft/multiline`` batch) is shown as one; the
+        messages of any other batch are handled one by one, in order."""
+        if isinstance(item, Batch):
+            joined = item.multiline()
+            if joined is None:
+                for msg in item.messages():
+                    self.handle_message(msg)
+                return
+            item = joined
+        msg = item
         command = msg.command.upper()
         sender = split_source(msg.source)[0] if msg.source else ""
         mine = bool(sender) and self.conn.is_me(sender)
@@ -617,16 +838,16 @@ class ChatSession:
             return  # the server's goodbye after our QUIT
         if command in _ECHOED and mine and "echo-message" in self.conn.enabled_caps:
             return  # an echo of what we sent, which was shown when we sent it
-        if command == "PRIVMSG" and sender and not mine:
+        if command == "PRIVMSG" and sender and not mine and "\n" not in msg.params[-1]:
             self._answer_ctcp(sender, msg)
         block = self._whois.feed(msg)
         if block is not None:
             if block:
                 self.show_block(block, msg)
             return
-        line = render(msg, is_me=self.conn.is_me, current=self.target)
-        if line is not None:
-            self.show(line, msg)
+        lines = render_lines(msg, is_me=self.conn.is_me, current=self.target)
+        if lines:
+            self.show_block(lines, msg)
 
     def _answer_ctcp(self, sender: str, msg: Message) -> None:
         """Answer CTCP VERSION and PING with a NOTICE, within the rate limit; never
@@ -672,7 +893,7 @@ class ChatSession:
                 self._say(line[1:] if line.startswith("//") else line)
         except ConnectionClosed:
             self.show("! not connected")
-        except (ValueError, MessageParseError) as exc:
+        except (ValueError, MessageParseError, RequestError) as exc:
             self.show(f"! {exc}")
 
     def _need_target(self) -> str | None:
@@ -685,11 +906,24 @@ class ChatSession:
         self.show(f"! usage: {_COMMANDS[name].usage}")
 
     def _echo(self, target: str, text: str) -> None:
+        """Show what we sent, as the others see it: a multi-line message as one block
+        (without ``draft/multiline``, blank lines are not sent, so not shown)."""
+        lines = split_lines(text)
+        if self.conn.multiline_limits is None:
+            lines = [line for line in lines if line]
+        while lines and not lines[-1]:
+            lines.pop()
+        while lines and not lines[0]:
+            lines.pop(0)
+        if not lines:
+            return
         where = "" if target == self.target else f"{target} "
         if self._is_channel(target):
-            self.show(f"{where}<{self.conn.nick}> {text}")
+            head = f"{where}<{self.conn.nick}> "
         else:
-            self.show(f"-> *{target}* {text}")
+            head = f"-> *{target}* "
+        indent = " " * len(head)
+        self.show_block([head + lines[0]] + [indent + line for line in lines[1:]])
 
     def _say(self, text: str) -> None:
         target = self._need_target()
@@ -768,20 +1002,49 @@ class ChatSession:
         if not channel:
             self._usage("names")
             return
-        self.conn.send("NAMES", channel)
+        self._ask("NAMES", channel)
 
     def _cmd_who(self, args: str) -> None:
         mask = args or self.target
         if not mask:
             self._usage("who")
             return
-        self.conn.send("WHO", mask)
+        self._ask("WHO", mask)
 
     def _cmd_whois(self, args: str) -> None:
         if not args or " " in args:
             self._usage("whois")
             return
-        self.conn.send("WHOIS", args)
+        self._ask("WHOIS", args)
+
+    def _cmd_list(self, args: str) -> None:
+        self._ask("LIST", *args.split())
+
+    def _ask(self, command: str, *params: str) -> None:
+        """Send a command whose reply is shown whole when it comes (labeled), or,
+        without labeled-response, send it plainly: its replies are shown as they come."""
+        try:
+            future = self.conn.send_request(command, *params)
+        except NotSupported:
+            self.conn.send(command, *params)
+            return
+        subject = params[0] if params else ""
+        future.add_done_callback(lambda done: self._show_reply(command, subject, done))
+
+    def _show_reply(self, command: str, subject: str, done: Future[Response]) -> None:
+        """Show a labeled reply (on the reader thread, in order with the rest).
+        Nothing for a request given up on or cut off by a disconnect, which is shown
+        on its own."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        response = done.result()
+        units = _reply_units(
+            command, subject, response.messages, self.conn.is_me, self.target, self.conn.casefold
+        )
+        for lines, msg in units:
+            self.show_block(lines, msg)
+        if not response.complete:
+            self.show(f"! the reply to {command} was cut short")
 
     def _cmd_away(self, args: str) -> None:
         self.conn.send("AWAY", *([args] if args else []))
@@ -803,6 +1066,7 @@ class ChatSession:
                 seen.add(command.usage)
                 self.show(f"-- {command.usage:<28} {command.help}")
         self.show("-- text without a leading / goes to the current channel; //text sends /text")
+        self.show("-- Alt+Enter (or Esc, Enter) starts a new line: a multi-line message")
 
 
 # The command table: /name -> handler, syntax line, help text.
@@ -817,6 +1081,7 @@ _COMMANDS: dict[str, _Command] = {
     "names": _Command(ChatSession._cmd_names, "/names [#channel]", "list who is in a channel"),
     "who": _Command(ChatSession._cmd_who, "/who [mask]", "who is there"),
     "whois": _Command(ChatSession._cmd_whois, "/whois nick", "about someone"),
+    "list": _Command(ChatSession._cmd_list, "/list [#chan,...|filter]", "list channels"),
     "away": _Command(ChatSession._cmd_away, "/away [message]", "set (or clear) away"),
     "raw": _Command(ChatSession._cmd_raw, "/raw LINE", "send a raw IRC line"),
     "quit": _Command(ChatSession._cmd_quit, "/quit [reason]", "disconnect and exit"),
@@ -840,9 +1105,16 @@ class _Disconnected(Exception):
 
 def _run_terminal(conn: Connection, nick: str) -> int:
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    prompt_session: PromptSession[str] = PromptSession()
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")  # Alt+Enter: a line break in the message
+    def _newline(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    prompt_session: PromptSession[str] = PromptSession(key_bindings=bindings)
     app = prompt_session.app
     session = ChatSession(conn, lambda line: print(line, flush=True), changed=app.invalidate)
     conn.on_message(session.handle_message)

@@ -1,12 +1,40 @@
-"""The client side of the protocol, sans-I/O: registration, CAP, PING, nick tracking.
+"""The client side of the protocol, sans-I/O: registration, CAP, PING, nick tracking,
+batches, labeled responses and multi-line messages.
 
+Theory of operation
+-------------------
 :class:`ClientProtocol` takes bytes in (``receive_data``, ``receive_eof``) and gives
-parsed :class:`~relaychat.protocol.message.Message` objects and bytes to send out
-(``data_to_send``). It owns line framing, registration (PASS, CAP LS 302 / REQ / END,
-NICK, USER, alternate nicks on 432/433/436/437), PING answers, current-nick
-tracking, ISUPPORT and the capability sets. It never touches a socket, a thread, a
-lock or a clock, so it is not thread-safe by itself: :mod:`relaychat.client.connection`
-drives it from threads.
+what they complete out, plus bytes to send (``data_to_send``). It owns line framing,
+registration (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on
+432/433/436/437), PING answers, current-nick tracking, ISUPPORT and the capability
+sets. It never touches a socket, a thread, a lock or a clock, so it is not
+thread-safe by itself: :mod:`relaychat.client.connection` drives it from threads.
+
+What ``receive_data`` returns, in the order the server meant it (:data:`Received`):
+
+* a :class:`~relaychat.protocol.message.Message` for each line outside any batch;
+* a :class:`Batch` for each IRCv3 batch (``batch``), once its ``BATCH -ref`` line has
+  arrived: its type, parameters, the tags of its start line and everything inside it
+  in order, nested batches (the ``batch`` tag on a ``BATCH +`` line) included as
+  :class:`Batch` items where they started;
+* a :class:`Response` for the reply to a labeled request (``labeled-response``): the
+  ``ACK``, the one labeled message, or the labeled batch, for a label that
+  :meth:`ClientProtocol.send_request` handed out and that is still pending. Each
+  label is resolved at most once; a reply to a label that is not pending (cancelled,
+  or the server's mistake) comes as an ordinary Message or Batch.
+
+Every line, inside a batch or not, is still seen at once by the registration and
+state handlers (PING is answered, our nick is tracked) when it arrives.
+
+Bounds. A server that opens batches and never closes them cannot grow memory
+without limit (:class:`ClientLimits`): at most ``max_open_batches`` batches are open
+at once and the open batches together hold at most ``max_batch_lines`` lines and
+``max_batch_bytes`` bytes of them. When a new batch or line would pass a limit, the
+oldest open top-level batch is delivered at once, unfinished (``closed`` False);
+lines that arrive later for it are delivered one by one, as a client without batch
+support would see them. Nothing is dropped, and no label is resolved twice.
+At most ``max_pending_requests`` labeled requests wait at once
+(:class:`TooManyRequests` past that).
 """
 
 from __future__ import annotations
@@ -14,11 +42,19 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from relaychat.protocol.casemap import casefolder, fold_rfc1459
 from relaychat.protocol.framing import LineBuffer, TooLong
-from relaychat.protocol.message import Message, MessageParseError, parse_message, split_source
+from relaychat.protocol.message import (
+    Message,
+    MessageParseError,
+    parse_message,
+    split_source,
+    truncate_utf8,
+)
 from relaychat.protocol.numerics import (
     ERR_ERRONEUSNICKNAME,
     ERR_NICKNAMEINUSE,
@@ -33,10 +69,24 @@ from relaychat.protocol.numerics import (
 SERVER_TAGS_BYTES = 8190
 
 __all__ = [
+    "DEFAULT_CAPS",
+    "MULTILINE",
+    "MULTILINE_CONCAT",
+    "Batch",
+    "ClientLimits",
     "ClientProtocol",
     "ConnectionClosed",
+    "MultilineLimits",
+    "NotSupported",
     "Phase",
+    "Received",
+    "RecentMsgids",
     "RegistrationError",
+    "RequestError",
+    "Response",
+    "TooManyRequests",
+    "split_lines",
+    "split_multiline",
 ]
 
 logger = logging.getLogger("relaychat.client")
@@ -54,6 +104,26 @@ _FATAL_BEFORE_WELCOME = frozenset({ERR_PASSWDMISMATCH, ERR_YOUREBANNEDCREEP})
 #: more than the 512 bytes the RFCs allow, and a client loses nothing by reading it.
 MAX_LINE_BYTES = 8192
 
+#: The draft/multiline capability, batch type and concatenation tag (IRCv3 multiline,
+#: a work-in-progress specification, hence the ``draft/`` names).
+MULTILINE = "draft/multiline"
+MULTILINE_CONCAT = "draft/multiline-concat"
+
+#: What a client asks for when the server offers it, unless given ``caps``. Not
+#: ``echo-message``: a bot that repeats what it hears would then hear itself.
+DEFAULT_CAPS: tuple[str, ...] = (
+    "batch",
+    MULTILINE,
+    "labeled-response",
+    "message-tags",
+    "server-time",
+)
+
+# Bytes of a relayed PRIVMSG line that are not its text, besides our nick and the
+# target (IRCv3 multiline, "splitting long lines"): ":" "!" "@" " PRIVMSG " " :" CRLF
+# and a safety margin of 10, plus the longest user (20) and host (63) we assume.
+_LINE_OVERHEAD = 14 + 10 + 20 + 63
+
 
 class ConnectionClosed(ConnectionError):
     """The connection is closed (by either side) and nothing more can be read or sent."""
@@ -61,6 +131,21 @@ class ConnectionClosed(ConnectionError):
 
 class RegistrationError(ConnectionError):
     """The server refused the registration (bad password, ban, no usable nick, ERROR)."""
+
+
+class RequestError(Exception):
+    """A labeled request could not be made (see the subclasses)."""
+
+
+class NotSupported(RequestError):
+    """The server did not enable ``labeled-response`` and ``batch`` for us, so a reply
+    cannot be matched to its request. Send the command with ``send`` instead and read
+    its replies as they come."""
+
+
+class TooManyRequests(RequestError):
+    """As many labeled requests as :attr:`ClientLimits.max_pending_requests` are
+    waiting for their replies already."""
 
 
 class Phase(enum.Enum):
@@ -99,6 +184,271 @@ class _CapPhase(enum.Enum):
     DONE = "done"  # CAP END sent, or the server does not do CAP
 
 
+# -- what comes out ----------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Batch:
+    """One IRCv3 batch, delivered whole once its ``BATCH -ref`` line arrived.
+
+    ``tags`` and ``source`` are those of the ``BATCH +ref`` line (a ``label``, the
+    ``msgid`` and ``time`` of a multi-line message...); ``items`` is everything in the
+    batch in order: messages, and nested batches where they started. ``closed`` is
+    False for a batch delivered before its end (see the limits in the module
+    docstring, or a nested batch whose parent ended first).
+    """
+
+    ref: str
+    type: str
+    params: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+    items: list[Message | Batch] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def command(self) -> str:
+        """``"BATCH"``: code that picks messages by command (``m.command == "PRIVMSG"``)
+        passes over a batch without having to test its type first."""
+        return "BATCH"
+
+    @property
+    def msgid(self) -> str | None:
+        """The ``msgid`` of the start line (a multi-line message's id), or None."""
+        return self.tags.get("msgid") or None
+
+    @property
+    def complete(self) -> bool:
+        """Whether this batch and every batch nested in it ended with its end line."""
+        return self.closed and all(i.complete for i in self.items if isinstance(i, Batch))
+
+    def messages(self) -> list[Message]:
+        """Every message in the batch, in order, those of nested batches included
+        (their ``BATCH`` lines are not messages here)."""
+        out: list[Message] = []
+        for item in self.items:
+            if isinstance(item, Batch):
+                out.extend(item.messages())
+            else:
+                out.append(item)
+        return out
+
+    def multiline(self) -> Message | None:
+        """A ``draft/multiline`` batch as one message whose last parameter is the whole
+        text: the lines joined with ``\\n``, a line tagged ``draft/multiline-concat``
+        joined to the one before it directly. None for any other batch (or an empty one).
+
+        The message has the command of the lines (PRIVMSG or NOTICE), the batch's target,
+        and the start line's tags and source (the first line's when the start had none).
+        Its text may hold line feeds, so it is for reading: it cannot be sent as it is
+        (``Connection.privmsg`` sends such a text as a multi-line message again).
+        """
+        if self.type != MULTILINE:
+            return None
+        lines = [m for m in self.items if isinstance(m, Message) and len(m.params) >= 2]
+        if not lines:
+            return None
+        parts: list[str] = []
+        for line in lines:
+            text = line.params[-1]
+            if parts and MULTILINE_CONCAT in line.tags:
+                parts[-1] += text
+            else:
+                parts.append(text)
+        target = self.params[0] if self.params else lines[0].params[0]
+        tags = {k: v for k, v in self.tags.items() if k != "batch"}
+        return Message(
+            lines[0].command, [target, "\n".join(parts)], self.source or lines[0].source, tags
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    """The reply to one labeled request: ``messages`` is empty for an ``ACK``, holds
+    the one labeled message, or every message of the labeled batch (``batch``) in
+    order, nested batches flattened."""
+
+    label: str
+    messages: list[Message]
+    batch: Batch | None = None
+
+    @property
+    def ack(self) -> bool:
+        """Whether the server answered with ``ACK`` (the command has no reply)."""
+        return self.batch is None and not self.messages
+
+    @property
+    def complete(self) -> bool:
+        """False when the labeled batch was delivered before its end (limits)."""
+        return self.batch is None or self.batch.complete
+
+    @property
+    def error(self) -> Message | None:
+        """The first error in the reply: a numeric 400-599 or a ``FAIL``; else None."""
+        for msg in self.messages:
+            command = msg.command
+            if command.upper() == "FAIL" or (
+                len(command) == 3 and command.isdigit() and command[0] in "45"
+            ):
+                return msg
+        return None
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+#: What :meth:`ClientProtocol.receive_data` returns: see the module docstring.
+Received = Message | Batch | Response
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """How much a client holds for a server (see the module docstring, "Bounds")."""
+
+    max_open_batches: int = 64
+    max_batch_lines: int = 20_000
+    max_batch_bytes: int = 8 * 1024 * 1024
+    max_pending_requests: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("max_open_batches", "max_batch_lines", "max_batch_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_pending_requests < 0:
+            raise ValueError("max_pending_requests must be >= 0")
+
+
+class RecentMsgids:
+    """The ``msgid`` of the last ``size`` messages seen, to drop a message seen twice.
+
+    Share one between the connections a program makes one after the other (a
+    reconnect) and give it to each as ``seen_msgids``: what the server sends again
+    after a reconnect (history played back, say) is not delivered twice. Not
+    thread-safe; each connection uses it under its own lock, so share it only
+    between connections that do not run at the same time.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def is_duplicate(self, msgid: str) -> bool:
+        """Record ``msgid``; return whether it had been recorded before."""
+        if msgid in self._ids:
+            self._ids.move_to_end(msgid)
+            return True
+        self._ids[msgid] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return False
+
+    def __contains__(self, msgid: object) -> bool:
+        return msgid in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+# -- multi-line messages out -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MultilineLimits:
+    """The value of the ``draft/multiline`` capability: ``max-bytes`` of text per
+    batch (line feeds between lines count one each) and ``max-lines`` per batch."""
+
+    max_bytes: int
+    max_lines: int | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> MultilineLimits | None:
+        """``"max-bytes=4096,max-lines=24"`` -> limits; None without a usable
+        ``max-bytes`` (required). Unknown keys are ignored."""
+        fields: dict[str, int] = {}
+        for token in value.split(","):
+            key, _, number = token.partition("=")
+            if key in ("max-bytes", "max-lines") and number.isascii() and number.isdigit():
+                fields[key] = int(number)
+        max_bytes = fields.get("max-bytes", 0)
+        if max_bytes < 1:
+            return None
+        max_lines = fields.get("max-lines")
+        return cls(max_bytes, max_lines if max_lines else None)
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` split at CR LF, CR and LF only. Not ``str.splitlines()``, which also
+    splits at ``\x1d`` and ``\x1e`` (IRC italics and strikethrough), ``\x0b``,
+    ``\x0c``, ``\x1c``, ``\x85``, U+2028 and U+2029. A trailing line break gives a
+    last empty line."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _split_long(line: str, budget: int) -> list[str]:
+    """``line`` cut into pieces of at most ``budget`` UTF-8 bytes, between words when
+    there is a space to cut at (the space stays at the end of a piece, as the multiline
+    specification recommends), never inside a character."""
+    pieces: list[str] = []
+    while len(line.encode("utf-8", "replace")) > budget:
+        cut = truncate_utf8(line, budget)
+        space = cut.rfind(" ")
+        if space > 0:
+            cut = cut[: space + 1]
+        if not cut:  # a budget smaller than one character: take the character
+            cut = line[0]
+        pieces.append(cut)
+        line = line[len(cut) :]
+    pieces.append(line)
+    return pieces
+
+
+def split_multiline(
+    text: str, limits: MultilineLimits, line_bytes: int
+) -> list[list[tuple[str, bool]]]:
+    """Plan the multi-line batches that carry ``text``: a list of batches, each a
+    list of ``(line, concat)`` pairs, ``concat`` meaning "joined to the line before
+    without a line break" (``draft/multiline-concat``).
+
+    Lines longer than ``line_bytes`` (or the batch's ``max-bytes``) are cut as
+    :func:`_split_long` does. A text over ``max-bytes`` or ``max-lines`` becomes
+    several batches, each within both limits (a batch never starts with a concat
+    line). Blank lines at the start or end of a batch are left out, and so is a
+    batch of blank lines only; blank lines inside a batch are kept.
+    """
+    budget = max(1, min(line_bytes, limits.max_bytes))
+    pieces: list[tuple[str, bool]] = []
+    for line in split_lines(text):
+        for i, piece in enumerate(_split_long(line, budget) if line else [""]):
+            pieces.append((piece, i > 0))
+    batches: list[list[tuple[str, bool]]] = []
+    current: list[tuple[str, bool]] = []
+    size = 0
+    for piece, concat in pieces:
+        if not current and not piece:
+            continue  # no blank line to start a batch with
+        cost = len(piece.encode("utf-8", "replace")) + (0 if concat or not current else 1)
+        full = limits.max_lines is not None and len(current) >= limits.max_lines
+        if current and (full or size + cost > limits.max_bytes):
+            batches.append(current)
+            current, size, concat = [], 0, False
+            if not piece:
+                continue
+            cost = len(piece.encode("utf-8", "replace"))
+        current.append((piece, concat))
+        size += cost
+    if current:
+        batches.append(current)
+    for lines in batches:
+        while lines and not lines[-1][0]:
+            lines.pop()
+    return [lines for lines in batches if lines]
+
+
 def _alternate_nicks(nick: str) -> Iterator[str]:
     """``nick_``, ``nick__``, ``nick___``, then forms that fit a 9-character NICKLEN
     (``nick[:8]_`` ... and ``nick[:6]NNN`` with a counter)."""
@@ -113,13 +463,16 @@ def _alternate_nicks(nick: str) -> Iterator[str]:
 
 
 class ClientProtocol:
-    """Sans-I/O client core: bytes in, messages and bytes out.
+    """Sans-I/O client core: bytes in, messages, batches and responses and bytes out.
 
-    ``caps`` are the capabilities to request when the server offers them; the
-    ones the server acknowledges end up in :attr:`enabled_caps`. ``alt_nicks`` are
-    tried in order when the server rejects the nick during registration
-    (432/433/436/437); by default ``nick_``, ``nick__``, ... are generated.
-    After ``max_nick_attempts`` rejections the registration fails.
+    ``caps`` are the capabilities to request when the server offers them
+    (:data:`DEFAULT_CAPS` when None; ``()`` requests none); the ones the server
+    acknowledges end up in :attr:`enabled_caps`. ``alt_nicks`` are tried in order
+    when the server rejects the nick during registration (432/433/436/437); by
+    default ``nick_``, ``nick__``, ... are generated. After ``max_nick_attempts``
+    rejections the registration fails. ``limits`` bound what is held for the server
+    (see the module docstring). With ``seen_msgids``, a message (or multi-line
+    message) whose ``msgid`` it has recorded is not delivered again.
     """
 
     def __init__(
@@ -129,9 +482,11 @@ class ClientProtocol:
         user: str | None = None,
         realname: str | None = None,
         password: str | None = None,
-        caps: Iterable[str] = (),
+        caps: Iterable[str] | None = None,
         alt_nicks: Iterable[str] | None = None,
         max_nick_attempts: int = 10,
+        limits: ClientLimits | None = None,
+        seen_msgids: RecentMsgids | None = None,
     ) -> None:
         if not nick or any(c in nick for c in " \r\n\0:"):
             raise ValueError(f"bad nick {nick!r}")
@@ -139,11 +494,13 @@ class ClientProtocol:
         self.user = user or nick
         self.realname = realname or nick
         self.password = password
-        self.requested_caps = frozenset(caps)
+        self.requested_caps = frozenset(DEFAULT_CAPS if caps is None else caps)
         self.available_caps: dict[str, str] = {}
         self.enabled_caps: set[str] = set()
         self.isupport: dict[str, str] = {}
         self.phase = Phase.NEW
+        self.limits = limits or ClientLimits()
+        self.seen_msgids = seen_msgids
         #: Why registration failed (or the last ERROR text), else None.
         self.error: str | None = None
         self._cap_phase = _CapPhase.LISTING
@@ -153,6 +510,17 @@ class ClientProtocol:
         self._nick_attempts_left = max_nick_attempts
         self._lines = LineBuffer(line_length=MAX_LINE_BYTES, tags_length=SERVER_TAGS_BYTES)
         self._outbuf = bytearray()
+        self._pending: set[str] = set()  # labels of requests waiting for their reply
+        self._labels = itertools.count(1)
+        self._batch_refs = itertools.count(1)
+        # open batches: ref -> batch, its parent's ref (None: top level), its root's ref
+        self._open: dict[str, Batch] = {}
+        self._parent: dict[str, str | None] = {}
+        self._root: dict[str, str] = {}
+        # per open top-level batch, oldest first: [lines, bytes] held in its tree
+        self._held: dict[str, list[int]] = {}
+        self._held_lines = 0
+        self._held_bytes = 0
 
     # -- state ----------------------------------------------------------------
 
@@ -169,6 +537,30 @@ class ClientProtocol:
 
     def is_me(self, nick: str) -> bool:
         return self.casefold(nick) == self.casefold(self.nick)
+
+    @property
+    def labels_enabled(self) -> bool:
+        """Whether replies can be matched to requests: the server enabled both
+        ``labeled-response`` and ``batch`` (the first needs the second)."""
+        return "labeled-response" in self.enabled_caps and "batch" in self.enabled_caps
+
+    @property
+    def multiline_limits(self) -> MultilineLimits | None:
+        """The server's limits for multi-line messages when ``draft/multiline`` and
+        ``batch`` are enabled and the capability's value is usable; else None."""
+        if MULTILINE not in self.enabled_caps or "batch" not in self.enabled_caps:
+            return None
+        return MultilineLimits.parse(self.available_caps.get(MULTILINE, ""))
+
+    @property
+    def open_batches(self) -> int:
+        """How many batches are open (started, not yet ended or delivered)."""
+        return len(self._open)
+
+    @property
+    def pending_requests(self) -> int:
+        """How many labeled requests wait for their reply."""
+        return len(self._pending)
 
     # -- output ---------------------------------------------------------------
 
@@ -192,6 +584,64 @@ class ClientProtocol:
         a programming error, never sent half-way."""
         self._outbuf += message.to_bytes()  # MessageSerializeError is a ValueError
 
+    def send_request(self, message: Message) -> str:
+        """Queue ``message`` with a new ``label`` tag and return the label; its reply
+        comes out of :meth:`receive_data` as one :class:`Response`.
+
+        Raises :class:`NotSupported` unless :attr:`labels_enabled`,
+        :class:`TooManyRequests` when ``max_pending_requests`` wait already, and
+        ValueError for a message that already has a label or cannot be serialized
+        (nothing is queued then).
+        """
+        if not self.labels_enabled:
+            raise NotSupported("the server did not enable labeled-response and batch")
+        if "label" in message.tags:
+            raise ValueError("the message has a label already")
+        if len(self._pending) >= self.limits.max_pending_requests:
+            raise TooManyRequests(f"{len(self._pending)} requests wait for replies already")
+        label = f"r{next(self._labels)}"
+        tags = {**message.tags, "label": label}
+        self.send(Message(message.command, list(message.params), message.source, tags))
+        self._pending.add(label)
+        return label
+
+    def cancel_request(self, label: str) -> bool:
+        """Stop waiting for the reply to ``label``; whether it was still pending. A
+        reply that comes later is delivered as an ordinary Message or Batch."""
+        if label in self._pending:
+            self._pending.remove(label)
+            return True
+        return False
+
+    def send_text(self, command: str, target: str, text: str) -> None:
+        """Queue ``text`` for ``target`` with ``command`` (PRIVMSG or NOTICE).
+
+        With :attr:`multiline_limits`, a text of several lines (or one line too long
+        for one IRC line) goes as ``draft/multiline`` batches planned by
+        :func:`split_multiline`; otherwise, and for a text that fits one line, each
+        non-empty line is one message (long lines are not split: the server may cut
+        them). Everything is queued at once or, on ValueError (a bad target, a NUL in
+        the text), nothing.
+        """
+        limits = self.multiline_limits
+        out: list[Message] = []
+        if limits is None:
+            out = [Message(command, [target, line]) for line in split_lines(text) if line]
+        else:
+            line_bytes = 512 - _LINE_OVERHEAD - len(self.nick.encode()) - len(target.encode())
+            for lines in split_multiline(text, limits, max(line_bytes, 64)):
+                if len(lines) == 1:
+                    out.append(Message(command, [target, lines[0][0]]))
+                    continue
+                ref = f"m{next(self._batch_refs)}"
+                out.append(Message("BATCH", ["+" + ref, MULTILINE, target]))
+                for line, concat in lines:
+                    tags = {"batch": ref, MULTILINE_CONCAT: ""} if concat else {"batch": ref}
+                    out.append(Message(command, [target, line], None, tags))
+                out.append(Message("BATCH", ["-" + ref]))
+        data = b"".join(message.to_bytes() for message in out)
+        self._outbuf += data
+
     def data_to_send(self) -> bytes:
         """Return (and forget) every byte queued so far; ``b""`` when there is none."""
         data = bytes(self._outbuf)
@@ -204,15 +654,16 @@ class ClientProtocol:
 
     # -- input ----------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Message]:
-        """Feed bytes from the server; return the complete messages they finish.
+    def receive_data(self, data: bytes) -> list[Received]:
+        """Feed bytes from the server; return the messages, batches and responses
+        they complete, in order (see the module docstring).
 
         Lines end in LF, with an optional CR before it. They are decoded as UTF-8
         with replacement characters. Empty lines and lines that do not parse are
         dropped (logged); so is a line longer than :data:`MAX_LINE_BYTES` (or
         with more than 8191 bytes of tags). A partial line waits for the next call.
         """
-        messages: list[Message] = []
+        out: list[Received] = []
         for frame in self._lines.feed(data):
             if isinstance(frame, TooLong):
                 logger.warning("dropping an over-long line from the server")
@@ -226,15 +677,162 @@ class ClientProtocol:
                 logger.warning("ignoring unparsable line %r: %s", line, exc)
                 continue
             self._handle(message)
-            messages.append(message)
-        return messages
+            self._route(message, len(frame), out)
+        return out
 
     def receive_eof(self) -> None:
-        """The server closed the connection; a pending partial line is dropped."""
+        """The server closed the connection; a pending partial line is dropped, and
+        so are open batches and pending requests (their replies cannot come)."""
         self._lines = LineBuffer(line_length=MAX_LINE_BYTES, tags_length=SERVER_TAGS_BYTES)
+        self._open.clear()
+        self._parent.clear()
+        self._root.clear()
+        self._held.clear()
+        self._held_lines = self._held_bytes = 0
+        self._pending.clear()
         if self.phase is Phase.REGISTERING and self.error is None:
             self.error = "connection closed before registration completed"
         self._transition(_Event.EOF)
+
+    # -- batches and labels -----------------------------------------------------
+
+    def _route(self, msg: Message, size: int, out: list[Received]) -> None:
+        """Put one parsed line where it belongs: into an open batch, or out."""
+        if msg.command.upper() == "BATCH" and msg.params and len(msg.params[0]) > 1:
+            sign, ref = msg.params[0][0], msg.params[0][1:]
+            if sign == "+" and len(msg.params) >= 2 and self._start_batch(ref, msg, size, out):
+                return
+            if sign == "-" and self._end_batch(ref, out):
+                return
+            # a BATCH line that opens nothing or closes nothing open: delivered as it is
+        within = msg.tags.get("batch")
+        if within is not None and within in self._open and self._make_room(size, within, out):
+            self._open[within].items.append(msg)
+            self._hold(within, size)
+            return
+        self._emit_message(msg, out)
+
+    def _start_batch(self, ref: str, msg: Message, size: int, out: list[Received]) -> bool:
+        if ref in self._open:
+            logger.warning("server reopened batch %r; its second start is a plain line", ref)
+            return False
+        while len(self._open) >= self.limits.max_open_batches and self._held:
+            self._evict_oldest(out)
+        parent_ref = msg.tags.get("batch")
+        if parent_ref is not None and (
+            parent_ref not in self._open or not self._make_room(size, parent_ref, out)
+        ):
+            parent_ref = None  # a parent we do not know (any more): start at the top
+        batch = Batch(ref, msg.params[1], list(msg.params[2:]), dict(msg.tags), msg.source)
+        self._open[ref] = batch
+        self._parent[ref] = parent_ref
+        if parent_ref is None:
+            self._root[ref] = ref
+            self._held[ref] = [0, 0]
+        else:
+            self._root[ref] = self._root[parent_ref]
+            self._open[parent_ref].items.append(batch)
+            self._hold(ref, size)
+        return True
+
+    def _end_batch(self, ref: str, out: list[Received]) -> bool:
+        batch = self._open.get(ref)
+        if batch is None:
+            return False
+        batch.closed = True
+        if self._parent[ref] is None:
+            self._finish_root(ref, out)
+        else:
+            for r in self._descendants(ref):
+                self._forget_open(r)
+            self._forget_open(ref)
+        return True
+
+    def _descendants(self, ref: str) -> list[str]:
+        found = [r for r, p in self._parent.items() if p == ref]
+        for r in list(found):
+            found.extend(self._descendants(r))
+        return found
+
+    def _forget_open(self, ref: str) -> None:
+        del self._open[ref], self._parent[ref], self._root[ref]
+
+    def _hold(self, ref: str, size: int) -> None:
+        held = self._held[self._root[ref]]
+        held[0] += 1
+        held[1] += size
+        self._held_lines += 1
+        self._held_bytes += size
+
+    def _make_room(self, size: int, ref: str, out: list[Received]) -> bool:
+        """Deliver the oldest open batches until one more line of ``size`` bytes fits
+        the limits; whether the batch ``ref`` is still open to take it."""
+        limits = self.limits
+        while (
+            self._held_lines + 1 > limits.max_batch_lines
+            or self._held_bytes + size > limits.max_batch_bytes
+        ) and self._held:
+            self._evict_oldest(out)
+        return ref in self._open
+
+    def _evict_oldest(self, out: list[Received]) -> None:
+        root = next(iter(self._held))
+        logger.warning("batch %r held too long or too much: delivered unfinished", root)
+        self._finish_root(root, out)
+
+    def _finish_root(self, root: str, out: list[Received]) -> None:
+        """Deliver the top-level batch ``root`` as it is and forget its open tree."""
+        batch = self._open[root]
+        for ref in [r for r, top in self._root.items() if top == root]:
+            self._forget_open(ref)
+        lines, size = self._held.pop(root)
+        self._held_lines -= lines
+        self._held_bytes -= size
+        label = batch.tags.get("label")
+        if label is not None and self.cancel_request(label):
+            self._record_msgids(batch.messages())
+            out.append(Response(label, batch.messages(), batch))
+        elif self._keep_batch(batch):
+            out.append(batch)
+
+    def _emit_message(self, msg: Message, out: list[Received]) -> None:
+        label = msg.tags.get("label")
+        if label is not None and msg.command.upper() != "BATCH" and self.cancel_request(label):
+            if msg.command.upper() == "ACK":
+                out.append(Response(label, []))
+            else:
+                self._record_msgids([msg])
+                out.append(Response(label, [msg]))
+            return
+        msgid = msg.msgid
+        if msgid is not None and self.seen_msgids is not None:
+            if self.seen_msgids.is_duplicate(msgid):
+                return
+        out.append(msg)
+
+    def _record_msgids(self, messages: list[Message]) -> None:
+        if self.seen_msgids is not None:
+            for msg in messages:
+                if msg.msgid is not None:
+                    self.seen_msgids.is_duplicate(msg.msgid)
+
+    def _keep_batch(self, batch: Batch) -> bool:
+        """With ``seen_msgids``: False for a batch seen before (by its own msgid);
+        otherwise drop the messages in it seen before, and keep it."""
+        seen = self.seen_msgids
+        if seen is None:
+            return True
+        if batch.msgid is not None and seen.is_duplicate(batch.msgid):
+            return False
+        kept: list[Message | Batch] = []
+        for item in batch.items:
+            if isinstance(item, Batch):
+                if self._keep_batch(item):
+                    kept.append(item)
+            elif item.msgid is None or not seen.is_duplicate(item.msgid):
+                kept.append(item)
+        batch.items = kept
+        return True
 
     # -- handlers -------------------------------------------------------------
 

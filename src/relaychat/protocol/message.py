@@ -160,6 +160,12 @@ class Message:
     def parse(cls, line: str) -> Message:
         return parse_message(line)
 
+    @property
+    def msgid(self) -> str | None:
+        """The IRCv3 ``msgid`` tag (message-ids): the server's unique id of this
+        message, or None when it has none (no ``message-tags``, or a reply)."""
+        return self.tags.get("msgid") or None
+
     def serialize(self) -> str:
         """The line without CRLF. The last parameter gets a ``:`` when it needs one
         (empty, has a space, or starts with ``:``); an empty ``source`` counts as
