@@ -12,6 +12,7 @@ Formatting helpers live here too; they use :mod:`datetime` arithmetic only.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 __all__ = ["Now", "server_time", "ctime_utc"]
@@ -22,6 +23,7 @@ class Now(NamedTuple):
     wall: float
 
 
+@lru_cache(maxsize=256)  # the events of one turn share their time: formatted once
 def server_time(wall: float) -> str:
     """IRCv3 server-time: ``YYYY-MM-DDThh:mm:ss.sssZ`` (UTC)."""
     dt = datetime.fromtimestamp(wall, UTC)
