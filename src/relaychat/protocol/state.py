@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relaychat.protocol.masks import Mask
 
 __all__ = [
     "CAP_MESSAGE_TAGS",
@@ -62,6 +65,7 @@ class User:
         "signon",
         "idle_since",
         "account",
+        "silence",
         "_source",
         "__weakref__",
     )
@@ -71,8 +75,8 @@ class User:
         self.nick: str | None = None
         self.nick_folded: str | None = None
         self.ident: str | None = None
-        self.host = host
-        self.ip = ip
+        self.host = host  # what others see: the address, or its cloak
+        self.ip = ip  # the real address: for the user, opers and server bans only
         self.realname = ""
         self.modes = ""  # user modes, sorted letters, e.g. "iw"
         self.away: str | None = None
@@ -84,6 +88,8 @@ class User:
         self.signon = 0.0  # wall time of registration
         self.idle_since = 0.0  # monotonic time of the last message (WHOIS idle)
         self.account: str | None = None
+        # SILENCE: (mask as shown, compiled folded mask); None until the first one
+        self.silence: list[tuple[str, Mask]] | None = None
         self._source: str | None = None  # prefix, cached while the user relays messages
 
     @property
@@ -141,6 +147,10 @@ class Session:
         "busy",
         "drain_at",
         "timer_at",
+        "sent_bytes",
+        "sent_lines",
+        "recv_bytes",
+        "recv_lines",
         "__weakref__",
     )
 
@@ -171,6 +181,11 @@ class Session:
         self.busy = False  # an ordered operation (e.g. a password check) is running
         self.drain_at: float | None = None  # when its queued lines may go on
         self.timer_at: float | None = None  # its pending check (relaychat.protocol.timers)
+        # traffic for STATS l: lines received are counted by the core, the rest by the driver
+        self.sent_bytes = 0
+        self.sent_lines = 0
+        self.recv_bytes = 0
+        self.recv_lines = 0
 
     @property
     def registered(self) -> bool:

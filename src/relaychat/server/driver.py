@@ -112,6 +112,7 @@ class Driver:
             return
         try:
             framer = conn.framer
+            sess.recv_bytes += len(data)
             lines = framer.feed(data)
             if lines or framer.blank:
                 self.core.receive_lines(sess, lines, Now(_monotonic(), _time()), framer.blank)
@@ -156,6 +157,10 @@ class Driver:
         started, requests acted on, the timer re-armed."""
         core = self.core
         out = core.data_to_send()
+        for conn, data, _ in out:  # STATS l: what each connection was sent
+            sess = conn.session
+            sess.sent_bytes += len(data)
+            sess.sent_lines += data.count(b"\n")
         for op in core.ops_to_run():
             self.engine.run_op(op)
         if core.requests:
