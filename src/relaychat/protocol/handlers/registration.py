@@ -13,6 +13,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.caps import SUPPORTED_CAPS, variant_of
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
+from relaychat.protocol.handlers.serverbans import refuse_if_klined
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.message import truncate_utf8
 
@@ -185,6 +186,8 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
         core.reply(sess, N.ERR_PASSWDMISMATCH, "Password incorrect")
         core.disconnect(sess, "Bad password", now)
         return
+    if refuse_if_klined(core, sess, now):
+        return
     user.idle_since = now.mono
     if not core.registry.register(user, now.wall):
         core.reply(sess, N.ERR_NICKNAMEINUSE, user.nick, "Nickname is already in use")
@@ -194,6 +197,15 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
     core.registered(sess, now)
     log.info("[%d] registered as %s", sess.conn_id, user.prefix)
     send_welcome(core, sess)
+    core.snotice(
+        "c",
+        "Client connecting: %s (%s@%s) [%s] [%s]",
+        user.nick,
+        user.ident,
+        user.host,
+        sess.ip,
+        user.realname,
+    )
 
 
 def send_welcome(core: ServerCore, sess: Session) -> None:
@@ -211,7 +223,7 @@ def send_welcome(core: ServerCore, sess: Session) -> None:
         N.RPL_MYINFO,
         cfg.name,
         f"relaychat-{__version__}",
-        "iow",
+        "iosw",
         "beIiklmnostv",
         "beIklov",
     )
