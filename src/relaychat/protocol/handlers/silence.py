@@ -12,7 +12,8 @@ masks (ISUPPORT ``SILENCE=<n>``).
 One command is applied whole or not at all: a malformed mask (``FAIL SILENCE
 INVALID_MASK``) or a list that would grow past the limit (511 for the first mask
 that does not fit) changes nothing, so a client never has to guess what part of
-its line took effect.
+its line took effect. A command with many masks costs flood tokens in
+proportion (one per :data:`MASKS_PER_TOKEN`), as WHO and LIST do.
 
 What it filters: private PRIVMSG, NOTICE and TAGMSG, and INVITE, from a
 matching sender. They are dropped silently, as those servers do: the sender
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["handle_silence", "silences"]
 
+MASKS_PER_TOKEN = 50  # masks in one SILENCE command per extra flood token
+
 
 def silences(core: ServerCore, target: User, sender: User) -> bool:
     """Whether ``target`` has silenced ``sender`` (never oneself)."""
@@ -59,8 +62,10 @@ def handle_silence(core: ServerCore, sess: Session, msg: Message, now: Now) -> N
             core.reply(sess, N.RPL_SILELIST, shown)
         core.reply(sess, N.RPL_ENDOFSILELIST, "End of Silence List")
         return
+    items = msg.params[0].split(",")
+    core.charge(sess, len(items) / MASKS_PER_TOKEN)  # a long list is work: it waits longer
     changes: list[tuple[bool, str]] = []
-    for item in msg.params[0].split(","):
+    for item in items:
         if not item:
             continue
         adding = item[0] != "-"
