@@ -474,3 +474,30 @@ def test_expired_ban_timer_survives_removal_and_replacement(
     assert len(core.bans) == 0
     advance(core, clock, 3600, step=600)
     assert len(core.bans) == 0
+
+
+def test_long_masks_and_reasons_keep_every_line_within_512_bytes(
+    make_core: Callable[..., ServerCore], clock: Clock
+) -> None:
+    core = make_core(Config(opers=OPERS), flood_rate=0.0, line_length=2048)
+    op = Peer(core, clock)
+    op.register("o" * 30)
+    oper_up(op, "admin")
+    op.send(f"MODE {'o' * 30} +s +x")
+    mask = "~" + "u" * 17 + "@" + "h" * 169 + ".example.org"  # 200 bytes
+    reason = "é" * 300  # cut to 200 bytes
+    victim = Peer(core, clock, "192.0.2.1")
+    victim.send("NICK " + "v" * 30)
+    victim.send("USER " + "u" * 17 + " 0 * :x")
+    victim.user.host = "h" * 169 + ".example.org"  # as a long host would be
+    op.send(f"KLINE 1w {mask} :{reason}")
+    op.send(f"KLINE 1x{'1' * 1000} {mask}")  # a long bad duration, echoed cut
+    op.send("KLINE " + "x" * 1500)  # a long bad mask, echoed cut
+    op.send("STATS k")
+    op.send(f"UNKLINE {mask}")
+    lines = b"".join(op.raw).split(b"\r\n")
+    assert lines.pop() == b""
+    assert all(len(line) + 2 <= 512 for line in lines), max(lines, key=len)
+    assert victim.closed
+    for line in lines:
+        line.decode("utf-8")  # never cut inside a character

@@ -56,7 +56,7 @@ from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.cloaking import Cloaker
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
 from relaychat.protocol.inbound import Inbound, Line
-from relaychat.protocol.message import Message, sanitize_text
+from relaychat.protocol.message import Message, sanitize_text, truncate_utf8
 from relaychat.protocol.ops import Batcher, Op, Ops
 from relaychat.protocol.output import Output
 from relaychat.protocol.registry import Registry
@@ -538,6 +538,7 @@ class ServerCore:
         if not watchers:
             return
         text = f"*** {_SNO_LABELS[letter]}: {fmt % args if args else fmt}"
+        text = truncate_utf8(text, SNOTICE_MAX)  # masks and reasons are long: the line fits
         for user in list(watchers):
             for sess in user.sessions:
                 self.server_notice(sess, text)
@@ -737,6 +738,7 @@ class ServerCore:
 
 
 BAN_HIT_NOTICE_INTERVAL = 10.0  # seconds between two "ban hit" notices for one ban
+SNOTICE_MAX = 400  # bytes of a server notice's text
 
 _SNO_LABELS = {
     "c": "CONNECT",

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
+from relaychat.protocol.handlers.common import safe_param
 from relaychat.protocol.message import truncate_utf8
 from relaychat.protocol.serverbans import (
     DLINE,
@@ -116,7 +117,7 @@ def _add(
                 sess,
                 command,
                 "INVALID_DURATION",
-                params[0],
+                safe_param(params[0]),
                 "Invalid duration: 0 (permanent), seconds, or units such as 30m, 1h30m, 2d, 1w "
                 "(at most ten years)",
             )
@@ -124,7 +125,9 @@ def _add(
     raw = rest[0]
     mask = normalize(raw)
     if mask is None:
-        core.fail(sess, command, "INVALID_MASK", raw, f"Invalid mask. {_MASK_HELP[kind]}")
+        core.fail(
+            sess, command, "INVALID_MASK", safe_param(raw), f"Invalid mask. {_MASK_HELP[kind]}"
+        )
         return
     reason = truncate_utf8(rest[1], REASON_MAX) if len(rest) > 1 and rest[1].strip() else ""
     reason = reason or "No reason given"
@@ -157,7 +160,9 @@ def _add(
         shown,
         reason,
     )
-    core.server_notice(sess, f"{kind}-line for {mask} {verb} ({shown}): {reason}")
+    core.server_notice(
+        sess, truncate_utf8(f"{kind}-line for {mask} {verb} ({shown}): {reason}", 400)
+    )
     core.snotice("x", "%s %s %s-line for %s (%s): %s", user.name, verb, kind, mask, shown, reason)
     core.watch_ban_expiry()
     dropped = _enforce(core, ban, covers, now)
@@ -219,7 +224,9 @@ def _remove(
     raw = msg.params[0]
     mask = normalize(raw)
     if mask is None:
-        core.fail(sess, command, "INVALID_MASK", raw, f"Invalid mask. {_MASK_HELP[kind]}")
+        core.fail(
+            sess, command, "INVALID_MASK", safe_param(raw), f"Invalid mask. {_MASK_HELP[kind]}"
+        )
         return
     ban = core.bans.remove(kind, mask)
     if ban is None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.events import SELF
+from relaychat.protocol.handlers.common import safe_param
 from relaychat.protocol.handlers.modes import normalize_mask, valid_mask
 from relaychat.protocol.masks import compile_mask
 
@@ -72,7 +73,11 @@ def handle_silence(core: ServerCore, sess: Session, msg: Message, now: Now) -> N
         raw = item[1:] if item[0] in "+-" else item
         if not raw or not valid_mask(raw):
             core.fail(
-                sess, "SILENCE", "INVALID_MASK", item, "Invalid mask: use [+|-]nick!user@host"
+                sess,
+                "SILENCE",
+                "INVALID_MASK",
+                safe_param(item),
+                "Invalid mask: use [+|-]nick!user@host",
             )
             return
         changes.append((adding, normalize_mask(raw)))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import mask_matches
 from relaychat.protocol.handlers.common import safe_param
+from relaychat.protocol.message import truncate_utf8
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -85,16 +86,11 @@ def _bans(core: ServerCore, sess: Session, now: Now) -> None:
     for ban in core.bans.entries():
         if ban.expires is not None and ban.expires <= now.mono:
             continue  # expired, about to be removed
-        core.reply(
-            sess,
-            N.RPL_STATSKLINE,
-            ban.kind,
-            ban.mask,
-            str(int(ban.set_at)),
-            str(ban.duration),
-            safe_param(ban.setter),
-            ban.reason,
-        )
+        fields = [ban.kind, ban.mask, str(int(ban.set_at)), str(ban.duration), ban.setter]
+        # long masks and reasons: the reason is cut so that the line fits in 512 bytes
+        used = len(f":{core.server_name} 216 {sess.name} {' '.join(fields)} :".encode())
+        reason = truncate_utf8(ban.reason, max(16, 510 - used))
+        core.reply(sess, N.RPL_STATSKLINE, *fields, reason)
 
 
 def _links(core: ServerCore, sess: Session, now: Now) -> None:
