@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relaychat.config import Config
+from relaychat.passwords import hash_password
 from relaychat.protocol.commands import build_core
 from relaychat.protocol.core import ServerCore
 from relaychat.protocol.framing import LineBuffer
@@ -91,6 +92,7 @@ class Peer:
     def feed(self, data: bytes, flush: bool = True) -> None:
         """Bytes as a socket would deliver them; ``flush=False`` leaves the output
         queued (several turns' input before one ``pump``)."""
+        self.session.recv_bytes += len(data)
         lines = self.framer.feed(data)
         if lines or self.framer.blank:
             self.core.receive_lines(self.session, lines, self.clock.now, self.framer.blank)
@@ -158,6 +160,18 @@ def _rehash(core: ServerCore, sess: Session | None) -> None:
             return exc
 
     core.submit(Op(run, lambda result: core.rehash_result(sess, result, core.now), None))
+
+
+OPER_PASSWORD = "secret"
+OPER_HASH = hash_password(OPER_PASSWORD, n=2**10)  # cheap parameters: tests are about the flow
+
+
+def oper_up(peer: Peer, name: str = "admin") -> None:
+    """Make ``peer`` an operator (the core's config must have ``name`` with
+    :data:`OPER_HASH`); its replies are taken."""
+    peer.send(f"OPER {name} {OPER_PASSWORD}")
+    got = peer.take()
+    assert any(m.command == "381" for m in got), got
 
 
 def numerics(msgs: list[Message]) -> list[str]:

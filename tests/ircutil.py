@@ -71,8 +71,10 @@ class RawClient:
     """A line-based client over a real TCP socket, for driving the server in tests.
 
     ``rcvbuf``: a receive buffer size set before connecting (a small one keeps
-    the kernel from hiding a client that stops reading). ``keep_raw``: keep every
-    byte received in ``raw``, for tests about the byte stream itself.
+    the kernel from hiding a client that stops reading). ``source``: the local
+    address to connect from (any of 127.0.0.0/8 works on loopback: a test's
+    "other hosts"). ``keep_raw``: keep every byte received in ``raw``, for tests
+    about the byte stream itself.
     """
 
     raw: bytearray | None = None
@@ -84,14 +86,18 @@ class RawClient:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         rcvbuf: int | None = None,
+        source: str | None = None,
         keep_raw: bool = False,
     ):
-        if rcvbuf is None:
+        if rcvbuf is None and source is None:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                if rcvbuf is not None:
+                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                if source is not None:
+                    self.sock.bind((source, 0))
                 self.sock.settimeout(timeout)
                 self.sock.connect((host, port))
             except OSError:

@@ -15,6 +15,7 @@ import pytest
 from relaychat import cli
 from relaychat.config import (
     _RULES,
+    CloakingConfig,
     Config,
     ConfigError,
     LimitsConfig,
@@ -41,7 +42,7 @@ def test_embedded_defaults_listen_on_localhost_6667() -> None:
 def test_sample_config_loads_and_documents_every_key() -> None:
     cfg = load_config(SAMPLE)
     data = tomllib.loads(SAMPLE.read_text())
-    for section in ("server", "limits", "metadata", "admin"):
+    for section in ("server", "limits", "metadata", "admin", "cloaking"):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
         assert documented == fields, (section, fields ^ documented)
@@ -73,6 +74,7 @@ def test_every_key_has_a_rule() -> None:
             ("limits", LimitsConfig),
             ("metadata", MetadataConfig),
             ("admin", type(Config().admin)),
+            ("cloaking", CloakingConfig),
             ("opers", OperConfig),
         )
         for f in dataclasses.fields(cls)
@@ -160,6 +162,26 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[metadata]\nsync_rate = -1", "metadata.sync_rate"),
     ("[metadata]\nsync_burst = 0", "metadata.sync_burst"),
     ("[metadata]\nmax_key = 5", "metadata.max_key"),
+    ("[limits]\nknock_delay = -1", "limits.knock_delay"),
+    ("[limits]\nknock_delay = 86401", "limits.knock_delay"),
+    ("[limits]\nknock_channel_delay = -0.5", "limits.knock_channel_delay"),
+    ("[limits]\nknock_channel_delay = inf", "limits.knock_channel_delay"),
+    ("[limits]\nmax_silence = 0", "limits.max_silence"),
+    ("[limits]\nmax_silence = 1001", "limits.max_silence"),
+    ("[limits]\nmax_server_bans = 0", "limits.max_server_bans"),
+    ("[limits]\nmax_server_bans = 100001", "limits.max_server_bans"),
+    ("[cloaking]\nenabled = 'yes'", "cloaking.enabled"),
+    ("[cloaking]\nenabled = 1", "cloaking.enabled"),
+    ("[cloaking]\nenabled = true", "cloaking.secret"),
+    ("[cloaking]\nenabled = true\nsecret = 'short'", "cloaking.secret"),
+    ('[cloaking]\nsecret = "0123456789abcdef\\n"', "cloaking.secret"),
+    ("[cloaking]\nnetname = ''", "cloaking.netname"),
+    ("[cloaking]\nnetname = 'my net'", "cloaking.netname"),
+    ("[cloaking]\nnetname = '-ip'", "cloaking.netname"),
+    ("[cloaking]\ncidr_len_ipv4 = 33", "cloaking.cidr_len_ipv4"),
+    ("[cloaking]\ncidr_len_ipv4 = -1", "cloaking.cidr_len_ipv4"),
+    ("[cloaking]\ncidr_len_ipv6 = 129", "cloaking.cidr_len_ipv6"),
+    ("[cloaking]\nkey = 'x'", "cloaking.key"),
     ('[admin]\nlocation = "a\\nb"', "admin.location"),
     ('[admin]\nlocation2 = "a\\u0000b"', "admin.location2"),
     ('[admin]\nemail = "a\\r\\nb"', "admin.email"),

@@ -36,6 +36,7 @@ from typing import Any
 
 __all__ = [
     "AdminConfig",
+    "CloakingConfig",
     "Config",
     "ConfigError",
     "LimitsConfig",
@@ -110,6 +111,10 @@ class LimitsConfig:
     connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
     whowas_size: int = 1000
     monitor_limit: int = 100  # nicks one connection may MONITOR (ISUPPORT MONITOR)
+    knock_delay: float = 300.0  # seconds between two KNOCKs by one user; 0: no limit
+    knock_channel_delay: float = 60.0  # seconds between two KNOCKs on one channel; 0: no limit
+    max_silence: int = 32  # masks per SILENCE list (ISUPPORT SILENCE=)
+    max_server_bans: int = 1000  # K-lines and D-lines together
 
     def exempt_from_ip_limit(self, ip: str) -> bool:
         """True when ``ip`` is in ``connection_limit_exempt`` (an IPv4-mapped IPv6
@@ -146,6 +151,19 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CloakingConfig:
+    """``[cloaking]``: hide client addresses behind a keyed hash (see
+    :mod:`relaychat.protocol.cloaking`). ``secret`` is never shown: not in
+    ``repr``, error messages, logs or STATS."""
+
+    enabled: bool = False
+    secret: str = field(default="", repr=False)  # required (16+ characters) when enabled
+    netname: str = "ip"  # the last label of every cloak: abcd1234.efgh5678.<netname>
+    cidr_len_ipv4: int = 32  # bits of an IPv4 address that go into its cloak
+    cidr_len_ipv6: int = 64  # bits of an IPv6 address (one user's /64 gets one cloak)
+
+
+@dataclass(frozen=True, slots=True)
 class OperConfig:
     password: str  # a hash from `relaychat mkpasswd`
     host: str = "*@*"  # user@host mask the oper must match
@@ -158,6 +176,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    cloaking: CloakingConfig = field(default_factory=CloakingConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -174,6 +193,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsConfig,
     "metadata": MetadataConfig,
     "admin": AdminConfig,
+    "cloaking": CloakingConfig,
 }
 
 # keys that moved: the message says where to
@@ -330,6 +350,24 @@ def _password_hash(value: str, _: Any) -> str | None:
     return None
 
 
+def _cloak_secret(value: str, section: Any) -> str | None:
+    """Required when cloaking is enabled; the message never echoes the value."""
+    if _LINE_BREAKS.search(value):
+        return "must not contain CR, LF or NUL"
+    if section.enabled and len(value) < CLOAK_SECRET_MIN:
+        return (
+            f"must be at least {CLOAK_SECRET_MIN} characters when cloaking is enabled "
+            "(for example the output of: python3 -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return None
+
+
+def _host_label(value: str, _: Any) -> str | None:
+    if len(value) > 63 or not _HOSTNAME.fullmatch(value):
+        return "must be a host name part of letters, digits, '-' and '.', at most 63 characters"
+    return None
+
+
 def _user_host_mask(value: str, _: Any) -> str | None:
     user, at, host = value.partition("@")
     if not at or not user or not host or "@" in host or _CONTROL.search(value) or " " in value:
@@ -337,6 +375,7 @@ def _user_host_mask(value: str, _: Any) -> str | None:
     return None
 
 
+CLOAK_SECRET_MIN = 16
 _LENGTH = _Range(1, 255)
 _SECONDS = _Range(hi=86400.0, above=0.0)  # > 0, at most a day
 _IN_A_LINE = _Range(1, "limits.line_length")
@@ -382,6 +421,10 @@ _RULES: dict[str, Rule] = {
     "limits.connection_limit_exempt": _networks,
     "limits.whowas_size": _Range(0, 1_000_000),
     "limits.monitor_limit": _Range(1, 10000),
+    "limits.knock_delay": _Range(0.0, 86400.0),
+    "limits.knock_channel_delay": _Range(0.0, 86400.0),
+    "limits.max_silence": _Range(1, 1000),
+    "limits.max_server_bans": _Range(1, 100_000),
     "metadata.before_connect": _anything,  # true or false: checked by type
     "metadata.max_keys": _Range(1, 1000),
     "metadata.max_subs": _Range(1, 1000),
@@ -393,6 +436,11 @@ _RULES: dict[str, Rule] = {
     "admin.location": _one_line,
     "admin.location2": _one_line,
     "admin.email": _one_line,
+    "cloaking.enabled": _anything,
+    "cloaking.secret": _cloak_secret,
+    "cloaking.netname": _host_label,
+    "cloaking.cidr_len_ipv4": _Range(0, 32),
+    "cloaking.cidr_len_ipv6": _Range(0, 128),
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }

@@ -1,14 +1,20 @@
-"""Failure backoff for authentication (OPER today; SASL and NickServ next).
+"""Per-key time limits: failure backoff for authentication (OPER today; SASL and
+NickServ next) and a plain throttle (KNOCK).
 
 Each failure for a key (``ip:1.2.3.4``, ``name:admin``) doubles the time the key
 is blocked, from 1 s up to ``ceiling``; a success or ``forget_after`` seconds
 without failures clears it. Keys are bounded (oldest dropped) so that an
 attacker cycling names cannot grow the table. Monotonic time, passed in.
+
+:class:`Throttle`: one event per key per ``delay`` seconds. Entries are kept in
+the order they were last used, so the stale ones are at the front and are
+dropped as new ones come: the table never holds more than the keys used within
+one ``delay``, and each call costs O(1) amortised.
 """
 
 from __future__ import annotations
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "Throttle"]
 
 
 class Backoff:
@@ -39,3 +45,29 @@ class Backoff:
 
     def succeeded(self, key: str) -> None:
         self._entries.pop(key, None)
+
+
+class Throttle:
+    def __init__(self) -> None:
+        self._last: dict[object, float] = {}  # key -> when it was last allowed, oldest first
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def wait(self, key: object, now: float, delay: float) -> float:
+        """Seconds ``key`` must still wait before its next event (0: it may go now)."""
+        last = self._last.get(key)
+        if last is None or delay <= 0:
+            return 0.0
+        return max(0.0, last + delay - now)
+
+    def hit(self, key: object, now: float, delay: float) -> None:
+        """Record an event for ``key``; forget keys whose ``delay`` has passed."""
+        last = self._last
+        last.pop(key, None)
+        last[key] = now
+        while last:
+            oldest = next(iter(last))
+            if last[oldest] + delay > now:
+                break
+            del last[oldest]

@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING
 from relaychat.protocol.core import CommandSpec, Handler, ServerCore
 from relaychat.protocol.handlers import (
     channel,
+    knock,
     messaging,
     metadata,
     modes,
     monitor,
     oper,
     registration,
+    serverbans,
     serverinfo,
+    silence,
+    stats,
     users,
     who,
 )
@@ -117,11 +121,18 @@ COMMANDS: dict[str, CommandSpec] = {
         "INVITE <nick> <channel>",
         "Invite a user to a channel (ops: lets them past +i, +l and +b, once).",
     ),
+    "KNOCK": _c(
+        knock.handle_knock,
+        1,
+        "KNOCK <channel> [<message>]",
+        "Ask the operators of an invite-only, keyed or full channel to invite you.",
+    ),
     "MODE": _c(
         modes.handle_mode,
         1,
         "MODE <target> [<modes> [<args>...]]",
-        "Show or change user modes (+B +i +w) or channel modes (+beIklmnstov).",
+        "Show or change user modes (+B +i +w; +s <snomask> for operators) or channel modes "
+        "(+beIklmnstov).",
     ),
     # messages
     "PRIVMSG": _c(
@@ -156,6 +167,13 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
     "USERHOST": _c(
         users.handle_userhost, 1, "USERHOST <nick>{ <nick>}", "Show user@host of up to five nicks."
+    ),
+    "SILENCE": _c(
+        silence.handle_silence,
+        0,
+        "SILENCE [[+|-]<mask>{,[+|-]<mask>}]",
+        "Without a mask, list your ignore list; +mask ignores private messages and invites "
+        "from matching users, -mask stops.",
     ),
     "SETNAME": _c(
         users.handle_setname, 1, "SETNAME <realname>", "Change your real name (setname capability)."
@@ -213,6 +231,13 @@ COMMANDS: dict[str, CommandSpec] = {
     "LINKS": _c(
         serverinfo.handle_links, 0, "LINKS", "List the servers of this network (just this one)."
     ),
+    "STATS": _c(
+        stats.handle_stats,
+        1,
+        "STATS <query> [<server>]",
+        "Server statistics: u uptime, m command counts; operators: l connections, "
+        "o operators, k server bans.",
+    ),
     "HELP": _c(
         serverinfo.handle_help,
         0,
@@ -240,6 +265,36 @@ COMMANDS: dict[str, CommandSpec] = {
         1,
         "WALLOPS <text>",
         "Operators only: message every user with +w.",
+        oper_only=True,
+    ),
+    "KLINE": _c(
+        serverbans.handle_kline,
+        1,
+        "KLINE [<duration>] <user@host> [<reason>]",
+        "Operators only: ban a user@host mask from the server (duration: 0 permanent, "
+        "30m, 1h30m, 2d...); matching clients are disconnected.",
+        oper_only=True,
+    ),
+    "UNKLINE": _c(
+        serverbans.handle_unkline,
+        1,
+        "UNKLINE <user@host>",
+        "Operators only: remove a K-line.",
+        oper_only=True,
+    ),
+    "DLINE": _c(
+        serverbans.handle_dline,
+        1,
+        "DLINE [<duration>] <ip>[/<prefix>] [<reason>]",
+        "Operators only: ban an IP address or network from connecting at all; matching "
+        "clients are disconnected.",
+        oper_only=True,
+    ),
+    "UNDLINE": _c(
+        serverbans.handle_undline,
+        1,
+        "UNDLINE <ip>[/<prefix>]",
+        "Operators only: remove a D-line.",
         oper_only=True,
     ),
     "REHASH": _c(

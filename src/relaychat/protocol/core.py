@@ -30,6 +30,13 @@ A handler that raises is contained: the session that sent the command is closed
 with ``Internal error`` (its user leaves every channel through the same path as
 a QUIT, so nothing stays half-joined), everyone else goes on, and the log says
 so at most a few times a minute.
+
+Operator features the core owns because they sit on its entry points: server
+bans (``bans``: a D-line refuses a connection in ``connect``; expiry runs from a
+server timer), IP cloaking (``cloaker``: the host others see is fixed in
+``connect``), server notices (``snotice``: a no-op while no operator has ``+s``
+for that letter), and the counters STATS reads (``command_counts``: one dict
+increment per dispatched command; lines received per session).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.backoff import Backoff
+from relaychat.protocol.backoff import Backoff, Throttle
 from relaychat.protocol.caps import (
     cap_changes,
     cap_lines,
@@ -53,14 +60,16 @@ from relaychat.protocol.caps import (
     target_limits,
 )
 from relaychat.protocol.casemap import casefolder, mask_matches
+from relaychat.protocol.cloaking import Cloaker
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
 from relaychat.protocol.identity import account_changed, change_host
 from relaychat.protocol.inbound import Inbound, Line
-from relaychat.protocol.message import Message, sanitize_text
+from relaychat.protocol.message import Message, sanitize_text, truncate_utf8
 from relaychat.protocol.monitor import Monitor
 from relaychat.protocol.ops import Batcher, Op, Ops
 from relaychat.protocol.output import Output
 from relaychat.protocol.registry import Registry
+from relaychat.protocol.serverbans import ServerBan, ServerBans, format_duration
 from relaychat.protocol.state import Channel, Session, User
 from relaychat.protocol.timebase import ctime_utc
 from relaychat.protocol.timers import Timers
@@ -153,6 +162,14 @@ class ServerCore:
         self.stop_requested: str | None = None
         self.error_log = RateLimitedLog()
         self.auth_backoff = Backoff()
+        self.knock_users = Throttle()
+        self.knock_channels = Throttle()
+        self.started = now.mono  # STATS u
+        # STATS m: every command of the table, so a client cannot grow this dict
+        self.command_counts: dict[str, int] = dict.fromkeys(commands, 0)
+        self.bans = ServerBans(self.fold, config.limits.max_server_bans)
+        self.cloaker: Cloaker | None = None
+        self._ban_timer_at: float | None = None
         self._next_id = 1
         self._now = now
         self._overflowed: list[Session] = []
@@ -169,6 +186,18 @@ class ServerCore:
         self.caps_offered = offered_caps(config)
         self.registry.resize_whowas(config.limits.whowas_size)
         self.output.configure(config.server.name, config.limits.sendq)
+        self.bans.capacity = config.limits.max_server_bans
+        ck = config.cloaking
+        if not ck.enabled:
+            self.cloaker = None
+        elif (
+            self.cloaker is None
+            or self.cloaker.netname != ck.netname
+            or (self.cloaker.v4_bits, self.cloaker.v6_bits) != (ck.cidr_len_ipv4, ck.cidr_len_ipv6)
+            or not self.cloaker.same_secret(ck.secret)
+        ):
+            # users already connected keep the cloak they have
+            self.cloaker = Cloaker(ck.secret, ck.netname, ck.cidr_len_ipv4, ck.cidr_len_ipv6)
         if hasattr(self, "inbound"):
             self.inbound.configure()
 
@@ -238,8 +267,11 @@ class ServerCore:
         conn_id = self._next_id
         self._next_id += 1
         lim = self.limits
-        # a host that starts with ':' (IPv6 "::1") would break the message grammar
-        host = "0" + ip if ip.startswith(":") else ip
+        if self.cloaker is not None:
+            host = self.cloaker.cloak(ip)  # the real address reaches no other user
+        else:
+            # a host that starts with ':' (IPv6 "::1") would break the message grammar
+            host = "0" + ip if ip.startswith(":") else ip
         user = User(conn_id, ip, host)
         sess = Session(conn_id, ip, user, now.mono)
         user.sessions = (sess,)
@@ -249,7 +281,12 @@ class ServerCore:
         count = self.per_ip.get(ip, 0) + 1
         self.per_ip[ip] = count
         log.debug("[%d] connected from %s", conn_id, ip)
-        if len(self.sessions) > lim.max_connections:
+        ban = self.bans.match_ip(ip, now.mono) if self.bans.has_dlines else None
+        if ban is not None:
+            log.info("[%d] refused %s: D-lined (%s)", conn_id, ip, ban.mask)
+            self.ban_hit(ban, ip, now)
+            self.disconnect(sess, f"D-Lined: {ban.reason}", now)
+        elif len(self.sessions) > lim.max_connections:
             log.info("[%d] refused %s: server is full", conn_id, ip)
             self.disconnect(sess, "Server is full", now)
         elif (
@@ -270,6 +307,7 @@ class ServerCore:
         self._now = now
         if blank:
             lines = [*lines, *([b""] * min(blank, 1 + self.limits.recvq // 32))]
+        sess.recv_lines += len(lines) + blank
         self.inbound.receive_lines(sess, lines, now)
         if self._overflowed:
             self.settle()
@@ -289,6 +327,13 @@ class ServerCore:
         for item in self.timers.pop_due(now.mono):
             if item.__class__ is tuple:
                 sess, fn = item
+                if sess is None:  # a server task (ban expiry)
+                    try:
+                        fn()
+                    except Exception:
+                        if self.error_log.allow(now.mono):
+                            log.exception("server timer %r failed", fn)
+                    continue
                 if sess.closing is not None:
                     continue
                 self.output.begin_response(sess)
@@ -511,9 +556,72 @@ class ServerCore:
     def charge(self, sess: Session, tokens: float) -> None:
         self.inbound.charge(sess, tokens)
 
-    def call_at(self, when: float, sess: Session, fn: Callable[[], None]) -> None:
-        """Run ``fn`` at monotonic time ``when`` unless ``sess`` has closed by then."""
+    def call_at(self, when: float, sess: Session | None, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at monotonic time ``when`` unless ``sess`` has closed by then
+        (``sess`` None: a server task, run whatever happens; an exception in it is
+        logged and stops nothing else)."""
         self.timers.call_at(when, sess, fn)
+
+    # ------------------------------------------------------- server notices
+    def snotice(self, letter: str, fmt: str, *args: object) -> None:
+        """``:server NOTICE <nick> :*** <LABEL>: <text>`` to every operator whose
+        snomask has ``letter`` (see ``registry.SNOMASK_LETTERS``). ``fmt % args`` is
+        only formatted when someone gets it: free while nobody watches."""
+        watchers = self.registry.sno_watchers[letter]
+        if not watchers:
+            return
+        text = f"*** {_SNO_LABELS[letter]}: {fmt % args if args else fmt}"
+        text = truncate_utf8(text, SNOTICE_MAX)  # masks and reasons are long: the line fits
+        for user in list(watchers):
+            for sess in user.sessions:
+                self.server_notice(sess, text)
+
+    # ---------------------------------------------------------- server bans
+    def ban_hit(self, ban: ServerBan, who: str, now: Now) -> None:
+        """A ban refused someone: tell the ``x`` watchers, at most once per ban
+        every ``BAN_HIT_NOTICE_INTERVAL`` seconds (a banned address reconnecting in
+        a loop must not flood them), with the count of refusals meanwhile."""
+        ban.hits += 1
+        if now.mono - ban.noticed_at < BAN_HIT_NOTICE_INTERVAL:
+            return
+        self.snotice(
+            "x",
+            "%s-line hit for %s by %s (%d since the last notice): %s",
+            ban.kind,
+            ban.mask,
+            who,
+            ban.hits,
+            ban.reason,
+        )
+        ban.noticed_at = now.mono
+        ban.hits = 0
+
+    def watch_ban_expiry(self) -> None:
+        """Make sure a server timer runs when the next ban ends."""
+        when = self.bans.next_expiry()
+        if when is None or (self._ban_timer_at is not None and self._ban_timer_at <= when):
+            return
+        self._ban_timer_at = when
+
+        def expire() -> None:
+            if self._ban_timer_at != when:
+                return  # superseded by an earlier deadline, which re-armed the timer
+            self._ban_timer_at = None
+            now = self._now
+            for ban in self.bans.expire(now.mono):
+                log.info("%s-line for %s expired", ban.kind, ban.mask)
+                self.snotice(
+                    "x",
+                    "%s-line for %s expired (set by %s, %s): %s",
+                    ban.kind,
+                    ban.mask,
+                    ban.setter,
+                    format_duration(ban.duration),
+                    ban.reason,
+                )
+            self.watch_ban_expiry()
+
+        self.call_at(when, None, expire)
 
     def registered(self, sess: Session, now: Now) -> None:
         """Registration completed: the PING clock starts (its pending check, the
@@ -583,6 +691,16 @@ class ServerCore:
             self.registry.remove_user(user, now.wall)
             if was_online:
                 self.monitor.signed_off(user.nick_folded, user.nick)
+        if was_online:
+            self.snotice(
+                "q",
+                "Client exiting: %s (%s@%s) [%s] [%s]",
+                user.nick,
+                user.ident,
+                user.host,
+                sess.ip,
+                reason,
+            )
         # ... but its ERROR
         self.output.final_line(sess, f"ERROR :{error or f'Closing Link: {user.host} ({reason})'}")
         user.sessions = tuple(s for s in user.sessions if s is not sess)
@@ -612,6 +730,7 @@ class ServerCore:
         while self._overflowed:
             pending, self._overflowed = self._overflowed, []
             for sess in pending:
+                self.snotice("f", "Max SendQ exceeded: %s (%s) dropped", sess.user.prefix, sess.ip)
                 self._teardown(sess, "Max SendQ exceeded", self._now)
 
     def _internal_error(self, sess: Session, what: str, now: Now) -> None:
@@ -645,18 +764,20 @@ class ServerCore:
                     self.reply(sess, N.ERR_UNKNOWNCOMMAND, _word(command), "Unknown command")
                 else:
                     self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
-            elif not user.registered and not spec.before_registration:
-                self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
-            elif len(msg.params) < spec.min_params:
-                self.reply(sess, N.ERR_NEEDMOREPARAMS, command, "Not enough parameters")
-            elif spec.oper_only and user.oper_name is None:
-                self.reply(
-                    sess, N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator"
-                )
             else:
-                if spec.resets_idle:
-                    user.idle_since = now.mono
-                spec.handler(self, sess, msg, now)
+                self.command_counts[command] += 1  # STATS m: known commands only
+                if not user.registered and not spec.before_registration:
+                    self.reply(sess, N.ERR_NOTREGISTERED, "You have not registered")
+                elif len(msg.params) < spec.min_params:
+                    self.reply(sess, N.ERR_NEEDMOREPARAMS, command, "Not enough parameters")
+                elif spec.oper_only and user.oper_name is None:
+                    self.reply(
+                        sess, N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator"
+                    )
+                else:
+                    if spec.resets_idle:
+                        user.idle_since = now.mono
+                    spec.handler(self, sess, msg, now)
         except Exception:
             output.end_response()
             self._internal_error(sess, f"handler for {command}", now)
@@ -678,6 +799,19 @@ def _label(sess: Session, label: str) -> str | None:
     if not label or len(label) > 64 or len(label.encode("utf-8")) > 64:
         return None
     return label
+
+
+BAN_HIT_NOTICE_INTERVAL = 10.0  # seconds between two "ban hit" notices for one ban
+SNOTICE_MAX = 400  # bytes of a server notice's text
+
+_SNO_LABELS = {
+    "c": "CONNECT",
+    "f": "FLOOD",
+    "k": "KILL",
+    "o": "OPER",
+    "q": "QUIT",
+    "x": "BANS",
+}
 
 
 def _word(text: str) -> str:

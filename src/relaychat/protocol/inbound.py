@@ -101,6 +101,7 @@ class Inbound:
         q.append(line if isinstance(line, bytes) else None)
         sess.inq_bytes += (len(line) if isinstance(line, bytes) else 512) + _QUEUED_COST
         if sess.inq_bytes > self.recvq:
+            self.core.snotice("f", "Excess Flood: %s (%s) dropped", sess.user.prefix, sess.ip)
             self.core.disconnect(sess, "Excess Flood", now)
 
     def drain(self, sess: Session, now: Now) -> None:

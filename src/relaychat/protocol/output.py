@@ -430,6 +430,8 @@ class Output:
                 data = b"".join([_resolve(i, v) if i.__class__ is Slice else i for i in q])
             sess.out = None
             sess.queued = 0
+            sess.sent_bytes += len(data)  # STATS l
+            sess.sent_lines += data.count(b"\n")
             out.append((sess.handle, data, sess.closing is not None))
         for chan in self._batched:
             chan.batch = None

@@ -24,7 +24,11 @@ from collections.abc import Callable
 
 from relaychat.protocol.state import Channel, Invite, ListEntry, User, WhowasEntry
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "SNOMASK_LETTERS"]
+
+# server notice letters (user mode +s): client connects, flood drops, kills,
+# opers, quits, server bans
+SNOMASK_LETTERS = "cfkoqx"
 
 _STATUS_ORDER = "ov"  # rank order of member status letters
 
@@ -51,6 +55,10 @@ class Registry:
         self.oper_count = 0
         self.max_users_seen = 0
         self.wallops: set[User] = set()  # users with +w
+        # server notice masks (user mode +s, opers only): user -> letters, and
+        # letter -> the users who get those notices (empty: nobody pays anything)
+        self.snomasks: dict[User, str] = {}
+        self.sno_watchers: dict[str, set[User]] = {c: set() for c in SNOMASK_LETTERS}
 
     def resize_whowas(self, size: int) -> None:
         self.whowas = deque(self.whowas, maxlen=size)
@@ -110,9 +118,12 @@ class Registry:
         user.invites = None
         user.metadata = None
 
-    def set_user_modes(self, user: User, modes: str) -> None:
+    def set_user_modes(self, user: User, modes: str, snomask: str | None = None) -> None:
         """Change user modes, keeping the LUSERS counts and the oper state in step
-        (losing +o ends operator status)."""
+        (losing +o ends operator status and with it +s). ``snomask``: the server
+        notice letters that come with ``+s`` (None: keep the current ones)."""
+        if "o" not in modes:
+            modes = modes.replace("s", "")
         old = user.modes
         if user.registered:
             if ("i" in old) != ("i" in modes):
@@ -125,7 +136,21 @@ class Registry:
             self.wallops.discard(user)
         if "o" not in modes:
             user.oper_name = None
+        if "s" not in modes:
+            snomask = ""
+        if snomask is not None:
+            self._set_snomask(user, snomask)
         user.modes = "".join(sorted(set(modes)))
+
+    def _set_snomask(self, user: User, letters: str) -> None:
+        old = self.snomasks.pop(user, "")
+        for c in old:
+            self.sno_watchers[c].discard(user)
+        letters = "".join(c for c in SNOMASK_LETTERS if c in letters)
+        if letters:
+            self.snomasks[user] = letters
+            for c in letters:
+                self.sno_watchers[c].add(user)
 
     def remember_whowas(self, user: User, when: float) -> None:
         if user.nick is not None and self.whowas.maxlen:

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relaychat.protocol.masks import Mask
 
 __all__ = [
     "CAP_ACCOUNT_TAG",
@@ -68,6 +71,7 @@ class User:
         "idle_since",
         "account",
         "metadata",
+        "silence",
         "_source",
         "__weakref__",
     )
@@ -77,8 +81,8 @@ class User:
         self.nick: str | None = None
         self.nick_folded: str | None = None
         self.ident: str | None = None
-        self.host = host
-        self.ip = ip
+        self.host = host  # what others see: the address, or its cloak
+        self.ip = ip  # the real address: for the user, opers and server bans only
         self.realname = ""
         self.modes = ""  # user modes, sorted letters, e.g. "iw"
         self.away: str | None = None
@@ -91,6 +95,8 @@ class User:
         self.idle_since = 0.0  # monotonic time of the last message (WHOIS idle)
         self.account: str | None = None
         self.metadata: dict[str, str] | None = None  # IRCv3 metadata; None until a key is set
+        # SILENCE: (mask as shown, compiled folded mask); None until the first one
+        self.silence: list[tuple[str, Mask]] | None = None
         self._source: str | None = None  # prefix, cached while the user relays messages
 
     @property
@@ -150,6 +156,10 @@ class Session:
         "timer_at",
         "held_response",
         "metadata",
+        "sent_bytes",
+        "sent_lines",
+        "recv_bytes",
+        "recv_lines",
         "__weakref__",
     )
 
@@ -183,6 +193,11 @@ class Session:
         # a command's response (lines, label) kept while its ordered operation runs
         self.held_response: tuple[list[bytes], str | None] | None = None
         self.metadata: MetadataState | None = None  # made by its first METADATA command
+        # traffic for STATS l: lines received are counted by the core, the rest by the driver
+        self.sent_bytes = 0
+        self.sent_lines = 0
+        self.recv_bytes = 0
+        self.recv_lines = 0
 
     @property
     def registered(self) -> bool:

@@ -40,7 +40,8 @@ class Timers:
             sess.timer_at = when
             heapq.heappush(self._heap, (when, sess.conn_id, sess))
 
-    def call_at(self, when: float, sess: Session, fn: Callable[[], None]) -> None:
+    def call_at(self, when: float, sess: Session | None, fn: Callable[[], None]) -> None:
+        """``sess`` None: a server task (the core runs it whatever sessions do)."""
         self._calls += 1
         heapq.heappush(self._heap, (when, -self._calls, (sess, fn)))
 

@@ -112,6 +112,7 @@ class Driver:
             return
         try:
             framer = conn.framer
+            sess.recv_bytes += len(data)
             lines = framer.feed(data)
             if lines or framer.blank:
                 self.core.receive_lines(sess, lines, Now(_monotonic(), _time()), framer.blank)

@@ -28,6 +28,7 @@ from relaychat.protocol.handlers.common import (
     split_targets,
 )
 from relaychat.protocol.handlers.metadata import sync_after_join
+from relaychat.protocol.handlers.silence import silences
 from relaychat.protocol.identity import join_events
 from relaychat.protocol.message import truncate_utf8
 
@@ -365,7 +366,8 @@ def handle_invite(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
             lim.max_invites,
         )
     core.reply(sess, N.RPL_INVITING, target.name, chan.name)
-    core.emit(core.event(user, "INVITE", [target.name, chan.name], now, USER, target=target))
+    if not silences(core, target, user):  # dropped without a word, like a private message
+        core.emit(core.event(user, "INVITE", [target.name, chan.name], now, USER, target=target))
     if target.away is not None:
         core.reply(sess, N.RPL_AWAY, target.name, target.away)
     core.emit(

@@ -4,7 +4,9 @@ The hot path of the server: each target gets one :class:`Event`; local delivery
 serialises it once per variant and shares one batch per channel per turn.
 Targets are deduplicated (case-folded) and capped at ``MAXTARGETS``; the text
 is cut so that the relayed line fits in 512 bytes. NOTICE never produces an
-error reply, as RFC 2812 requires.
+error reply, as RFC 2812 requires. A private message from a sender the target
+has silenced (SILENCE) is dropped without a word: the sender gets only what a
+delivery would have given it (its echo-message copy, RPL_AWAY).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 from relaychat.protocol import numerics as N
 from relaychat.protocol.events import CHANNEL, ECHO_CAP, USER, Event, fit_text
 from relaychat.protocol.handlers.common import safe_param
+from relaychat.protocol.handlers.silence import silences
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -112,25 +115,28 @@ def _deliver(
             body = text if (len(head) + len(text)) * 4 <= 510 else fit_text(head, text)
             line = head + body
             ev_params = [shown, body]
-        core.emit(
-            Event(
-                command,
-                prefix,
-                ev_params,
-                line,
-                wall,
-                core.msgid(),
-                audience,
-                user,
-                sess,
-                chan,
-                dest,
-                tags,
-                status,
-                cap,
-                ECHO_CAP,
-            )
+        ev = Event(
+            command,
+            prefix,
+            ev_params,
+            line,
+            wall,
+            core.msgid(),
+            audience,
+            user,
+            sess,
+            chan,
+            dest,
+            tags,
+            status,
+            cap,
+            ECHO_CAP,
         )
+        if dest is not None and dest.silence is not None and silences(core, dest, user):
+            if "echo-message" in sess.caps:
+                core.output.send_bytes(sess, ev.for_variant(sess.variant))
+        else:
+            core.emit(ev)
         if dest is not None and errors and not tagmsg and dest.away is not None:
             core.reply(sess, N.RPL_AWAY, dest.name, dest.away)
 

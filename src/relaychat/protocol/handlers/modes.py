@@ -16,6 +16,16 @@ Channel state is changed only through the registry (``set_flag``, ``set_key``,
 (spaces, a leading colon, a comma) is refused; the announcement is split into
 several MODE lines when its parameters would not fit in 512 bytes. The lists
 of a secret (``+s``) channel are shown to its members only.
+
+User mode ``+s`` (server notices, operators only) takes a snomask, as InspIRCd
+has it: ``MODE me +s +cqkof`` sets those letters, ``MODE me +s -q`` takes one
+away, ``*`` means every letter, and ``+s`` alone sets every letter (UnrealIRCd
+gives a default set there; InspIRCd ignores it). ``-s``, or a snomask left
+empty, ends it, and so does losing ``+o``. A non-operator's ``+s`` gets 481 once
+per command (InspIRCd). The change is announced as ``MODE me +s +cfkoqx`` and
+confirmed with 008 RPL_SNOMASK; ``MODE me`` shows the snomask after the modes.
+Unknown snomask letters are ignored. The letters are in
+:data:`~relaychat.protocol.registry.SNOMASK_LETTERS`.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from relaychat.protocol.caps import BOT_MODE
 from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, MAX_RELAY_LINE, SELF
 from relaychat.protocol.handlers.common import channel_visible, parse_int, safe_param
 from relaychat.protocol.message import valid_middle
+from relaychat.protocol.registry import SNOMASK_LETTERS
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -75,12 +86,14 @@ _LIST_REPLIES: dict[str, tuple[str, str, str]] = {
     "I": (N.RPL_INVITELIST, N.RPL_ENDOFINVITELIST, "End of channel invite list"),
 }
 
-# user mode letter -> (a user may set it, a user may unset it); +o comes from OPER
+# user mode letter -> (a user may set it, a user may unset it); +o comes from OPER,
+# +s (operators only, with a snomask parameter) is handled apart
 USER_MODES: dict[str, tuple[bool, bool]] = {
     BOT_MODE: (True, True),  # bot mode (ISUPPORT BOT)
     "i": (True, True),
     "w": (True, True),
     "o": (False, True),
+    "s": (True, True),
 }
 
 KEY_MAX = 32  # characters in a channel key
@@ -106,17 +119,47 @@ def handle_mode(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         verb = "change" if len(msg.params) > 1 else "view"
         core.reply(sess, N.ERR_USERSDONTMATCH, f"Can't {verb} mode for other users")
     elif len(msg.params) < 2:
-        core.reply(sess, N.RPL_UMODEIS, "+" + user.modes)
+        snomask = core.registry.snomasks.get(user)
+        extra = ["+" + snomask] if snomask else []
+        core.reply(sess, N.RPL_UMODEIS, "+" + user.modes, *extra)
     else:
-        _change_user_modes(core, sess, msg.params[1], now)
+        _change_user_modes(core, sess, msg.params[1], msg.params[2:], now)
 
 
 # ------------------------------------------------------------------ user modes
-def _change_user_modes(core: ServerCore, sess: Session, modestring: str, now: Now) -> None:
+def apply_snomask(current: str, change: str | None) -> str:
+    """The snomask after ``change`` (``+cq-f``, ``cq``, ``*``, ``-*``; None: every
+    letter) is applied to ``current``; unknown letters are ignored."""
+    if change is None:
+        return SNOMASK_LETTERS
+    letters = set(current)
+    adding = True
+    for c in change:
+        if c in "+-":
+            adding = c == "+"
+        elif c == "*":
+            letters = set(SNOMASK_LETTERS) if adding else set()
+        elif c in SNOMASK_LETTERS:
+            if adding:
+                letters.add(c)
+            else:
+                letters.discard(c)
+    return "".join(c for c in SNOMASK_LETTERS if c in letters)
+
+
+def _change_user_modes(
+    core: ServerCore, sess: Session, modestring: str, args: list[str], now: Now
+) -> None:
     user = sess.user
-    current = set(user.modes)
-    applied: list[tuple[bool, str]] = []
+    old = set(user.modes)
+    current = set(old)
+    old_snomask = core.registry.snomasks.get(user, "")
+    snomask = old_snomask
+    params = iter(args)
+    seen: dict[str, int] = {}  # letter -> when it last changed (announcement order)
+    step = 0
     unknown = False
+    denied = False
     adding = True
     for letter in modestring:
         if letter in "+-":
@@ -126,27 +169,51 @@ def _change_user_modes(core: ServerCore, sess: Session, modestring: str, now: No
         if rule is None:
             unknown = True
             continue
-        if not rule[0 if adding else 1] or adding == (letter in current):
+        if letter == "s" and adding:
+            change = next(params, None)
+            if user.oper_name is None:
+                if not denied:
+                    denied = True
+                    core.reply(
+                        sess,
+                        N.ERR_NOPRIVILEGES,
+                        "Permission Denied - Only operators may set user mode s",
+                    )
+                continue
+            snomask = apply_snomask(snomask if "s" in current else "", change)
+            if snomask:
+                current.add("s")
+            else:
+                current.discard("s")
+        elif not rule[0 if adding else 1] or adding == (letter in current):
             continue
-        if adding:
+        elif adding:
             current.add(letter)
         else:
             current.discard(letter)
-        applied.append((adding, letter))
+        seen[letter] = step = step + 1
+    if "o" not in current and "s" in current:
+        current.discard("s")  # server notices are for operators only
+        seen["s"] = step + 1
+    if "s" not in current:
+        snomask = ""
     if unknown:
         core.reply(sess, N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
-    if not applied:
+    changed = [c for c in seen if (c in old) != (c in current)]
+    if "s" in current and "s" in old and snomask != old_snomask:
+        changed.append("s")  # the same mode with a new snomask
+    if not changed:
         return
-    ev = core.event(
-        user,
-        "MODE",
-        [user.name, _format_changes([(a, letter, None) for a, letter in applied])[0]],
-        now,
-        SELF,
-        trailing=True,
-    )
-    core.registry.set_user_modes(user, "".join(current))
+    changed.sort(key=seen.__getitem__)
+    changes: list[Change] = [
+        (c in current, c, "+" + snomask if c == "s" and c in current else None) for c in changed
+    ]
+    text, announced = _format_changes(changes)
+    ev = core.event(user, "MODE", [user.name, text, *announced], now, SELF, trailing=True)
+    core.registry.set_user_modes(user, "".join(current), snomask)
     core.emit(ev)
+    if snomask and snomask != old_snomask:
+        core.reply(sess, N.RPL_SNOMASK, "+" + snomask, "Server notice mask")
 
 
 # --------------------------------------------------------------- channel modes

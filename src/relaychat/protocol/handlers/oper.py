@@ -62,7 +62,11 @@ def handle_oper(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
     ip_key, name_key = "ip:" + sess.ip, "name:" + name[:64]
     backoff = core.auth_backoff
     oper = core.config.opers.get(name)
-    host_ok = oper is not None and mask_matches(oper.host, f"{user.ident}@{user.host}")
+    # the host others see (a cloak when cloaking is on) or the real address
+    host_ok = oper is not None and (
+        mask_matches(oper.host, f"{user.ident}@{user.host}")
+        or mask_matches(oper.host, f"{user.ident}@{sess.ip}")
+    )
     stored = oper.password if oper is not None and host_ok else DUMMY_HASH
     real = oper is not None and host_ok
 
@@ -82,6 +86,15 @@ def handle_oper(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         log.warning("[%d] %s (%s) is now operator %r", sess.conn_id, user.prefix, sess.ip, name)
         core.reply(sess, N.RPL_YOUREOPER, "You are now an IRC operator")
         core.emit(core.event(user, "MODE", [user.name, "+o"], core.now, SELF))
+        core.snotice(
+            "o",
+            "%s (%s@%s) [%s] is now an IRC operator (%s)",
+            user.nick,
+            user.ident,
+            user.host,
+            sess.ip,
+            name,
+        )
 
     def check() -> None:
         sess.busy = False
@@ -119,6 +132,15 @@ def handle_kill(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         core.event(
             sess.user, "KILL", [target.name, comment], now, USER, target=target, trailing=True
         )
+    )
+    core.snotice(
+        "k",
+        "Received KILL message for %s (%s@%s) from %s: %s",
+        target.nick,
+        target.ident,
+        target.host,
+        sess.name,
+        comment,
     )
     for victim in list(target.sessions):
         core.disconnect(victim, f"Killed ({sess.name} ({comment}))", now)

@@ -14,6 +14,7 @@ from relaychat.protocol.caps import cap_lines, set_caps
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
 from relaychat.protocol.handlers.metadata import send_own_metadata
+from relaychat.protocol.handlers.serverbans import refuse_if_klined
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.message import truncate_utf8
 
@@ -191,6 +192,8 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
         core.reply(sess, N.ERR_PASSWDMISMATCH, "Password incorrect")
         core.disconnect(sess, "Bad password", now)
         return
+    if refuse_if_klined(core, sess, now):
+        return
     user.idle_since = now.mono
     if not core.registry.register(user, now.wall):
         core.reply(sess, N.ERR_NICKNAMEINUSE, user.nick, "Nickname is already in use")
@@ -200,6 +203,15 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
     core.registered(sess, now)
     log.info("[%d] registered as %s", sess.conn_id, user.prefix)
     send_welcome(core, sess)
+    core.snotice(
+        "c",
+        "Client connecting: %s (%s@%s) [%s] [%s]",
+        user.nick,
+        user.ident,
+        user.host,
+        sess.ip,
+        user.realname,
+    )
 
 
 def send_welcome(core: ServerCore, sess: Session) -> None:
@@ -217,7 +229,7 @@ def send_welcome(core: ServerCore, sess: Session) -> None:
         N.RPL_MYINFO,
         cfg.name,
         f"relaychat-{__version__}",
-        "Biow",
+        "Biosw",
         "beIiklmnostv",
         "beIklov",
     )

@@ -3,6 +3,11 @@
 A wildcard WHO walks every user: its cost in flood tokens grows with the
 number of users it looks at, and it stops as soon as the asker's SendQ is full.
 Masks are matched in linear time (``relaychat.protocol.masks``).
+
+With IP cloaking, every reply shows the cloak; WHOIS adds the real address for
+the user themself and for operators, as Ergo does: 378 RPL_WHOISHOST (``is
+connecting from *@<ip> <ip>``) and 338 RPL_WHOISACTUALLY (``<user@ip> <ip>
+:Actual user@host, Actual IP``).
 """
 
 from __future__ import annotations
@@ -187,6 +192,12 @@ def handle_whois(core: ServerCore, sess: Session, msg: Message, now: Now) -> Non
     if line:
         core.reply(sess, N.RPL_WHOISCHANNELS, tn, " ".join(line))
     core.reply(sess, N.RPL_WHOISSERVER, tn, core.server_name, core.config.server.description)
+    if (target is sess.user or sess.user.oper_name is not None) and _cloaked(target):
+        ip = "0" + target.ip if target.ip.startswith(":") else target.ip
+        core.reply(sess, N.RPL_WHOISHOST, tn, f"is connecting from *@{target.ip} {target.ip}")
+        core.reply(
+            sess, N.RPL_WHOISACTUALLY, tn, f"{ident}@{ip}", ip, "Actual user@host, Actual IP"
+        )
     if target.oper_name is not None:
         core.reply(sess, N.RPL_WHOISOPERATOR, tn, "is an IRC operator")
     if BOT_MODE in target.modes:
@@ -203,6 +214,11 @@ def handle_whois(core: ServerCore, sess: Session, msg: Message, now: Now) -> Non
         "seconds idle, signon time",
     )
     core.reply(sess, N.RPL_ENDOFWHOIS, tn, "End of /WHOIS list")
+
+
+def _cloaked(user: User) -> bool:
+    """Whether others see a cloak instead of ``user``'s address."""
+    return user.host != user.ip and user.host != "0" + user.ip
 
 
 # WHOWAS <nick>{,<nick>} [<count>]
