@@ -174,6 +174,13 @@ def oper_up(peer: Peer, name: str = "admin") -> None:
     assert any(m.command == "381" for m in got), got
 
 
+def user(core: ServerCore, clock: Clock, nick: str, ip: str = "127.0.0.1") -> Peer:
+    """A registered peer from ``ip``."""
+    p = Peer(core, clock, ip)
+    p.register(nick)
+    return p
+
+
 def numerics(msgs: list[Message]) -> list[str]:
     return [m.command for m in msgs]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from coreharness import Clock, Peer, new_core
+from coreharness import Clock, Peer, new_core, oper_up, user
 from relaychat.config import Config, LimitsConfig
 from relaychat.protocol.core import ServerCore
 
@@ -42,3 +42,11 @@ def connect(core: ServerCore, clock: Clock) -> Iterator[Callable[..., Peer]]:
         return peer
 
     yield make
+
+
+@pytest.fixture
+def oper(core: ServerCore, clock: Clock) -> Peer:
+    """A registered operator (the module's ``core`` must know the ``admin`` oper)."""
+    p = user(core, clock, "oper")
+    oper_up(p)
+    return p

@@ -236,3 +236,16 @@ def test_command_starting_with_at_or_colon_is_a_parse_error(line: str) -> None:
 
 def test_empty_source_parses_as_none() -> None:
     assert parse_message(": PING x").source is None
+
+
+def test_pack_fills_chunks_within_their_room() -> None:
+    from relaychat.protocol.message import pack
+
+    items = [f"n{i}" * (i % 7 + 1) for i in range(200)]
+    for room, sep in ((50, " "), (11, ","), (3, " ")):
+        chunks = list(pack(items, room, sep))
+        assert sep.join(chunks) == sep.join(items)  # nothing lost, order kept
+        for c in chunks:
+            assert len(c.encode()) <= room or sep not in c  # only a lone long item exceeds
+    assert list(pack([], 10)) == []
+    assert list(pack(["é" * 4, "x"], 9)) == ["éééé", "x"]  # bytes, not characters

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from coreharness import OPER_HASH, Clock, Peer, oper_up, pump
+from coreharness import OPER_HASH, Clock, Peer, oper_up, pump, user
 from relaychat.config import Config, OperConfig
 from relaychat.protocol import numerics as N
 from relaychat.protocol.core import ServerCore
@@ -19,19 +19,6 @@ OPERS = {"admin": OperConfig(OPER_HASH)}
 @pytest.fixture
 def core(make_core: Callable[..., ServerCore]) -> ServerCore:
     return make_core(Config(opers=OPERS), flood_rate=0.0)
-
-
-def user(core: ServerCore, clock: Clock, nick: str, ip: str = "127.0.0.1") -> Peer:
-    p = Peer(core, clock, ip)
-    p.register(nick)
-    return p
-
-
-@pytest.fixture
-def oper(core: ServerCore, clock: Clock) -> Peer:
-    p = user(core, clock, "oper")
-    oper_up(p)
-    return p
 
 
 def snotices(p: Peer) -> list[str]:

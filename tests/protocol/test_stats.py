@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from coreharness import OPER_HASH, Clock, Peer, advance, only, oper_up
+from coreharness import OPER_HASH, Clock, Peer, advance, only, oper_up, user
 from relaychat.config import Config, OperConfig
 from relaychat.protocol import numerics as N
 from relaychat.protocol.core import ServerCore
@@ -19,19 +19,6 @@ OPERS = {"admin": OperConfig(OPER_HASH), "local": OperConfig(OPER_HASH, host="~o
 def core(make_core: Callable[..., ServerCore]) -> ServerCore:
     # no PINGs while the clock jumps by days (nobody here answers them)
     return make_core(Config(opers=OPERS), flood_rate=0.0, ping_interval=1e9)
-
-
-def user(core: ServerCore, clock: Clock, nick: str, ip: str = "127.0.0.1") -> Peer:
-    p = Peer(core, clock, ip)
-    p.register(nick)
-    return p
-
-
-@pytest.fixture
-def oper(core: ServerCore, clock: Clock) -> Peer:
-    p = user(core, clock, "oper")
-    oper_up(p)
-    return p
 
 
 def stats(p: Peer, query: str) -> list[tuple[str, list[str]]]:

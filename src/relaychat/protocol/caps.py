@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from relaychat.protocol.message import pack
 from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME
 
 if TYPE_CHECKING:
@@ -92,19 +93,10 @@ def cap_lines(head: str, items: list[str]) -> list[str]:
     """``CAP LS``/``LIST``/``NEW``/``DEL`` lines (``head`` is ``:server CAP nick LS ``)
     with ``items`` over as many lines as fit in 512 bytes, all but the last
     marked ``*`` (only 302 clients are offered enough to need the mark)."""
-    room = 510 - len(head.encode("utf-8")) - 3  # "* :" of a continued line
-    lines: list[str] = []
-    line: list[str] = []
-    size = 0
-    for item in items:
-        n = len(item.encode("utf-8")) + 1
-        if line and size + n > room:
-            lines.append(head + "* :" + " ".join(line))
-            line, size = [], 0
-        line.append(item)
-        size += n
-    lines.append(head + ":" + " ".join(line))
-    return lines
+    chunks = list(pack(items, 510 - len(head.encode("utf-8")) - 3))  # "* :" of a continued line
+    if not chunks:
+        return [head + ":"]
+    return [head + "* :" + c for c in chunks[:-1]] + [head + ":" + chunks[-1]]
 
 
 def set_caps(sess: Session, caps: frozenset[str] | set[str]) -> None:

@@ -27,6 +27,7 @@ Both the server and the client library use these types.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "escape_tag_value",
     "unescape_tag_value",
     "truncate_utf8",
+    "pack",
     "valid_middle",
     "valid_trailing",
     "valid_tag_key",
@@ -303,6 +305,25 @@ def parse_message(line: str) -> Message:
     if trailing is not None:
         params.append(trailing)
     return Message(command=command, params=params, source=source, tags=tags)
+
+
+def pack(items: Iterable[str], room: int, sep: str = " ") -> Iterator[str]:
+    """``items`` joined by ``sep`` into as few chunks as keep each within ``room``
+    bytes (an item longer than ``room`` gets a chunk of its own): the lists of
+    names, nicks, keys or capabilities that replies spread over several lines. A
+    generator, so a caller whose client is gone (SendQ) stops it early."""
+    chunk: list[str] = []
+    size = 0
+    width = len(sep.encode("utf-8"))
+    for item in items:
+        n = len(item.encode("utf-8"))
+        if chunk and size + width + n > room:
+            yield sep.join(chunk)
+            chunk, size = [], 0
+        size += n + (width if chunk else 0)
+        chunk.append(item)
+    if chunk:
+        yield sep.join(chunk)
 
 
 def truncate_utf8(text: str, limit: int) -> str:

@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
+from relaychat.protocol.message import pack
 
 if TYPE_CHECKING:
     from relaychat.protocol.events import Event
@@ -151,20 +152,10 @@ def reply_joined(
     """``:server <numeric> <nick> :a,b,c`` with as many items per line as fit in
     512 bytes (an item is a nick or a mask, far shorter than a line)."""
     head = f"{output.numeric_prefix}{numeric} {sess.name} :"
-    room = MAX_NUMERIC_LINE - len(head.encode("utf-8"))
-    line: list[str] = []
-    size = 0
-    for item in items:
-        n = len(item.encode("utf-8")) + len(sep)
-        if line and size + n > room + len(sep):
-            output.send_line(sess, head + sep.join(line))
-            if sess.closing is not None:
-                return
-            line, size = [], 0
-        line.append(item)
-        size += n
-    if line:
-        output.send_line(sess, head + sep.join(line))
+    for line in pack(items, MAX_NUMERIC_LINE - len(head.encode("utf-8")), sep):
+        output.send_line(sess, head + line)
+        if sess.closing is not None:
+            return
 
 
 def _shares_channel(a: User, b: User) -> bool:

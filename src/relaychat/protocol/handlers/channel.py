@@ -30,7 +30,7 @@ from relaychat.protocol.handlers.common import (
 from relaychat.protocol.handlers.metadata import sync_after_join
 from relaychat.protocol.handlers.silence import silences
 from relaychat.protocol.identity import join_events
-from relaychat.protocol.message import truncate_utf8
+from relaychat.protocol.message import pack, truncate_utf8
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -138,24 +138,15 @@ def send_names(core: ServerCore, sess: Session, chan: Channel) -> None:
     asker = sess.user
     member_of = asker in chan.members
     head = f":{core.server_name} {N.RPL_NAMREPLY} {sess.name} {symbol} {chan.name} :"
-    room = 510 - len(head.encode())
-    line: list[str] = []
-    size = 0
-    for member, status in chan.members.items():
-        if not member_of and "i" in member.modes:
-            continue
-        who = member.prefix if uhnames else member.name
-        item = member_prefix(status, multi) + who
-        n = len(item.encode()) + 1
-        if line and size + n > room:
-            core.send_line(sess, head + " ".join(line))
-            if sess.closing is not None:
-                return
-            line, size = [], 0
-        line.append(item)
-        size += n
-    if line:
-        core.send_line(sess, head + " ".join(line))
+    items = (
+        member_prefix(status, multi) + (member.prefix if uhnames else member.name)
+        for member, status in chan.members.items()
+        if member_of or "i" not in member.modes
+    )
+    for names in pack(items, 510 - len(head.encode())):
+        core.send_line(sess, head + names)
+        if sess.closing is not None:
+            return
     core.reply(sess, N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
 
 

@@ -61,7 +61,7 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.caps import METADATA_CAP
 from relaychat.protocol.events import MAX_RELAY_LINE, USER, Event
 from relaychat.protocol.handlers.common import channel_visible, safe_param
-from relaychat.protocol.message import Message
+from relaychat.protocol.message import Message, pack
 from relaychat.protocol.output import common_peers
 from relaychat.protocol.state import Channel, MetadataState, User
 
@@ -204,19 +204,7 @@ def _key_lists(core: ServerCore, sess: Session, numeric: str, keys: list[str]) -
     """``numeric`` lines listing ``keys`` in a trailing parameter, each line within
     512 bytes."""
     room = MAX_RELAY_LINE - 2 - len(f":{core.server_name} {numeric} {sess.name} :".encode())
-    lines: list[Message] = []
-    chunk: list[str] = []
-    size = 0
-    for key in keys:
-        n = len(key) + (1 if chunk else 0)
-        if chunk and size + n > room:
-            lines.append(_numeric_line(core, sess, numeric, " ".join(chunk)))
-            chunk, size, n = [], 0, len(key)
-        chunk.append(key)
-        size += n
-    if chunk:
-        lines.append(_numeric_line(core, sess, numeric, " ".join(chunk)))
-    return lines
+    return [_numeric_line(core, sess, numeric, chunk) for chunk in pack(keys, room)]
 
 
 # ---------------------------------------------------------------- GET, LIST
