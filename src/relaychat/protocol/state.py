@@ -22,7 +22,9 @@ from typing import Any
 __all__ = [
     "CAP_ACCOUNT_TAG",
     "CAP_MESSAGE_TAGS",
+    "CAP_MULTILINE",
     "CAP_SERVER_TIME",
+    "TAG_VARIANTS",
     "VARIANTS",
     "Channel",
     "Invite",
@@ -37,7 +39,9 @@ __all__ = [
 CAP_SERVER_TIME = 1
 CAP_MESSAGE_TAGS = 2  # msgid, bot and client-only tags
 CAP_ACCOUNT_TAG = 4
-VARIANTS = 8  # every combination of the bits above
+TAG_VARIANTS = 7  # the bits above: they choose the tags of a one-line message
+CAP_MULTILINE = 8  # draft/multiline and batch: a multiline message comes as a batch
+VARIANTS = 16  # every combination of the bits above
 
 
 NO_CAPS: frozenset[str] = frozenset()  # shared: an empty frozenset per session costs 216 bytes
