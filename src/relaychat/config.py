@@ -106,6 +106,9 @@ class LimitsConfig:
     max_connections_per_ip: int = 10  # 0 = unlimited
     connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
     whowas_size: int = 1000
+    # draft/multiline: text bytes of one batch (each joining line feed counts one)
+    multiline_max_bytes: int = 4096
+    multiline_max_lines: int = 100  # PRIVMSG/NOTICE lines in one batch
 
     def exempt_from_ip_limit(self, ip: str) -> bool:
         """True when ``ip`` is in ``connection_limit_exempt`` (an IPv4-mapped IPv6
@@ -350,6 +353,9 @@ _RULES: dict[str, Rule] = {
     "limits.max_connections_per_ip": _Range(0, 1_000_000),
     "limits.connection_limit_exempt": _networks,
     "limits.whowas_size": _Range(0, 1_000_000),
+    # an open batch is input the client holds: it must fit in recvq
+    "limits.multiline_max_bytes": _Range(512, "limits.recvq"),
+    "limits.multiline_max_lines": _Range(1, 1000),
     "admin.location": _one_line,
     "admin.location2": _one_line,
     "admin.email": _one_line,
