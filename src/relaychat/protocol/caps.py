@@ -1,8 +1,9 @@
 """Capabilities and ISUPPORT: what the server advertises, from the configuration.
 
-``SUPPORTED_CAPS`` is what ``CAP LS`` lists; ``VARIANT_CAPS`` are the capabilities
-that change the bytes of a relayed message (so a message is serialised once per
-combination in use); :func:`isupport_lines` builds the 005 tokens, and the
+``SUPPORTED_CAPS`` is what ``CAP LS`` lists (:func:`cap_values` fills in the values
+that come from the configuration); ``VARIANT_CAPS`` are the capabilities that change
+the bytes of a relayed message (so a message is serialised once per combination
+in use); :func:`isupport_lines` builds the 005 tokens, and the
 handlers' target limits come from the same :class:`TargetLimits`, so ISUPPORT and
 behaviour cannot disagree.
 """
@@ -12,12 +13,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME
+from relaychat.protocol.state import (
+    CAP_ACCOUNT_TAG,
+    CAP_MESSAGE_TAGS,
+    CAP_MULTILINE,
+    CAP_SERVER_TIME,
+)
 
 if TYPE_CHECKING:
     from relaychat.config import Config
 
-__all__ = ["SUPPORTED_CAPS", "VARIANT_CAPS", "TargetLimits", "isupport_lines", "variant_of"]
+__all__ = [
+    "MULTILINE",
+    "SUPPORTED_CAPS",
+    "VARIANT_CAPS",
+    "TargetLimits",
+    "cap_values",
+    "isupport_lines",
+    "variant_of",
+]
+
+MULTILINE = "draft/multiline"  # the capability, and the batch type
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
@@ -25,6 +41,7 @@ SUPPORTED_CAPS: dict[str, str] = {
     "away-notify": "",
     "batch": "",
     "cap-notify": "",
+    MULTILINE: "",  # max-bytes and max-lines, from the configuration (cap_values)
     "echo-message": "",
     "invite-notify": "",
     "labeled-response": "",
@@ -47,7 +64,17 @@ def variant_of(caps: frozenset[str]) -> int:
     for name, bit in VARIANT_CAPS.items():
         if name in caps:
             variant |= bit
+    if MULTILINE in caps and "batch" in caps:  # multiline needs batch, in either order
+        variant |= CAP_MULTILINE
     return variant
+
+
+def cap_values(config: Config) -> dict[str, str]:
+    """What ``CAP LS 302`` advertises: every capability with its value."""
+    lim = config.limits
+    values = dict(SUPPORTED_CAPS)
+    values[MULTILINE] = f"max-bytes={lim.multiline_max_bytes},max-lines={lim.multiline_max_lines}"
+    return values
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
+    from relaychat.protocol.message import Message
+    from relaychat.protocol.timebase import Now
 
 __all__ = [
     "CAP_ACCOUNT_TAG",
@@ -27,6 +32,7 @@ __all__ = [
     "TAG_VARIANTS",
     "VARIANTS",
     "Channel",
+    "ClientBatch",
     "Invite",
     "ListEntry",
     "Session",
@@ -47,6 +53,24 @@ VARIANTS = 16  # every combination of the bits above
 NO_CAPS: frozenset[str] = frozenset()  # shared: an empty frozenset per session costs 216 bytes
 # shared and read-only: a user in no channel holds no dict (the registry gives it one)
 NO_CHANNELS: Mapping[str, Channel] = MappingProxyType({})
+
+
+class ClientBatch(Protocol):
+    """A batch the client opened (IRCv3 client-initiated batches; the one kind is
+    ``draft/multiline``, in :mod:`relaychat.protocol.handlers.multiline`). While a
+    session has one, ``ServerCore.dispatch`` hands it every line first."""
+
+    held: int  # bytes it buffers: they count toward the session's recvq
+
+    def take(self, core: ServerCore, sess: Session, msg: Message, now: Now) -> bool:
+        """Whether the line was the batch's (kept, or dropped with a FAIL); False:
+        the command table runs it as usual."""
+        ...
+
+    def abandon(self, core: ServerCore, sess: Session, reason: str) -> None:
+        """A line of the session could not be read (too long, not UTF-8): the
+        batch cannot be trusted to be whole, so it fails."""
+        ...
 
 
 class User:
@@ -150,6 +174,7 @@ class Session:
         "drain_at",
         "timer_at",
         "held_response",
+        "client_batch",
         "__weakref__",
     )
 
@@ -182,6 +207,7 @@ class Session:
         self.timer_at: float | None = None  # its pending check (relaychat.protocol.timers)
         # a command's response (lines, label) kept while its ordered operation runs
         self.held_response: tuple[list[bytes], str | None] | None = None
+        self.client_batch: ClientBatch | None = None  # a batch it has open (draft/multiline)
 
     @property
     def registered(self) -> bool:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from relaychat import __version__
 from relaychat.protocol import numerics as N
-from relaychat.protocol.caps import SUPPORTED_CAPS, variant_of
+from relaychat.protocol.caps import SUPPORTED_CAPS, cap_values, variant_of
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
@@ -55,7 +55,8 @@ def _cap_ls(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     if sess.cap_version >= 302:
         # cap-notify is implicitly enabled for 302 clients
         _set_caps(sess, sess.caps | {"cap-notify"})
-        items = [f"{k}={v}" if v else k for k, v in sorted(SUPPORTED_CAPS.items())]
+        values = cap_values(core.config)
+        items = [f"{k}={v}" if v else k for k, v in sorted(values.items())]
     else:
         items = sorted(SUPPORTED_CAPS)
     _cap_reply(core, sess, "LS", " ".join(items))
