@@ -136,6 +136,10 @@ class RawClient:
                 self.lines.append(parse_message(raw.decode("utf-8", "replace")))
         return True
 
+    def poll(self) -> bool:
+        """Read what has arrived, without waiting; whether anything had."""
+        return self._read(0)
+
     def expect(
         self, pred: Callable[[Message], bool] | str, timeout: float = DEFAULT_TIMEOUT
     ) -> Message:

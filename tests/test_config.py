@@ -63,6 +63,7 @@ def test_new_keys_have_their_defaults() -> None:
     assert (lim.invite_expiry, lim.max_invites) == (3600.0, 16)
     assert lim.monitor_limit == 100
     assert ServerConfig().log_format == "text"
+    assert (lim.multiline_max_bytes, lim.multiline_max_lines) == (4096, 100)
 
 
 def test_every_key_has_a_rule() -> None:
@@ -149,6 +150,10 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[limits]\nconnection_limit_exempt = '127.0.0.1'", "limits.connection_limit_exempt"),
     ("[limits]\nconnection_limit_exempt = [1]", "limits.connection_limit_exempt"),
     ("[limits]\nwhowas_size = -1", "limits.whowas_size"),
+    ("[limits]\nmultiline_max_bytes = 511", "limits.multiline_max_bytes"),
+    ("[limits]\nrecvq = 2048\nmultiline_max_bytes = 4096", "limits.multiline_max_bytes"),
+    ("[limits]\nmultiline_max_lines = 0", "limits.multiline_max_lines"),
+    ("[limits]\nmultiline_max_lines = 1001", "limits.multiline_max_lines"),
     ("[limits]\nnick_len = 9", "limits.nick_len"),
     ("[metadata]\nbefore_connect = 'yes'", "metadata.before_connect"),
     ("[metadata]\nbefore_connect = 1", "metadata.before_connect"),
@@ -237,6 +242,9 @@ def test_errors_say_what_is_wrong(tmp_path: Path) -> None:
         "[limits]\nwhowas_size = -1": "key 'limits.whowas_size' must be >= 0",
         "[limits]\nrecvq = 500": "key 'limits.recvq' must be >= limits.line_length (512)",
         "[limits]\nping_interval = 0": "key 'limits.ping_interval' must be > 0",
+        "[limits]\nrecvq = 2048": (
+            "key 'limits.multiline_max_bytes' must be <= limits.recvq (2048)"
+        ),
         "[[listen]]\nport = 70000": "key 'listen.port' (listener 1) must be <= 65535",
         "[server]\nengine = 'fibers'": 'must be one of "loop", "threads"',
         "[server]\nport = 'six'": "[[listen]]",

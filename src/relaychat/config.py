@@ -100,7 +100,7 @@ class LimitsConfig:
     line_length: int = 512  # bytes, CRLF included, tags excluded
     tags_length: int = 4094  # bytes of tag data a client may send
     sendq: int = 1048576  # bytes queued to a client before it is dropped
-    recvq: int = 8192  # bytes of unprocessed input before "Excess Flood"
+    recvq: int = 32768  # bytes of unprocessed input before "Excess Flood" (fits a multiline batch)
     flood_rate: float = 4.0  # lines per second refilled; 0 disables flood control
     flood_burst: int = 20  # lines a client may send at once
     ping_interval: float = 120.0  # seconds of silence before the server sends PING
@@ -115,6 +115,9 @@ class LimitsConfig:
     knock_channel_delay: float = 60.0  # seconds between two KNOCKs on one channel; 0: no limit
     max_silence: int = 32  # masks per SILENCE list (ISUPPORT SILENCE=)
     max_server_bans: int = 1000  # K-lines and D-lines together
+    # draft/multiline: text bytes of one batch (each joining line feed counts one)
+    multiline_max_bytes: int = 4096
+    multiline_max_lines: int = 100  # PRIVMSG/NOTICE lines in one batch
 
     def exempt_from_ip_limit(self, ip: str) -> bool:
         """True when ``ip`` is in ``connection_limit_exempt`` (an IPv4-mapped IPv6
@@ -425,6 +428,9 @@ _RULES: dict[str, Rule] = {
     "limits.knock_channel_delay": _Range(0.0, 86400.0),
     "limits.max_silence": _Range(1, 1000),
     "limits.max_server_bans": _Range(1, 100_000),
+    # an open batch is input the client holds: it must fit in recvq
+    "limits.multiline_max_bytes": _Range(512, "limits.recvq"),
+    "limits.multiline_max_lines": _Range(1, 1000),
     "metadata.before_connect": _anything,  # true or false: checked by type
     "metadata.max_keys": _Range(1, 1000),
     "metadata.max_subs": _Range(1, 1000),

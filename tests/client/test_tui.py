@@ -566,12 +566,14 @@ def test_session_shows_names_who_and_list_replies(chat_modes: Any, irc_server: A
         ]
 
 
-def test_session_sends_multiline_input_as_separate_lines_without_the_cap(
+def test_multiline_input_reaches_a_client_without_the_cap_line_by_line(
     chat: Any, irc_server: Any
 ) -> None:
+    """The chat client sends a draft/multiline batch (relaychat offers it); bob,
+    without the capability, gets the server's fallback: each non-blank line."""
     session, lines, conn = chat
-    assert conn.multiline_limits is None  # relaychat's server does not offer it (yet)
-    with connect(HOST, irc_server.port, "bob") as bob:
+    assert conn.multiline_limits is not None
+    with connect(HOST, irc_server.port, "bob", caps=()) as bob:
         session.handle_input("/join #t")
         conn.wait_for(from_nick("me", "JOIN"))
         bob.join("#t")
@@ -581,9 +583,9 @@ def test_session_sends_multiline_input_as_separate_lines_without_the_cap(
         got = [bob.wait_for(from_nick("me", "PRIVMSG")).params for _ in range(2)]
         assert got == [["#t", "first line"], ["#t", "second line"]]
         (shown,) = lines  # shown once, as one block of what was sent
-    first, second = shown.split("\n")
+    first, blank, second = shown.split("\n")  # shown as sent: one message, blank line kept
     assert re.fullmatch(STAMP + "<me> first line", first)
-    assert second == " " * first.index("first") + "second line"  # the blank line was not sent
+    assert not blank.strip() and second == " " * first.index("first") + "second line"
 
 
 def test_session_speaks_multiline_with_a_server_that_offers_it(scripted_peer: Any) -> None:
@@ -793,8 +795,9 @@ def test_tui_sends_and_shows_multiline_input_and_labeled_replies(
     term = terminal("--nick", "tuiuser", f"{HOST}:{irc_server.port}")
     with join_with_bob(term, irc_server.port) as bob:
         term.pty.send("roses are red\x1b\rviolets are blue\r")  # Alt+Enter, then Enter
-        got = [bob.wait_for(from_nick("tuiuser", "PRIVMSG")).params for _ in range(2)]
-        assert got == [["#t", "roses are red"], ["#t", "violets are blue"]]
+        batch = bob.wait_for(lambda m: m.command == "BATCH")  # bob has draft/multiline
+        whole = batch.multiline()
+        assert whole is not None and whole.params == ["#t", "roses are red\nviolets are blue"]
         term.pty.expect(STAMP + "<tuiuser> roses are red\r\n +violets are blue\r\n")
         term.pty.sendline("/names")
         term.pty.expect(STAMP + r"-- names #t \(2\): @tuiuser bob")

@@ -195,7 +195,7 @@ def test_client_that_quits_without_reading_is_gone_within_the_close_deadline(
 def test_flood_budget_counts_lines_not_reads(
     start_server: Callable[..., Any], connect: Connect
 ) -> None:
-    server = start_server(flood_rate=4.0, flood_burst=20)
+    server = start_server(flood_rate=4.0, flood_burst=20, recvq=8192)
     member = connect(server, "member")
     sender = connect(server, "sender")  # NICK, USER: 2 of its 20 tokens
     member.join("#c")

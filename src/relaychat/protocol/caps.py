@@ -1,6 +1,6 @@
 """Capabilities and ISUPPORT: what the server advertises, from the configuration.
 
-``SUPPORTED_CAPS`` is what ``CAP LS`` lists (:func:`cap_values` gives the values
+``SUPPORTED_CAPS`` is what ``CAP LS`` lists (:func:`offered_caps` gives the values
 that come from the configuration); ``VARIANT_CAPS`` are the capabilities
 that change the bytes of a relayed message (so a message is serialised once per
 combination in use); :func:`isupport_lines` builds the 005 tokens, and the
@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from relaychat.protocol.message import pack
-from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME
+from relaychat.protocol.state import (
+    CAP_ACCOUNT_TAG,
+    CAP_MESSAGE_TAGS,
+    CAP_MULTILINE,
+    CAP_SERVER_TIME,
+)
 
 if TYPE_CHECKING:
     from relaychat.config import Config
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BOT_MODE",
     "METADATA_CAP",
+    "MULTILINE",
     "SUPPORTED_CAPS",
     "VARIANT_CAPS",
     "TargetLimits",
@@ -35,6 +41,7 @@ __all__ = [
 ]
 
 METADATA_CAP = "draft/metadata-2"
+MULTILINE = "draft/multiline"  # the capability, and the batch type
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
@@ -45,6 +52,7 @@ SUPPORTED_CAPS: dict[str, str] = {
     "cap-notify": "",
     METADATA_CAP: "",  # its value comes from the configuration (offered_caps)
     "chghost": "",
+    MULTILINE: "",  # max-bytes and max-lines, from the configuration (offered_caps)
     "echo-message": "",
     "extended-join": "",
     "extended-monitor": "",
@@ -76,7 +84,12 @@ def offered_caps(config: Config) -> dict[str, str]:
         f"max-keys={meta.max_keys}",
         f"max-value-bytes={meta.max_value_bytes}",
     ]
-    values = {**SUPPORTED_CAPS, METADATA_CAP: ",".join(tokens)}
+    lim = config.limits
+    values = {
+        **SUPPORTED_CAPS,
+        METADATA_CAP: ",".join(tokens),
+        MULTILINE: f"max-bytes={lim.multiline_max_bytes},max-lines={lim.multiline_max_lines}",
+    }
     disabled = set(config.server.disabled_caps)
     return {name: value for name, value in values.items() if name not in disabled}
 
@@ -109,6 +122,8 @@ def variant_of(caps: frozenset[str]) -> int:
     for name, bit in VARIANT_CAPS.items():
         if name in caps:
             variant |= bit
+    if MULTILINE in caps and "batch" in caps:  # multiline needs batch, in either order
+        variant |= CAP_MULTILINE
     return variant
 
 

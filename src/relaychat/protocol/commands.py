@@ -19,6 +19,7 @@ from relaychat.protocol.handlers import (
     metadata,
     modes,
     monitor,
+    multiline,
     oper,
     registration,
     serverbans,
@@ -154,6 +155,13 @@ COMMANDS: dict[str, CommandSpec] = {
         1,
         "TAGMSG <target>",
         "Send only message tags (message-tags capability).",
+    ),
+    "BATCH": _c(
+        multiline.handle_batch,
+        1,
+        "BATCH {+|-}<ref> [draft/multiline <target>]",
+        "Send one message of several lines (draft/multiline capability): open a batch, "
+        "send its PRIVMSG or NOTICE lines tagged batch=<ref>, close it.",
     ),
     # users
     "AWAY": _c(

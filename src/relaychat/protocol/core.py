@@ -706,6 +706,7 @@ class ServerCore:
         user.sessions = tuple(s for s in user.sessions if s is not sess)
         self.sessions.pop(sess.conn_id, None)
         sess.inq = None
+        sess.client_batch = None  # an unfinished batch is dropped, never relayed
         left = self.per_ip.get(sess.ip, 1) - 1
         if left > 0:
             self.per_ip[sess.ip] = left
@@ -747,7 +748,8 @@ class ServerCore:
     # ------------------------------------------------------------ dispatch
     def dispatch(self, sess: Session, msg: Message, now: Now) -> None:
         """Check the command table once, then call the handler inside the
-        session's response buffer (labeled when the command has a label)."""
+        session's response buffer (labeled when the command has a label). While
+        the session has a batch open, the batch sees the line first."""
         command = msg.command
         spec = self.commands.get(command)
         if spec is None and not command.isupper():
@@ -759,7 +761,10 @@ class ServerCore:
             output.label = _label(sess, msg.tags["label"])
         user = sess.user
         try:
-            if spec is None:
+            batch = sess.client_batch
+            if batch is not None and batch.take(self, sess, msg, now):
+                pass  # a line of the batch the client has open (draft/multiline)
+            elif spec is None:
                 if user.registered:
                     self.reply(sess, N.ERR_UNKNOWNCOMMAND, _word(command), "Unknown command")
                 else:

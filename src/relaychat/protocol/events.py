@@ -9,7 +9,9 @@ needs to touch a handler.
 
 An event serialises lazily, once per capability *variant* (server-time,
 message-tags, account-tag), and every local recipient of that variant shares the
-same ``bytes``. The server's tags come from the event: ``time`` (server-time),
+same ``bytes``. The variant's multiline bit changes only a multiline message
+(:mod:`relaychat.protocol.multiline`): a one-line event gives both halves the same
+``bytes``. The server's tags come from the event: ``time`` (server-time),
 ``msgid`` and ``bot`` (message-tags: every event has a msgid, unique across
 restarts), ``account`` (account-tag, when the actor is logged in), then the
 client-only tags (message-tags). The wire line is checked when it is first built: a parameter with
@@ -31,7 +33,13 @@ from relaychat.protocol.message import (
     valid_middle,
     valid_trailing,
 )
-from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME, VARIANTS
+from relaychat.protocol.state import (
+    CAP_ACCOUNT_TAG,
+    CAP_MESSAGE_TAGS,
+    CAP_SERVER_TIME,
+    TAG_VARIANTS,
+    VARIANTS,
+)
 from relaychat.protocol.timebase import server_time
 
 if TYPE_CHECKING:
@@ -143,26 +151,42 @@ class Event:
             variants = self._variants = [None] * VARIANTS
         data = variants[variant]
         if data is None:
-            tags: list[str] = []
-            if variant & CAP_SERVER_TIME:
-                tags.append("time=" + server_time(self.time))
-            if variant & CAP_MESSAGE_TAGS:
-                tags.append("msgid=" + self.msgid)
-                actor = self.actor
-                if actor is not None and "B" in actor.modes:
-                    tags.append("bot")
-            if variant & CAP_ACCOUNT_TAG:
-                actor = self.actor
-                if actor is not None and actor.account is not None:
-                    tags.append("account=" + escape_tag_value(actor.account))
-            if variant & CAP_MESSAGE_TAGS and self.tags:
-                tags.extend(
-                    k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in self.tags.items()
-                )
-            line = "@" + ";".join(tags) + " " + self.line if tags else self.line
-            data = (line + "\r\n").encode("utf-8", "replace")
+            # only the tag bits change a one-line message: a session whose
+            # variant differs in the multiline bit alone shares the same bytes
+            tagged = variant & TAG_VARIANTS
+            data = variants[tagged]
+            if data is None:
+                if tagged:
+                    tags = self.tag_list(tagged)
+                    line = "@" + ";".join(tags) + " " + self.line if tags else self.line
+                else:
+                    line = self.line  # no tags at all (the usual client): nothing to build
+                data = variants[tagged] = (line + "\r\n").encode("utf-8", "replace")
             variants[variant] = data
         return data
+
+    def tag_list(self, variant: int, first: bool = True) -> list[str]:
+        """The tags this event carries for ``variant``: ``time``, ``msgid``, ``bot``,
+        ``account``, then the client-only tags. ``first=False``: the tags of a
+        multiline message's later lines (no ``msgid``, no client-only tags)."""
+        tags: list[str] = []
+        if variant & CAP_SERVER_TIME:
+            tags.append("time=" + server_time(self.time))
+        if variant & CAP_MESSAGE_TAGS:
+            if first:
+                tags.append("msgid=" + self.msgid)
+            actor = self.actor
+            if actor is not None and "B" in actor.modes:
+                tags.append("bot")
+        if variant & CAP_ACCOUNT_TAG:
+            actor = self.actor
+            if actor is not None and actor.account is not None:
+                tags.append("account=" + escape_tag_value(actor.account))
+        if first and variant & CAP_MESSAGE_TAGS and self.tags:
+            tags.extend(
+                k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in self.tags.items()
+            )
+        return tags
 
     def __repr__(self) -> str:
         return f"<Event {self.msgid} {self.line!r}>"

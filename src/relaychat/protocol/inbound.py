@@ -9,7 +9,8 @@ is: a command, an empty line, an over-long one, garbage. Tokens refill at
 ``flood_rate`` per second up to ``flood_burst``; a line that finds a token runs
 at once, so a burst of up to ``flood_burst`` lines is accepted however the
 network packs it. A line that finds none waits in the session's input queue,
-and only waiting lines count toward ``recvq``: past it, ``Excess Flood``.
+and only waiting lines count toward ``recvq``, with the text of a multiline batch
+the client has open: past it, ``Excess Flood``.
 Costly queries (WHO, LIST, NAMES over many channels) charge extra tokens for the
 work they cause (``charge``), which delays the client's later lines.
 
@@ -100,7 +101,8 @@ class Inbound:
             q = sess.inq = deque()
         q.append(line if isinstance(line, bytes) else None)
         sess.inq_bytes += (len(line) if isinstance(line, bytes) else 512) + _QUEUED_COST
-        if sess.inq_bytes > self.recvq:
+        batch = sess.client_batch  # an open batch is input held too
+        if sess.inq_bytes + (batch.held if batch is not None else 0) > self.recvq:
             self.core.snotice("f", "Excess Flood: %s (%s) dropped", sess.user.prefix, sess.ip)
             self.core.disconnect(sess, "Excess Flood", now)
 
@@ -145,11 +147,13 @@ class Inbound:
         core = self.core
         if isinstance(raw, TooLong):
             core.reply(sess, N.ERR_INPUTTOOLONG, "Input line was too long")
+            _unreadable(core, sess, "A line of the batch was too long")
             return
         if not raw:
             return  # an empty line is ignored (it already cost a token)
         if b"\x00" in raw:
             core.reply(sess, N.ERR_UNKNOWNERROR, "*", "Message contains a NUL byte")
+            _unreadable(core, sess, "A line of the batch had a NUL byte")
             return
         try:
             line = raw.decode("utf-8")
@@ -160,12 +164,22 @@ class Inbound:
                 "INVALID_UTF8",
                 "Message rejected, your IRC software MUST use UTF-8 encoding on this network",
             )
+            _unreadable(core, sess, "A line of the batch was not UTF-8")
             return
         try:
             msg = parse_message(line)
         except MessageParseError:
             return  # a blank line is ignored, as the Modern IRC document says
         core.dispatch(sess, msg, now)
+
+
+def _unreadable(core: ServerCore, sess: Session, reason: str) -> None:
+    """A line that never reaches the command table may have been part of the
+    multiline batch the client has open: the batch fails rather than go out
+    with a line missing."""
+    batch = sess.client_batch
+    if batch is not None:
+        batch.abandon(core, sess, reason)
 
 
 def _closed(sess: Session) -> bool:

@@ -17,17 +17,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
     from relaychat.protocol.masks import Mask
+    from relaychat.protocol.message import Message
+    from relaychat.protocol.timebase import Now
 
 __all__ = [
     "CAP_ACCOUNT_TAG",
     "CAP_MESSAGE_TAGS",
+    "CAP_MULTILINE",
     "CAP_SERVER_TIME",
+    "TAG_VARIANTS",
     "VARIANTS",
     "Channel",
+    "ClientBatch",
     "Invite",
     "ListEntry",
     "MetadataState",
@@ -41,12 +47,32 @@ __all__ = [
 CAP_SERVER_TIME = 1
 CAP_MESSAGE_TAGS = 2  # msgid, bot and client-only tags
 CAP_ACCOUNT_TAG = 4
-VARIANTS = 8  # every combination of the bits above
+TAG_VARIANTS = 7  # the bits above: they choose the tags of a one-line message
+CAP_MULTILINE = 8  # draft/multiline and batch: a multiline message comes as a batch
+VARIANTS = 16  # every combination of the bits above
 
 
 NO_CAPS: frozenset[str] = frozenset()  # shared: an empty frozenset per session costs 216 bytes
 # shared and read-only: a user in no channel holds no dict (the registry gives it one)
 NO_CHANNELS: Mapping[str, Channel] = MappingProxyType({})
+
+
+class ClientBatch(Protocol):
+    """A batch the client opened (IRCv3 client-initiated batches; the one kind is
+    ``draft/multiline``, in :mod:`relaychat.protocol.handlers.multiline`). While a
+    session has one, ``ServerCore.dispatch`` hands it every line first."""
+
+    held: int  # bytes it buffers: they count toward the session's recvq
+
+    def take(self, core: ServerCore, sess: Session, msg: Message, now: Now) -> bool:
+        """Whether the line was the batch's (kept, or dropped with a FAIL); False:
+        the command table runs it as usual."""
+        ...
+
+    def abandon(self, core: ServerCore, sess: Session, reason: str) -> None:
+        """A line of the session could not be read (too long, not UTF-8): the
+        batch cannot be trusted to be whole, so it fails."""
+        ...
 
 
 class User:
@@ -160,6 +186,7 @@ class Session:
         "sent_lines",
         "recv_bytes",
         "recv_lines",
+        "client_batch",
         "__weakref__",
     )
 
@@ -198,6 +225,7 @@ class Session:
         self.sent_lines = 0
         self.recv_bytes = 0
         self.recv_lines = 0
+        self.client_batch: ClientBatch | None = None  # a batch it has open (draft/multiline)
 
     @property
     def registered(self) -> bool:
