@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ircutil import wait_for
 from relaychat.client import (
     Batch,
     ClientLimits,
@@ -293,6 +294,7 @@ def test_request_in_a_callback_is_refused_send_request_works(scripted_peer: Any)
         peer.send_line(":bob!b@h PRIVMSG tester :go")
         label = parse_message(peer.expect("@label=")).tags["label"]
         peer.send_line(f"@label={label} :irc.test 401 tester bob :No such nick")
+        wait_for(lambda: futures, what="the callback's send_request returned")
         assert futures[0].result(10).error is not None
         assert len(errors) == 1
         peer.close()
