@@ -253,14 +253,19 @@ def parse_message(line: str) -> Message:
     line = line.rstrip("\r\n")
     if "\r" in line or "\n" in line or "\0" in line:
         raise MessageParseError("line contains CR, LF or NUL")
-    if line and line[0] not in "@: " and "  " not in line:
-        # the common shape, no tags, no source, single spaces: split at C speed
-        first, sep, last = line.partition(" :")
+    rest = line
+    if line[:1] == "@":  # client tags (a label, +typing): the rest may be the common shape
+        space = line.find(" ")
+        rest = line[space + 1 :] if space != -1 else ""
+    if rest and rest[0] not in "@: " and "  " not in rest:
+        # the common shape, no source, single spaces: split at C speed
+        first, sep, last = rest.partition(" :")
         words = first.split(" ")
         if words[0] and words[-1]:
             if sep:
                 words.append(last)
-            return Message(words[0], words[1:], None, {})
+            tags = _parse_tags(line[1 : len(line) - len(rest) - 1]) if rest is not line else {}
+            return Message(words[0], words[1:], None, tags)
     pos = 0
     n = len(line)
     tags: dict[str, str] = {}

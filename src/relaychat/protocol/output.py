@@ -114,10 +114,12 @@ class Output:
         self.responding: Session | None = None
         self._response: list[bytes] = []
         self.label: str | None = None  # the responding command's label (labeled-response)
+        self._ack = f" :{server_name} ACK\r\n".encode()
         self._batches = 0
 
     def configure(self, server_name: str, sendq: int) -> None:
         self.numeric_prefix = f":{server_name} "
+        self._ack = f" :{server_name} ACK\r\n".encode()
         self.sendq = sendq
 
     # ------------------------------------------------------------ raw output
@@ -218,7 +220,8 @@ class Output:
         outer batch's tag)."""
         tag = b"label=" + escape_tag_value(label).encode("utf-8", "replace")
         if not response:
-            return b"@" + tag + b" " + self.numeric_prefix.encode() + b"ACK\r\n"
+            return b"@" + tag + self._ack
+
         lines = b"".join(response).split(b"\r\n")
         lines.pop()  # after the last CRLF
         if len(lines) == 1 or _one_batch(lines):
