@@ -425,16 +425,32 @@ class Output:
                 if sess.closing is not None:
                     out.append((sess.handle, b"", True))
                 continue
+            # STATS l counts messages: a slice's by its length (never by scanning
+            # the shared bytes), other items by their line ends (they are short)
             if len(q) == 1:
                 item = q[0]
-                data = _resolve(item, sess.variant) if item.__class__ is Slice else item
+                if item.__class__ is Slice:
+                    data = _resolve(item, sess.variant)
+                    sess.sent_lines += _length(item)
+                else:
+                    data = item
+                    sess.sent_lines += item.count(b"\n")
             else:
                 v = sess.variant
-                data = b"".join([_resolve(i, v) if i.__class__ is Slice else i for i in q])
+                parts = []
+                lines = 0
+                for i in q:
+                    if i.__class__ is Slice:
+                        parts.append(_resolve(i, v))
+                        lines += _length(i)
+                    else:
+                        parts.append(i)
+                        lines += i.count(b"\n")
+                data = b"".join(parts)
+                sess.sent_lines += lines
             sess.out = None
             sess.queued = 0
-            sess.sent_bytes += len(data)  # STATS l
-            sess.sent_lines += data.count(b"\n")
+            sess.sent_bytes += len(data)
             out.append((sess.handle, data, sess.closing is not None))
         for chan in self._batched:
             chan.batch = None
@@ -466,6 +482,11 @@ def _close_slice(sess: Session, sl: Slice) -> None:
         sl.end = len(batch.items)
         batch.attached.pop(sess, None)
         batch.detached.add(sess)
+
+
+def _length(sl: Slice) -> int:
+    """How many messages ``sl`` holds."""
+    return (len(sl.batch.items) if sl.end is None else sl.end) - sl.start
 
 
 def _resolve(sl: Slice, variant: int) -> bytes:
