@@ -322,7 +322,7 @@ class Output:
             self._relay(self._wall_users(), ev, None)
 
     def _to_self(self, sess: Session, ev: Event, echo: bool) -> None:
-        if ev.cap is not None and ev.cap not in sess.caps:
+        if (ev.cap is not None and ev.cap not in sess.caps) or _excluded(ev.nocap, sess.caps):
             return
         data = ev.for_variant(sess.variant)
         self.send_direct(sess, data)
