@@ -264,8 +264,8 @@ def parse_message(line: str) -> Message:
         if words[0] and words[-1]:
             if sep:
                 words.append(last)
-            tags = _parse_tags(line[1 : len(line) - len(rest) - 1]) if rest is not line else {}
-            return Message(words[0], words[1:], None, tags)
+            raw_tags = line[1 : len(line) - len(rest) - 1] if rest is not line else ""
+            return Message(words[0], words[1:], None, _parse_tags(raw_tags) if raw_tags else {})
     pos = 0
     n = len(line)
     tags: dict[str, str] = {}
