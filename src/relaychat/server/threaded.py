@@ -318,6 +318,9 @@ class ThreadedServer:
             self._unwatch(conn)
             with contextlib.suppress(OSError):
                 conn.sock.close()
+        # a thread whose turn ended while this one held flush_lock left its output
+        # to us (it could not take the lock): write it now, not at the next timer
+        self._after_turn()
         if not self._stopping.is_set():
             with self.lock:
                 self.conns.discard(conn)
@@ -405,7 +408,10 @@ class ThreadedServer:
     # ------------------------------------------------- engine primitives
     def write(self, conn: _Conn, data: bytes) -> int:
         with self.flush_lock:
-            return self._send(conn, data)
+            backlog = self._send(conn, data)
+        if self._pending:
+            self._wake()  # output left by a thread that found flush_lock taken
+        return backlog
 
     def backlog(self, conn: _Conn) -> int:
         return conn.backlog_bytes
