@@ -38,9 +38,9 @@ class Server:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def client(self, nick: str) -> RawClient:
+    def client(self, nick: str, caps: tuple[str, ...] = ()) -> RawClient:
         c = RawClient(self.port)
-        c.register(nick)
+        c.register(nick, caps)  # with caps: CAP LS 302, so cap-notify too
         return c
 
     def exit_code_within(self, seconds: float) -> int:
@@ -280,6 +280,32 @@ def test_sighup_reloads_the_config_without_dropping_clients(
         c.send("NAMES #stay")
         names = c.expect("353")
         assert "keeper" in names.params[-1].replace("@", "").split()
+    finally:
+        c.close()
+
+
+def test_sighup_that_disables_a_capability_sends_cap_del_then_new(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    """cap-notify over a real reload: a client that negotiated with CAP LS 302
+    hears CAP DEL when the file disables a capability, CAP NEW when it comes back;
+    the capability stops working for it in between."""
+    conf = tmp_path / "relaychat.toml"
+    base = '[server]\nlog_level = "WARNING"\n'
+    conf.write_text(base)
+    server = spawn(engine, "--config", str(conf))
+    c = server.client("notified", caps=("echo-message",))
+    try:
+        conf.write_text(base + 'disabled_caps = ["echo-message"]\n')
+        server.proc.send_signal(signal.SIGHUP)
+        gone = c.expect(lambda m: m.command == "CAP")
+        assert gone.params[1:] == ["DEL", "echo-message"]
+        c.send("PRIVMSG notified :to me")
+        assert [m.command for m in c.sync()] == ["PRIVMSG"]  # delivered once: no echo now
+        conf.write_text(base)
+        server.proc.send_signal(signal.SIGHUP)
+        back = c.expect(lambda m: m.command == "CAP")
+        assert back.params[1:] == ["NEW", "echo-message"]
     finally:
         c.close()
 
