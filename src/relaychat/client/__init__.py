@@ -2,6 +2,7 @@
 (:mod:`.tui`, imported on demand because it needs prompt_toolkit)."""
 
 from relaychat.client.connection import (
+    AuthenticationFailed,
     Batch,
     ClientLimits,
     ClientProtocol,
@@ -15,6 +16,7 @@ from relaychat.client.connection import (
     RegistrationError,
     RequestError,
     Response,
+    SaslCredentials,
     TooManyRequests,
     connect,
 )
@@ -22,6 +24,7 @@ from relaychat.protocol.client import DEFAULT_CAPS, MultilineLimits
 
 __all__ = [
     "DEFAULT_CAPS",
+    "AuthenticationFailed",
     "Batch",
     "ClientLimits",
     "ClientProtocol",
@@ -36,6 +39,7 @@ __all__ = [
     "RegistrationError",
     "RequestError",
     "Response",
+    "SaslCredentials",
     "TooManyRequests",
     "connect",
 ]

@@ -71,6 +71,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from relaychat.protocol.client import (
+    AuthenticationFailed,
     Batch,
     ClientLimits,
     ClientProtocol,
@@ -85,8 +86,10 @@ from relaychat.protocol.client import (
     TooManyRequests,
 )
 from relaychat.protocol.message import Message, parse_message
+from relaychat.protocol.sasl_client import DEFAULT_MECHANISMS, SaslCredentials
 
 __all__ = [
+    "AuthenticationFailed",
     "Batch",
     "ClientLimits",
     "ClientProtocol",
@@ -100,6 +103,7 @@ __all__ = [
     "RegistrationError",
     "RequestError",
     "Response",
+    "SaslCredentials",
     "TooManyRequests",
     "connect",
 ]
@@ -161,6 +165,12 @@ class Connection:
     and ``server-time``; ``()``: none). ``limits`` bound the batches held and the
     requests pending (:class:`ClientLimits`); ``seen_msgids`` drops messages seen
     before, by ``msgid`` (see :class:`RecentMsgids`).
+
+    ``sasl``: log in with these credentials during registration (IRCv3 SASL,
+    SCRAM-SHA-256 preferred, else PLAIN; ``sasl_mechanisms`` to choose);
+    :meth:`connect` raises :class:`AuthenticationFailed` when the login fails or
+    the server does not offer SASL, unless ``sasl_required`` is False (then it
+    registers without an account). :attr:`account` is the confirmed account.
     """
 
     def __init__(
@@ -177,6 +187,9 @@ class Connection:
         queue_size: int = 10_000,
         limits: ClientLimits | None = None,
         seen_msgids: RecentMsgids | None = None,
+        sasl: SaslCredentials | None = None,
+        sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
+        sasl_required: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -190,6 +203,9 @@ class Connection:
             alt_nicks=alt_nicks,
             limits=limits,
             seen_msgids=seen_msgids,
+            sasl=sasl,
+            sasl_mechanisms=sasl_mechanisms,
+            sasl_required=sasl_required,
         )
         self._requests: dict[str, PendingResponse] = {}  # label -> future, under _state_lock
         self._sock: socket.socket | None = None
@@ -238,6 +254,18 @@ class Connection:
     def phase(self) -> Phase:
         with self._state_lock:
             return self._protocol.phase
+
+    @property
+    def account(self) -> str | None:
+        """The account the server confirmed we are logged into (900), else None."""
+        with self._state_lock:
+            return self._protocol.account
+
+    @property
+    def sasl_failure(self) -> tuple[str | None, str] | None:
+        """Why SASL login failed, as (numeric or None, text); None when it did not."""
+        with self._state_lock:
+            return self._protocol.sasl_failure
 
     @property
     def registered(self) -> bool:
@@ -298,7 +326,8 @@ class Connection:
 
         Returns once the server sent 001 (RPL_WELCOME). Raises
         :class:`RegistrationError` if the server refused us (the reason is the
-        message), :class:`TimeoutError` if 001 did not come within ``timeout``
+        message; :class:`AuthenticationFailed`, a subclass, when SASL login was
+        required and failed), :class:`TimeoutError` if 001 did not come within ``timeout``
         seconds, or :class:`OSError` if the TCP connection failed. On any error
         the connection is closed.
         """
@@ -319,7 +348,11 @@ class Connection:
                 raise TimeoutError(f"no welcome from {self.host}:{self.port} in {timeout}s")
             with self._state_lock:
                 phase, error = self._protocol.phase, self._protocol.error
+                sasl_failure = self._protocol.sasl_failure
+                required = self._protocol.sasl_required
             if phase is not Phase.REGISTERED:
+                if sasl_failure is not None and required:
+                    raise AuthenticationFailed(*sasl_failure)
                 raise RegistrationError(error or "registration failed")
         except BaseException:
             self.close()
@@ -693,6 +726,9 @@ def connect(
     on_message: MessageCallback | None = None,
     limits: ClientLimits | None = None,
     seen_msgids: RecentMsgids | None = None,
+    sasl: SaslCredentials | None = None,
+    sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
+    sasl_required: bool = True,
 ) -> Connection:
     """Create a :class:`Connection`, register ``on_message`` (so it sees the
     registration burst too) and :meth:`~Connection.connect` it."""
@@ -707,6 +743,9 @@ def connect(
         alt_nicks=alt_nicks,
         limits=limits,
         seen_msgids=seen_msgids,
+        sasl=sasl,
+        sasl_mechanisms=sasl_mechanisms,
+        sasl_required=sasl_required,
     )
     if on_message is not None:
         conn.on_message(on_message)
