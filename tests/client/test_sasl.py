@@ -504,3 +504,15 @@ def test_connection_continues_without_login_when_asked(
     assert done.result(10).registered
     assert conn.account is None
     assert conn.sasl_failure == (None, "the server does not offer SASL")
+
+
+def test_core_cap_new_during_login_does_not_end_caps() -> None:
+    proto = core(sasl=CREDS, sasl_mechanisms=["PLAIN"])
+    feed(proto, ":irc CAP * LS :sasl", ":irc CAP alice ACK :sasl")
+    out(proto)
+    feed(proto, ":irc CAP alice NEW :away-notify")
+    assert out(proto) == []
+    feed(proto, "AUTHENTICATE +")
+    out(proto)
+    feed(proto, ":irc 903 alice :SASL authentication successful")
+    assert out(proto) == ["CAP END"]

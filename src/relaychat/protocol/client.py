@@ -1062,6 +1062,8 @@ class ClientProtocol:
         """The capabilities are settled: log in first if we should, then CAP END."""
         if self._cap_phase is _CapPhase.DONE or self.phase is not Phase.REGISTERING:
             return
+        if self._sasl in _ACTIVE:
+            return  # CAP END once the login is over (a CAP NEW or ACK meanwhile)
         if self._sasl_credentials is None or self._sasl is not _Sasl.IDLE:
             self._end_caps()
             return
