@@ -10,15 +10,17 @@ import hmac
 import logging
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from ircutil import wait_for
 from relaychat.client import (
     AuthenticationFailed,
     ClientProtocol,
     Connection,
+    NotSupported,
     Phase,
     RegistrationError,
     SaslCredentials,
@@ -516,3 +518,76 @@ def test_core_cap_new_during_login_does_not_end_caps() -> None:
     out(proto)
     feed(proto, ":irc 903 alice :SASL authentication successful")
     assert out(proto) == ["CAP END"]
+
+
+# -- account registration (draft/account-registration) ------------------------------------
+
+
+def registered_with_registration_cap(
+    scripted_peer: Any, conns: list[Connection]
+) -> tuple[Connection, Any]:
+    conn = Connection(
+        HOST,
+        scripted_peer.port,
+        "alice",
+        caps=("batch", "labeled-response", "draft/account-registration"),
+    )
+    conns.append(conn)
+    done = run_connect(conn)
+    peer = scripted_peer.accept()
+    peer.expect("CAP LS")
+    peer.send_line(":irc.test CAP * LS :batch labeled-response draft/account-registration")
+    assert peer.expect("CAP REQ") == "CAP REQ :batch draft/account-registration labeled-response"
+    peer.send_line(":irc.test CAP alice ACK :batch labeled-response draft/account-registration")
+    peer.expect("CAP END")
+    peer.send_line(":irc.test 001 alice :Welcome")
+    done.result(10)
+    return conn, peer
+
+
+def test_register_account_sends_register_and_returns_the_labeled_reply(
+    scripted_peer: Any, conns: list[Connection]
+) -> None:
+    conn, peer = registered_with_registration_cap(scripted_peer, conns)
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(conn.register_account, PASSWORD, email="a@example.org")
+        line = parse_message(peer.expect("@label="))
+        assert line.command == "REGISTER"
+        assert line.params == ["alice", "a@example.org", PASSWORD]
+        label = line.tags["label"]
+        peer.send_line(f"@label={label} :irc.test REGISTER SUCCESS alice :Account created")
+        peer.send_line(":irc.test 900 alice alice!a@h alice :You are now logged in as alice")
+        response = reply.result(10)
+    assert [m.params for m in response] == [["SUCCESS", "alice", "Account created"]]
+    assert response.error is None
+    wait_for(lambda: conn.account == "alice")
+
+
+def test_register_account_failure_is_the_fail_reply(
+    scripted_peer: Any, conns: list[Connection]
+) -> None:
+    conn, peer = registered_with_registration_cap(scripted_peer, conns)
+    future = conn.send_register_account(PASSWORD, account="bob")
+    line = parse_message(peer.expect("@label="))
+    assert line.params == ["bob", "*", PASSWORD]
+    peer.send_line(f"@label={line.tags['label']} :irc.test FAIL REGISTER ACCOUNT_EXISTS bob :Taken")
+    response = future.result(10)
+    assert response.error is not None and response.error.params[:2] == [
+        "REGISTER",
+        "ACCOUNT_EXISTS",
+    ]
+
+
+def test_register_account_needs_the_cap_and_keeps_the_password_out_of_errors(
+    scripted_peer: Any, conns: list[Connection]
+) -> None:
+    conn = Connection(HOST, scripted_peer.port, "alice", caps=())
+    conns.append(conn)
+    done = run_connect(conn)
+    scripted_peer.accept().register("alice")
+    done.result(10)
+    with pytest.raises(NotSupported):
+        conn.register_account(PASSWORD)
+    with pytest.raises(ValueError) as info:
+        conn.register_account("bad\r\npassword")
+    assert "password" in str(info.value) and "bad\r\n" not in str(info.value)

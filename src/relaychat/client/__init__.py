@@ -20,9 +20,10 @@ from relaychat.client.connection import (
     TooManyRequests,
     connect,
 )
-from relaychat.protocol.client import DEFAULT_CAPS, MultilineLimits
+from relaychat.protocol.client import ACCOUNT_REGISTRATION, DEFAULT_CAPS, MultilineLimits
 
 __all__ = [
+    "ACCOUNT_REGISTRATION",
     "DEFAULT_CAPS",
     "AuthenticationFailed",
     "Batch",

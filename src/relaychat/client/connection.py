@@ -71,6 +71,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from relaychat.protocol.client import (
+    ACCOUNT_REGISTRATION,
     AuthenticationFailed,
     Batch,
     ClientLimits,
@@ -447,6 +448,52 @@ class Connection:
             if future.cancel():
                 raise TimeoutError(f"no reply to {future.command} in {timeout}s") from None
             return future.result()  # the reply came meanwhile: the reader is handing it over
+
+    def send_register_account(
+        self, password: str, *, account: str | None = None, email: str | None = None
+    ) -> PendingResponse:
+        """Ask the server to register an account (IRCv3 account-registration:
+        ``REGISTER <account> <email|*> <password>``, labeled) and return the future
+        of its reply at once. ``account`` defaults to our nick, ``email`` to ``*``.
+
+        The reply (:class:`Response`) holds ``REGISTER SUCCESS <account> <text>``,
+        ``REGISTER VERIFICATION_REQUIRED ...`` or ``FAIL REGISTER <code> ...``
+        (``response.error``); after a success the server usually logs us in (900,
+        :attr:`account`). Raises :class:`NotSupported` without
+        ``draft/account-registration`` (request it in ``caps``) or labels, and
+        ValueError for an empty password, one with CR, LF or NUL, or an account or
+        email that is not one word (the message never holds the password).
+        """
+        if not password or any(c in password for c in "\r\n\0"):
+            raise ValueError("the password must be non-empty, without CR, LF or NUL")
+        if ACCOUNT_REGISTRATION not in self.enabled_caps:
+            raise NotSupported(f"the server did not enable {ACCOUNT_REGISTRATION}")
+        account = self.nick if account is None else account
+        email = "*" if email is None else email
+        for what, word in (("account", account), ("email", email)):
+            if not word or word.startswith(":") or any(c in word for c in " \r\n\0"):
+                raise ValueError(f"bad {what} {word!r}")
+        return self.send_request(Message("REGISTER", [account, email, password]))
+
+    def register_account(
+        self,
+        password: str,
+        *,
+        account: str | None = None,
+        email: str | None = None,
+        timeout: float | None = 10.0,
+    ) -> Response:
+        """:meth:`send_register_account`, then wait for the reply as :meth:`request`
+        does (TimeoutError, :class:`ConnectionClosed`)."""
+        if threading.current_thread() is self._reader:
+            raise RuntimeError("register_account() on the reader thread would wait for itself")
+        future = self.send_register_account(password, account=account, email=email)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.cancel():
+                raise TimeoutError(f"no reply to REGISTER in {timeout}s") from None
+            return future.result()
 
     def _forget_request(self, label: str) -> None:
         with self._state_lock:

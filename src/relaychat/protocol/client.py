@@ -78,6 +78,7 @@ from relaychat.protocol.sasl_client import (
 SERVER_TAGS_BYTES = 8190
 
 __all__ = [
+    "ACCOUNT_REGISTRATION",
     "DEFAULT_CAPS",
     "MULTILINE",
     "MULTILINE_CONCAT",
@@ -131,6 +132,10 @@ MAX_LINE_BYTES = 8192
 #: a work-in-progress specification, hence the ``draft/`` names).
 MULTILINE = "draft/multiline"
 MULTILINE_CONCAT = "draft/multiline-concat"
+
+#: The capability that allows ``REGISTER <account> <email|*> <password>`` (IRCv3
+#: account-registration, a work-in-progress specification). Not requested by default.
+ACCOUNT_REGISTRATION = "draft/account-registration"
 
 #: What a client asks for when the server offers it, unless given ``caps``. Not
 #: ``echo-message``: a bot that repeats what it hears would then hear itself.
