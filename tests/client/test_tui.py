@@ -1029,3 +1029,81 @@ def test_render_shows_login_and_hides_the_sasl_chatter() -> None:
     assert shown(":irc 901 alice alice!a@h :You are now logged out") == "-- logged out"
     for numeric in ("903", "904", "908"):
         assert shown(f":irc {numeric} alice :whatever") is None
+
+
+def registration_peer(peer: Any) -> None:
+    peer.expect("CAP LS")
+    peer.send_line(":irc.test CAP * LS :batch labeled-response draft/account-registration")
+    peer.expect("CAP REQ")
+    peer.send_line(":irc.test CAP me ACK :batch labeled-response draft/account-registration")
+    peer.expect("CAP END")
+    peer.send_line(":irc.test 001 alice :Welcome")
+
+
+def test_session_register_asks_for_the_password_and_shows_the_result(scripted_peer: Any) -> None:
+    lines: list[str] = []
+    asked: list[str] = []
+
+    def ask(question: str) -> str:
+        asked.append(question)
+        return SECRET
+
+    conn = Connection(
+        HOST,
+        scripted_peer.port,
+        "alice",
+        caps=("batch", "labeled-response", "draft/account-registration"),
+    )
+    session = ChatSession(conn, lines.append, ask_secret=ask)
+    conn.on_message(session.handle_message)
+    with ThreadPoolExecutor(1) as pool:
+        connecting = pool.submit(conn.connect)
+        peer = scripted_peer.accept()
+        registration_peer(peer)
+        connecting.result(10)
+    try:
+        session.handle_input("/register alice a@example.org")
+        assert asked == ["Password for the new account alice: "]
+        line = parse_message(peer.expect("@label="))
+        assert line.params == ["alice", "a@example.org", SECRET]
+        peer.send_line(
+            f"@label={line.tags['label']} :irc.test REGISTER SUCCESS alice :Account created"
+        )
+        peer.send_line(":irc.test 900 alice alice!a@h alice :You are now logged in as alice")
+        wait_for(lambda: any("logged in as alice" in shown for shown in lines))
+        assert any(shown.endswith("-- account alice: success: Account created") for shown in lines)
+        session.handle_input("/register bob")
+        line = parse_message(peer.expect("@label="))
+        assert line.params == ["bob", "*", SECRET]
+        peer.send_line(
+            f"@label={line.tags['label']} :irc.test FAIL REGISTER ACCOUNT_EXISTS bob :Taken"
+        )
+        wait_for(lambda: any("ACCOUNT_EXISTS" in shown for shown in lines))
+        assert not any(SECRET in shown for shown in lines)
+    finally:
+        peer.close()
+        conn.close()
+
+
+def test_tui_register_password_prompt_does_not_show_it(
+    scripted_peer: Any, child_env: dict[str, str]
+) -> None:
+    term = sasl_terminal(child_env, "--nick", "alice", f"{HOST}:{scripted_peer.port}")
+    try:
+        peer = scripted_peer.accept()
+        registration_peer(peer)
+        term.pty.expect("connected;")
+        term.pty.sendline("/register")
+        term.pty.expect("Password for the new account alice:")
+        term.pty.send(SECRET + "\r")
+        line = parse_message(peer.expect("@label="))
+        assert line.params == ["alice", "*", SECRET]
+        peer.send_line(f"@label={line.tags['label']} :irc.test REGISTER SUCCESS alice :Done")
+        term.pty.expect(STAMP + "-- account alice: success: Done")
+        term.pty.sendline("/quit")
+        peer.expect("QUIT")
+        peer.close()
+        assert term.exit_status() == 0
+        assert SECRET not in term.pty.logfile_read.getvalue()
+    finally:
+        term.close()

@@ -68,7 +68,7 @@ from relaychat.client.connection import (
     Response,
     SaslCredentials,
 )
-from relaychat.protocol.client import split_lines
+from relaychat.protocol.client import ACCOUNT_REGISTRATION, DEFAULT_CAPS, split_lines
 from relaychat.protocol.message import Message, MessageParseError, split_source
 from relaychat.protocol.numerics import (
     RPL_AWAY,
@@ -747,7 +747,8 @@ class ChatSession:
     ``output`` receives finished display lines (``[HH:MM] ...``; a block such as a
     WHOIS answer comes as one string of several lines) from both the main thread
     and the connection's reader thread; ``changed`` is called when the prompt text
-    may have changed. ``clock`` returns the epoch time (for tests).
+    may have changed. ``clock`` returns the epoch time (for tests). ``ask_secret``
+    asks the user for a password without showing it (main thread; for ``/register``).
 
     What the user sends is shown once, locally, when it is sent: the client does
     not request ``echo-message``, and if the connection has it anyway the server's
@@ -761,8 +762,10 @@ class ChatSession:
         *,
         changed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        ask_secret: Callable[[str], str] | None = None,
     ) -> None:
         self.conn = conn
+        self._ask_secret = ask_secret
         self._output = output
         self._changed = changed
         self._clock = clock
@@ -1071,6 +1074,40 @@ class ChatSession:
         if not response.complete:
             self.show(f"! the reply to {command} was cut short")
 
+    def _cmd_register(self, args: str) -> None:
+        words = args.split()
+        if len(words) > 2:
+            self._usage("register")
+            return
+        if self._ask_secret is None:
+            self.show("! cannot ask for a password here")
+            return
+        account = words[0] if words else self.conn.nick
+        email = words[1] if len(words) > 1 else None
+        try:
+            secret = self._ask_secret(f"Password for the new account {account}: ")
+        except (EOFError, KeyboardInterrupt):
+            self.show("-- registration cancelled")
+            return
+        if not secret:
+            self.show("-- registration cancelled")
+            return
+        future = self.conn.send_register_account(secret, account=account, email=email)
+        self.show(f"-- registering account {account}")
+        future.add_done_callback(self._show_registration)
+
+    def _show_registration(self, done: Future[Response]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        for msg in done.result():
+            if msg.command.upper() == "REGISTER" and len(msg.params) >= 3:
+                status, account, text = msg.params[0], msg.params[1], msg.params[-1]
+                self.show(f"-- account {account}: {status.lower()}: {text}", msg)
+            else:
+                line = render(msg, is_me=self.conn.is_me, current=self.target)
+                if line is not None:
+                    self.show(line, msg)
+
     def _cmd_away(self, args: str) -> None:
         self.conn.send("AWAY", *([args] if args else []))
 
@@ -1108,6 +1145,11 @@ _COMMANDS: dict[str, _Command] = {
     "whois": _Command(ChatSession._cmd_whois, "/whois nick", "about someone"),
     "list": _Command(ChatSession._cmd_list, "/list [#chan,...|filter]", "list channels"),
     "away": _Command(ChatSession._cmd_away, "/away [message]", "set (or clear) away"),
+    "register": _Command(
+        ChatSession._cmd_register,
+        "/register [account [email]]",
+        "register an account (asks for its password)",
+    ),
     "raw": _Command(ChatSession._cmd_raw, "/raw LINE", "send a raw IRC line"),
     "quit": _Command(ChatSession._cmd_quit, "/quit [reason]", "disconnect and exit"),
     "bye": _Command(ChatSession._cmd_quit, "/bye [reason]", "same as /quit"),
@@ -1141,7 +1183,17 @@ def _run_terminal(conn: Connection, nick: str) -> int:
 
     prompt_session: PromptSession[str] = PromptSession(key_bindings=bindings)
     app = prompt_session.app
-    session = ChatSession(conn, lambda line: print(line, flush=True), changed=app.invalidate)
+
+    def ask_secret(question: str) -> str:
+        # a session of its own: the chat history never holds the password
+        return PromptSession[str]().prompt(question, is_password=True)
+
+    session = ChatSession(
+        conn,
+        lambda line: print(line, flush=True),
+        changed=app.invalidate,
+        ask_secret=ask_secret,
+    )
     conn.on_message(session.handle_message)
 
     def stop_prompt() -> None:
@@ -1253,7 +1305,14 @@ def chat_main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
     try:
-        conn = Connection(host, port, nick, password=args.password, sasl=sasl)
+        conn = Connection(
+            host,
+            port,
+            nick,
+            password=args.password,
+            sasl=sasl,
+            caps=(*DEFAULT_CAPS, ACCOUNT_REGISTRATION),
+        )
     except ValueError as exc:
         parser.error(str(exc))
     try:
