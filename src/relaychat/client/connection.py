@@ -10,8 +10,8 @@ Two layers, as in the rest of relaychat:
   :class:`~relaychat.protocol.client.Batch` objects, the
   :class:`~relaychat.protocol.client.Response` to each labeled request, and bytes to
   send out (:meth:`~ClientProtocol.data_to_send`). It owns line framing, registration
-  (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on 432/433/436/437), PING
-  answers, current-nick tracking, ISUPPORT, the capability sets, open batches and
+  (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on 432/433/436/437, SASL
+  login), PING answers, current-nick tracking, ISUPPORT, the capability sets, open batches and
   pending labels. It never touches a socket, a thread, a lock or a clock, so it is
   not thread-safe by itself.
 
