@@ -7,9 +7,10 @@ Theory of operation
 what they complete out, plus bytes to send (``data_to_send``). It owns line framing,
 registration (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on
 432/433/436/437, SASL login before CAP END with the mechanisms of
-:mod:`relaychat.protocol.sasl_client`), PING answers, current-nick tracking, ISUPPORT and the capability
-sets. It never touches a socket, a thread, a lock or a clock, so it is not
-thread-safe by itself: :mod:`relaychat.client.connection` drives it from threads.
+:mod:`relaychat.protocol.sasl_client`), PING answers, current-nick tracking,
+ISUPPORT and the capability sets. It never touches a socket, a thread, a lock or a
+clock, so it is not thread-safe by itself: :mod:`relaychat.client.connection` drives
+it from threads.
 
 What ``receive_data`` returns, in the order the server meant it (:data:`Received`):
 
