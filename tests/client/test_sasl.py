@@ -591,3 +591,31 @@ def test_register_account_needs_the_cap_and_keeps_the_password_out_of_errors(
     with pytest.raises(ValueError) as info:
         conn.register_account("bad\r\npassword")
     assert "password" in str(info.value) and "bad\r\n" not in str(info.value)
+
+
+def test_scram_saslprep_maps_non_ascii_spaces_and_refuses_controls() -> None:
+    def final(password: str) -> bytes:
+        scram = ScramSha256(SaslCredentials("user", password), nonce=RFC_NONCE)
+        scram.step(b"")
+        return scram.step(RFC_SERVER_FIRST.encode())
+
+    assert final("pen\u00a0cil") == final("pen cil") != final("pencil")
+    assert final("pen\u00adcil") == final("pencil")  # soft hyphen: mapped to nothing
+    with pytest.raises(SaslError):
+        final("pen\x07cil")
+
+
+def test_core_unusable_name_for_scram_falls_back_to_plain() -> None:
+    proto = core(sasl=SaslCredentials("us\x07er", "pw"))
+    feed(proto, ":irc CAP * LS :sasl", ":irc CAP alice ACK :sasl")
+    assert out(proto)[-1] == "AUTHENTICATE PLAIN"
+
+
+def test_core_welcome_during_optional_login_gives_up_on_it() -> None:
+    proto = core(sasl=CREDS, sasl_mechanisms=["PLAIN"], sasl_required=False)
+    feed(proto, ":irc CAP * LS :sasl", ":irc CAP alice ACK :sasl")
+    out(proto)
+    feed(proto, ":irc 001 alice :Welcome")
+    assert proto.phase is Phase.REGISTERED and not proto.sasl_in_progress
+    assert out(proto) == []
+    assert proto.sasl_failure == (None, "the server registered us before the login ended")

@@ -993,6 +993,9 @@ class ClientProtocol:
         ):  # a server that registered us without CAP, or during SASL
             self._sasl_failed(None, "the server registered us without SASL login")
             return
+        if self.phase is Phase.REGISTERING and self._sasl in _ACTIVE:
+            self._cap_phase = _CapPhase.DONE  # nothing to end: we are in
+            self._sasl_failed(None, "the server registered us before the login ended")
         if msg.params:
             self.nick = msg.params[0]
         self._cap_phase = _CapPhase.DONE
@@ -1097,7 +1100,11 @@ class ClientProtocol:
             if name not in self._sasl_tried and (server is None or name in server):
                 assert self._sasl_credentials is not None
                 self._sasl_tried.append(name)
-                self._mechanism = make_mechanism(name, self._sasl_credentials)
+                try:
+                    self._mechanism = make_mechanism(name, self._sasl_credentials)
+                except SaslError as exc:  # e.g. a name SCRAM cannot carry
+                    numeric, text = None, str(exc)
+                    continue
                 self._challenge = ChallengeReader()
                 self._sasl_transition(_SaslEvent.MECHANISM)
                 self.send(Message("AUTHENTICATE", [name]))
