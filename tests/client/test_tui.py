@@ -3,6 +3,7 @@ handling against a real server, and the whole program in a pty driven by pexpect
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import io
 import os
@@ -904,3 +905,205 @@ def test_tui_refuses_to_run_without_a_terminal(child_env: dict[str, str]) -> Non
     )
     assert result.returncode == 2
     assert b"needs a terminal" in result.stderr
+
+
+# -- SASL login --------------------------------------------------------------------------
+
+SECRET = "s3cret-Horse-7"
+
+
+def sasl_terminal(
+    child_env: dict[str, str], *args: str, env: dict[str, str] | None = None
+) -> Terminal:
+    environment = {k: v for k, v in child_env.items() if k != "RELAYCHAT_PASSWORD"}
+    term = Terminal(list(args), dict(environment, **(env or {})))
+    term.pty.logfile_read = io.StringIO()  # everything the terminal showed
+    return term
+
+
+def play_plain_login(peer: Any, account: str, *, succeed: bool = True) -> bytes:
+    """Play a server offering sasl=PLAIN through the login; the decoded response."""
+    peer.expect("CAP LS")
+    peer.send_line(":irc.test CAP * LS :sasl=PLAIN")
+    assert peer.expect("CAP REQ") == "CAP REQ sasl"
+    peer.send_line(":irc.test CAP alice ACK :sasl")
+    peer.expect("AUTHENTICATE PLAIN")
+    peer.send_line("AUTHENTICATE +")
+    response = base64.b64decode(peer.expect("AUTHENTICATE ").split()[1])
+    if not succeed:
+        peer.send_line(":irc.test 904 alice :SASL authentication failed")
+        return response
+    peer.send_line(f":irc.test 900 alice alice!a@h {account} :You are now logged in as {account}")
+    peer.send_line(":irc.test 903 alice :SASL authentication successful")
+    peer.expect("CAP END")
+    peer.send_line(":irc.test 001 alice :Welcome")
+    return response
+
+
+def test_tui_account_password_from_a_prompt_is_never_shown(
+    scripted_peer: Any, child_env: dict[str, str]
+) -> None:
+    term = sasl_terminal(
+        child_env, "--nick", "alice", "--account", "alice", f"{HOST}:{scripted_peer.port}"
+    )
+    try:
+        term.pty.expect("Password for alice: ")
+        term.pty.send(SECRET + "\r")
+        peer = scripted_peer.accept()
+        assert play_plain_login(peer, "alice") == f"\0alice\0{SECRET}".encode()
+        term.pty.expect(STAMP + "-- logged in as alice")
+        term.pty.expect("connected;")
+        term.pty.sendline("/quit")
+        peer.expect("QUIT")
+        peer.close()
+        assert term.exit_status() == 0
+        shown = term.pty.logfile_read.getvalue()
+        assert "Password for alice" in shown and SECRET not in shown
+    finally:
+        term.close()
+
+
+def test_tui_failed_login_from_a_password_file_exits_one(
+    scripted_peer: Any, child_env: dict[str, str], tmp_path: Any
+) -> None:
+    secret_file = tmp_path / "password"
+    secret_file.write_text(SECRET + "\n")
+    term = sasl_terminal(
+        child_env,
+        "--nick",
+        "alice",
+        "--account",
+        "alice",
+        "--password-file",
+        str(secret_file),
+        f"{HOST}:{scripted_peer.port}",
+        env={"RELAYCHAT_PASSWORD": "not-this-one"},
+    )
+    try:
+        peer = scripted_peer.accept()
+        assert play_plain_login(peer, "alice", succeed=False) == f"\0alice\0{SECRET}".encode()
+        term.pty.expect(STAMP + "! cannot connect to .*: SASL 904: SASL authentication failed")
+        assert term.exit_status() == 1
+        assert SECRET not in term.pty.logfile_read.getvalue()
+    finally:
+        term.close()
+
+
+def test_tui_account_password_from_the_environment(
+    scripted_peer: Any, child_env: dict[str, str]
+) -> None:
+    term = sasl_terminal(
+        child_env,
+        "--nick",
+        "alice",
+        "--account",
+        "bob",
+        f"{HOST}:{scripted_peer.port}",
+        env={"RELAYCHAT_PASSWORD": SECRET},
+    )
+    try:
+        peer = scripted_peer.accept()
+        assert play_plain_login(peer, "bob") == f"\0bob\0{SECRET}".encode()
+        term.pty.expect(STAMP + "-- logged in as bob")
+        term.pty.expect("connected;")
+        assert "Password for" not in term.pty.logfile_read.getvalue()
+        term.pty.sendline("/quit")
+        peer.expect("QUIT")
+        peer.close()
+        assert term.exit_status() == 0
+        assert SECRET not in term.pty.logfile_read.getvalue()
+    finally:
+        term.close()
+
+
+def test_render_shows_login_and_hides_the_sasl_chatter() -> None:
+    def me(nick: str) -> bool:
+        return nick == "alice"
+
+    def shown(line: str) -> str | None:
+        return render(parse_message(line), is_me=me, current=None)
+
+    assert shown(":irc 900 alice alice!a@h bob :You are now logged in as bob") == (
+        "-- logged in as bob"
+    )
+    assert shown(":irc 901 alice alice!a@h :You are now logged out") == "-- logged out"
+    for numeric in ("903", "904", "908"):
+        assert shown(f":irc {numeric} alice :whatever") is None
+
+
+def registration_peer(peer: Any) -> None:
+    peer.expect("CAP LS")
+    peer.send_line(":irc.test CAP * LS :batch labeled-response draft/account-registration")
+    peer.expect("CAP REQ")
+    peer.send_line(":irc.test CAP me ACK :batch labeled-response draft/account-registration")
+    peer.expect("CAP END")
+    peer.send_line(":irc.test 001 alice :Welcome")
+
+
+def test_session_register_asks_for_the_password_and_shows_the_result(scripted_peer: Any) -> None:
+    lines: list[str] = []
+    asked: list[str] = []
+
+    def ask(question: str) -> str:
+        asked.append(question)
+        return SECRET
+
+    conn = Connection(
+        HOST,
+        scripted_peer.port,
+        "alice",
+        caps=("batch", "labeled-response", "draft/account-registration"),
+    )
+    session = ChatSession(conn, lines.append, ask_secret=ask)
+    conn.on_message(session.handle_message)
+    with ThreadPoolExecutor(1) as pool:
+        connecting = pool.submit(conn.connect)
+        peer = scripted_peer.accept()
+        registration_peer(peer)
+        connecting.result(10)
+    try:
+        session.handle_input("/register alice a@example.org")
+        assert asked == ["Password for the new account alice: "]
+        line = parse_message(peer.expect("@label="))
+        assert line.params == ["alice", "a@example.org", SECRET]
+        peer.send_line(
+            f"@label={line.tags['label']} :irc.test REGISTER SUCCESS alice :Account created"
+        )
+        peer.send_line(":irc.test 900 alice alice!a@h alice :You are now logged in as alice")
+        wait_for(lambda: any("logged in as alice" in shown for shown in lines))
+        assert any(shown.endswith("-- account alice: success: Account created") for shown in lines)
+        session.handle_input("/register bob")
+        line = parse_message(peer.expect("@label="))
+        assert line.params == ["bob", "*", SECRET]
+        peer.send_line(
+            f"@label={line.tags['label']} :irc.test FAIL REGISTER ACCOUNT_EXISTS bob :Taken"
+        )
+        wait_for(lambda: any("ACCOUNT_EXISTS" in shown for shown in lines))
+        assert not any(SECRET in shown for shown in lines)
+    finally:
+        peer.close()
+        conn.close()
+
+
+def test_tui_register_password_prompt_does_not_show_it(
+    scripted_peer: Any, child_env: dict[str, str]
+) -> None:
+    term = sasl_terminal(child_env, "--nick", "alice", f"{HOST}:{scripted_peer.port}")
+    try:
+        peer = scripted_peer.accept()
+        registration_peer(peer)
+        term.pty.expect("connected;")
+        term.pty.sendline("/register")
+        term.pty.expect("Password for the new account alice:")
+        term.pty.send(SECRET + "\r")
+        line = parse_message(peer.expect("@label="))
+        assert line.params == ["alice", "*", SECRET]
+        peer.send_line(f"@label={line.tags['label']} :irc.test REGISTER SUCCESS alice :Done")
+        term.pty.expect(STAMP + "-- account alice: success: Done")
+        term.pty.sendline("/quit")
+        peer.expect("QUIT")
+        peer.close()
+        assert term.exit_status() == 0
+        assert SECRET not in term.pty.logfile_read.getvalue()
+    finally:
+        term.close()

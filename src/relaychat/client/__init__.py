@@ -2,6 +2,7 @@
 (:mod:`.tui`, imported on demand because it needs prompt_toolkit)."""
 
 from relaychat.client.connection import (
+    AuthenticationFailed,
     Batch,
     ClientLimits,
     ClientProtocol,
@@ -15,13 +16,16 @@ from relaychat.client.connection import (
     RegistrationError,
     RequestError,
     Response,
+    SaslCredentials,
     TooManyRequests,
     connect,
 )
-from relaychat.protocol.client import DEFAULT_CAPS, MultilineLimits
+from relaychat.protocol.client import ACCOUNT_REGISTRATION, DEFAULT_CAPS, MultilineLimits
 
 __all__ = [
+    "ACCOUNT_REGISTRATION",
     "DEFAULT_CAPS",
+    "AuthenticationFailed",
     "Batch",
     "ClientLimits",
     "ClientProtocol",
@@ -36,6 +40,7 @@ __all__ = [
     "RegistrationError",
     "RequestError",
     "Response",
+    "SaslCredentials",
     "TooManyRequests",
     "connect",
 ]

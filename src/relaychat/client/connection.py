@@ -10,8 +10,8 @@ Two layers, as in the rest of relaychat:
   :class:`~relaychat.protocol.client.Batch` objects, the
   :class:`~relaychat.protocol.client.Response` to each labeled request, and bytes to
   send out (:meth:`~ClientProtocol.data_to_send`). It owns line framing, registration
-  (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on 432/433/436/437), PING
-  answers, current-nick tracking, ISUPPORT, the capability sets, open batches and
+  (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on 432/433/436/437, SASL
+  login), PING answers, current-nick tracking, ISUPPORT, the capability sets, open batches and
   pending labels. It never touches a socket, a thread, a lock or a clock, so it is
   not thread-safe by itself.
 
@@ -71,6 +71,8 @@ from types import TracebackType
 from typing import TypeVar
 
 from relaychat.protocol.client import (
+    ACCOUNT_REGISTRATION,
+    AuthenticationFailed,
     Batch,
     ClientLimits,
     ClientProtocol,
@@ -85,8 +87,10 @@ from relaychat.protocol.client import (
     TooManyRequests,
 )
 from relaychat.protocol.message import Message, parse_message
+from relaychat.protocol.sasl_client import DEFAULT_MECHANISMS, SaslCredentials
 
 __all__ = [
+    "AuthenticationFailed",
     "Batch",
     "ClientLimits",
     "ClientProtocol",
@@ -100,6 +104,7 @@ __all__ = [
     "RegistrationError",
     "RequestError",
     "Response",
+    "SaslCredentials",
     "TooManyRequests",
     "connect",
 ]
@@ -161,6 +166,12 @@ class Connection:
     and ``server-time``; ``()``: none). ``limits`` bound the batches held and the
     requests pending (:class:`ClientLimits`); ``seen_msgids`` drops messages seen
     before, by ``msgid`` (see :class:`RecentMsgids`).
+
+    ``sasl``: log in with these credentials during registration (IRCv3 SASL,
+    SCRAM-SHA-256 preferred, else PLAIN; ``sasl_mechanisms`` to choose);
+    :meth:`connect` raises :class:`AuthenticationFailed` when the login fails or
+    the server does not offer SASL, unless ``sasl_required`` is False (then it
+    registers without an account). :attr:`account` is the confirmed account.
     """
 
     def __init__(
@@ -177,6 +188,9 @@ class Connection:
         queue_size: int = 10_000,
         limits: ClientLimits | None = None,
         seen_msgids: RecentMsgids | None = None,
+        sasl: SaslCredentials | None = None,
+        sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
+        sasl_required: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -190,6 +204,9 @@ class Connection:
             alt_nicks=alt_nicks,
             limits=limits,
             seen_msgids=seen_msgids,
+            sasl=sasl,
+            sasl_mechanisms=sasl_mechanisms,
+            sasl_required=sasl_required,
         )
         self._requests: dict[str, PendingResponse] = {}  # label -> future, under _state_lock
         self._sock: socket.socket | None = None
@@ -238,6 +255,18 @@ class Connection:
     def phase(self) -> Phase:
         with self._state_lock:
             return self._protocol.phase
+
+    @property
+    def account(self) -> str | None:
+        """The account the server confirmed we are logged into (900), else None."""
+        with self._state_lock:
+            return self._protocol.account
+
+    @property
+    def sasl_failure(self) -> tuple[str | None, str] | None:
+        """Why SASL login failed, as (numeric or None, text); None when it did not."""
+        with self._state_lock:
+            return self._protocol.sasl_failure
 
     @property
     def registered(self) -> bool:
@@ -298,7 +327,8 @@ class Connection:
 
         Returns once the server sent 001 (RPL_WELCOME). Raises
         :class:`RegistrationError` if the server refused us (the reason is the
-        message), :class:`TimeoutError` if 001 did not come within ``timeout``
+        message; :class:`AuthenticationFailed`, a subclass, when SASL login was
+        required and failed), :class:`TimeoutError` if 001 did not come within ``timeout``
         seconds, or :class:`OSError` if the TCP connection failed. On any error
         the connection is closed.
         """
@@ -319,7 +349,11 @@ class Connection:
                 raise TimeoutError(f"no welcome from {self.host}:{self.port} in {timeout}s")
             with self._state_lock:
                 phase, error = self._protocol.phase, self._protocol.error
+                sasl_failure = self._protocol.sasl_failure
+                required = self._protocol.sasl_required
             if phase is not Phase.REGISTERED:
+                if sasl_failure is not None and required:
+                    raise AuthenticationFailed(*sasl_failure)
                 raise RegistrationError(error or "registration failed")
         except BaseException:
             self.close()
@@ -414,6 +448,52 @@ class Connection:
             if future.cancel():
                 raise TimeoutError(f"no reply to {future.command} in {timeout}s") from None
             return future.result()  # the reply came meanwhile: the reader is handing it over
+
+    def send_register_account(
+        self, password: str, *, account: str | None = None, email: str | None = None
+    ) -> PendingResponse:
+        """Ask the server to register an account (IRCv3 account-registration:
+        ``REGISTER <account> <email|*> <password>``, labeled) and return the future
+        of its reply at once. ``account`` defaults to our nick, ``email`` to ``*``.
+
+        The reply (:class:`Response`) holds ``REGISTER SUCCESS <account> <text>``,
+        ``REGISTER VERIFICATION_REQUIRED ...`` or ``FAIL REGISTER <code> ...``
+        (``response.error``); after a success the server usually logs us in (900,
+        :attr:`account`). Raises :class:`NotSupported` without
+        ``draft/account-registration`` (request it in ``caps``) or labels, and
+        ValueError for an empty password, one with CR, LF or NUL, or an account or
+        email that is not one word (the message never holds the password).
+        """
+        if not password or any(c in password for c in "\r\n\0"):
+            raise ValueError("the password must be non-empty, without CR, LF or NUL")
+        if ACCOUNT_REGISTRATION not in self.enabled_caps:
+            raise NotSupported(f"the server did not enable {ACCOUNT_REGISTRATION}")
+        account = self.nick if account is None else account
+        email = "*" if email is None else email
+        for what, word in (("account", account), ("email", email)):
+            if not word or word.startswith(":") or any(c in word for c in " \r\n\0"):
+                raise ValueError(f"bad {what} {word!r}")
+        return self.send_request(Message("REGISTER", [account, email, password]))
+
+    def register_account(
+        self,
+        password: str,
+        *,
+        account: str | None = None,
+        email: str | None = None,
+        timeout: float | None = 10.0,
+    ) -> Response:
+        """:meth:`send_register_account`, then wait for the reply as :meth:`request`
+        does (TimeoutError, :class:`ConnectionClosed`)."""
+        if threading.current_thread() is self._reader:
+            raise RuntimeError("register_account() on the reader thread would wait for itself")
+        future = self.send_register_account(password, account=account, email=email)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.cancel():
+                raise TimeoutError(f"no reply to REGISTER in {timeout}s") from None
+            return future.result()
 
     def _forget_request(self, label: str) -> None:
         with self._state_lock:
@@ -693,6 +773,9 @@ def connect(
     on_message: MessageCallback | None = None,
     limits: ClientLimits | None = None,
     seen_msgids: RecentMsgids | None = None,
+    sasl: SaslCredentials | None = None,
+    sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
+    sasl_required: bool = True,
 ) -> Connection:
     """Create a :class:`Connection`, register ``on_message`` (so it sees the
     registration burst too) and :meth:`~Connection.connect` it."""
@@ -707,6 +790,9 @@ def connect(
         alt_nicks=alt_nicks,
         limits=limits,
         seen_msgids=seen_msgids,
+        sasl=sasl,
+        sasl_mechanisms=sasl_mechanisms,
+        sasl_required=sasl_required,
     )
     if on_message is not None:
         conn.on_message(on_message)

@@ -1,4 +1,5 @@
-"""The terminal client: ``relaychat chat [--nick N] [--password P] [HOST[:PORT]]``.
+"""The terminal client: ``relaychat chat [--nick N] [--password P] [--account NAME
+[--password-file PATH]] [HOST[:PORT]]``.
 
 Theory of operation: one :class:`~relaychat.client.connection.Connection` and one
 prompt_toolkit ``PromptSession``. The main thread sits in ``prompt()``; the
@@ -31,12 +32,18 @@ character as an escape (``\\x1b``, ``\\u202e``), so a peer cannot move the curso
 or reorder or hide text. CTCP VERSION and PING are answered, at most one reply
 per sender and a few in all per few seconds; other CTCP requests are only shown.
 What the user sends is shown once, when it is sent (no ``echo-message``).
+
+Login. With ``--account`` the client logs in with SASL during registration; the
+password comes from ``--password-file``, else ``RELAYCHAT_PASSWORD``, else a prompt
+that does not echo (before the chat screen starts). It is never printed, logged, or
+put in an error message; a failed login ends the program with the server's numeric.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import re
 import sys
 import threading
@@ -59,8 +66,9 @@ from relaychat.client.connection import (
     RegistrationError,
     RequestError,
     Response,
+    SaslCredentials,
 )
-from relaychat.protocol.client import split_lines
+from relaychat.protocol.client import ACCOUNT_REGISTRATION, DEFAULT_CAPS, split_lines
 from relaychat.protocol.message import Message, MessageParseError, split_source
 from relaychat.protocol.numerics import (
     RPL_AWAY,
@@ -94,6 +102,9 @@ __all__ = [
     "render_reply",
     "sanitize",
 ]
+
+#: Where ``relaychat chat --account`` takes the password from when no file is given.
+PASSWORD_ENV = "RELAYCHAT_PASSWORD"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6667
@@ -339,6 +350,15 @@ def _render_numeric(msg: Message, view: _View) -> str | None:
     return f"-- {' '.join(params)}"
 
 
+def _render_logged_in(msg: Message, view: _View) -> str | None:
+    # 900 <nick> <nick!user@host> <account> :You are now logged in as <account>
+    return f"-- logged in as {sanitize(msg.params[2])}" if len(msg.params) >= 3 else None
+
+
+def _render_logged_out(msg: Message, view: _View) -> str | None:
+    return "-- logged out"
+
+
 _Renderer = Callable[[Message, _View], str | None]
 
 # What the server echoes back to us with echo-message.
@@ -377,6 +397,11 @@ _RENDERERS: dict[str, _Renderer] = {
     RPL_LISTSTART: _render_hidden,
     RPL_LIST: _render_list_reply,
     RPL_LISTEND: _render_hidden,
+    "900": _render_logged_in,
+    "901": _render_logged_out,
+    # The rest of SASL: a failure that matters ends the connection with its own
+    # message; a 904 or 908 on the way to a mechanism that works is no news.
+    **dict.fromkeys(("902", "903", "904", "905", "906", "907", "908"), _render_hidden),
 }
 
 
@@ -722,7 +747,8 @@ class ChatSession:
     ``output`` receives finished display lines (``[HH:MM] ...``; a block such as a
     WHOIS answer comes as one string of several lines) from both the main thread
     and the connection's reader thread; ``changed`` is called when the prompt text
-    may have changed. ``clock`` returns the epoch time (for tests).
+    may have changed. ``clock`` returns the epoch time (for tests). ``ask_secret``
+    asks the user for a password without showing it (main thread; for ``/register``).
 
     What the user sends is shown once, locally, when it is sent: the client does
     not request ``echo-message``, and if the connection has it anyway the server's
@@ -736,8 +762,10 @@ class ChatSession:
         *,
         changed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        ask_secret: Callable[[str], str] | None = None,
     ) -> None:
         self.conn = conn
+        self._ask_secret = ask_secret
         self._output = output
         self._changed = changed
         self._clock = clock
@@ -1046,6 +1074,40 @@ class ChatSession:
         if not response.complete:
             self.show(f"! the reply to {command} was cut short")
 
+    def _cmd_register(self, args: str) -> None:
+        words = args.split()
+        if len(words) > 2:
+            self._usage("register")
+            return
+        if self._ask_secret is None:
+            self.show("! cannot ask for a password here")
+            return
+        account = words[0] if words else self.conn.nick
+        email = words[1] if len(words) > 1 else None
+        try:
+            secret = self._ask_secret(f"Password for the new account {account}: ")
+        except (EOFError, KeyboardInterrupt):
+            self.show("-- registration cancelled")
+            return
+        if not secret:
+            self.show("-- registration cancelled")
+            return
+        future = self.conn.send_register_account(secret, account=account, email=email)
+        self.show(f"-- registering account {account}")
+        future.add_done_callback(self._show_registration)
+
+    def _show_registration(self, done: Future[Response]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        for msg in done.result():
+            if msg.command.upper() == "REGISTER" and len(msg.params) >= 3:
+                status, account, text = msg.params[0], msg.params[1], msg.params[-1]
+                self.show(f"-- account {account}: {status.lower()}: {text}", msg)
+            else:
+                line = render(msg, is_me=self.conn.is_me, current=self.target)
+                if line is not None:
+                    self.show(line, msg)
+
     def _cmd_away(self, args: str) -> None:
         self.conn.send("AWAY", *([args] if args else []))
 
@@ -1083,6 +1145,11 @@ _COMMANDS: dict[str, _Command] = {
     "whois": _Command(ChatSession._cmd_whois, "/whois nick", "about someone"),
     "list": _Command(ChatSession._cmd_list, "/list [#chan,...|filter]", "list channels"),
     "away": _Command(ChatSession._cmd_away, "/away [message]", "set (or clear) away"),
+    "register": _Command(
+        ChatSession._cmd_register,
+        "/register [account [email]]",
+        "register an account (asks for its password)",
+    ),
     "raw": _Command(ChatSession._cmd_raw, "/raw LINE", "send a raw IRC line"),
     "quit": _Command(ChatSession._cmd_quit, "/quit [reason]", "disconnect and exit"),
     "bye": _Command(ChatSession._cmd_quit, "/bye [reason]", "same as /quit"),
@@ -1116,7 +1183,17 @@ def _run_terminal(conn: Connection, nick: str) -> int:
 
     prompt_session: PromptSession[str] = PromptSession(key_bindings=bindings)
     app = prompt_session.app
-    session = ChatSession(conn, lambda line: print(line, flush=True), changed=app.invalidate)
+
+    def ask_secret(question: str) -> str:
+        # a session of its own: the chat history never holds the password
+        return PromptSession[str]().prompt(question, is_password=True)
+
+    session = ChatSession(
+        conn,
+        lambda line: print(line, flush=True),
+        changed=app.invalidate,
+        ask_secret=ask_secret,
+    )
     conn.on_message(session.handle_message)
 
     def stop_prompt() -> None:
@@ -1158,6 +1235,19 @@ def _run_terminal(conn: Connection, nick: str) -> int:
     return 0
 
 
+def _account_password(account: str, path: str | None) -> str:
+    """The account password: the first line of ``path``, else ``$RELAYCHAT_PASSWORD``,
+    else asked on the terminal without echo. Raises OSError for a file that cannot be
+    read (the message names the file, never its content)."""
+    if path is not None:
+        with open(path, encoding="utf-8") as file:
+            return file.readline().rstrip("\r\n")
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env
+    return getpass.getpass(f"Password for {account}: ")
+
+
 def chat_main(argv: list[str] | None = None) -> int:
     """Entry point of ``relaychat chat``; returns the exit status.
 
@@ -1170,6 +1260,18 @@ def chat_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nick", default=None, help="nickname (default: your user name)")
     parser.add_argument("--password", default=None, help="server password (PASS)")
+    parser.add_argument(
+        "--account",
+        default=None,
+        help=f"log in to this account with SASL; the password comes from --password-file,"
+        f" else ${PASSWORD_ENV}, else a prompt",
+    )
+    parser.add_argument(
+        "--password-file",
+        default=None,
+        metavar="PATH",
+        help="read the account password from the first line of this file",
+    )
     parser.add_argument(
         "address",
         nargs="?",
@@ -1185,9 +1287,32 @@ def chat_main(argv: list[str] | None = None) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("relaychat chat: needs a terminal", file=sys.stderr)
         return 2
+    if args.password_file is not None and args.account is None:
+        parser.error("--password-file needs --account")
     nick = args.nick or _default_nick()
+    sasl = None
+    if args.account is not None:
+        try:
+            secret = _account_password(args.account, args.password_file)
+        except OSError as exc:
+            parser.error(f"cannot read --password-file {args.password_file}: {exc.strerror}")
+        except (EOFError, KeyboardInterrupt):
+            return 130
+        if not secret:
+            parser.error("empty account password")
+        try:
+            sasl = SaslCredentials(args.account, secret)
+        except ValueError as exc:
+            parser.error(str(exc))
     try:
-        conn = Connection(host, port, nick, password=args.password)
+        conn = Connection(
+            host,
+            port,
+            nick,
+            password=args.password,
+            sasl=sasl,
+            caps=(*DEFAULT_CAPS, ACCOUNT_REGISTRATION),
+        )
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -6,9 +6,11 @@ Theory of operation
 :class:`ClientProtocol` takes bytes in (``receive_data``, ``receive_eof``) and gives
 what they complete out, plus bytes to send (``data_to_send``). It owns line framing,
 registration (PASS, CAP LS 302 / REQ / END, NICK, USER, alternate nicks on
-432/433/436/437), PING answers, current-nick tracking, ISUPPORT and the capability
-sets. It never touches a socket, a thread, a lock or a clock, so it is not
-thread-safe by itself: :mod:`relaychat.client.connection` drives it from threads.
+432/433/436/437, SASL login before CAP END with the mechanisms of
+:mod:`relaychat.protocol.sasl_client`), PING answers, current-nick tracking,
+ISUPPORT and the capability sets. It never touches a socket, a thread, a lock or a
+clock, so it is not thread-safe by itself: :mod:`relaychat.client.connection` drives
+it from threads.
 
 What ``receive_data`` returns, in the order the server meant it (:data:`Received`):
 
@@ -64,15 +66,26 @@ from relaychat.protocol.numerics import (
     RPL_ISUPPORT,
     RPL_WELCOME,
 )
+from relaychat.protocol.sasl_client import (
+    DEFAULT_MECHANISMS,
+    ChallengeReader,
+    Mechanism,
+    SaslCredentials,
+    SaslError,
+    encode_response,
+    make_mechanism,
+)
 
 # Modern IRC: a client accepts up to 8191 bytes of tags from a server ('@' included)
 SERVER_TAGS_BYTES = 8190
 
 __all__ = [
+    "ACCOUNT_REGISTRATION",
     "DEFAULT_CAPS",
     "MULTILINE",
     "MULTILINE_CONCAT",
     "Batch",
+    "AuthenticationFailed",
     "ClientLimits",
     "ClientProtocol",
     "ConnectionClosed",
@@ -84,6 +97,7 @@ __all__ = [
     "RegistrationError",
     "RequestError",
     "Response",
+    "SaslCredentials",
     "TooManyRequests",
     "split_lines",
     "split_multiline",
@@ -94,6 +108,18 @@ logger = logging.getLogger("relaychat.client")
 # Not in relaychat.protocol.numerics because relaychat's server never sends them.
 ERR_NICKCOLLISION = "436"
 ERR_UNAVAILRESOURCE = "437"
+
+# IRCv3 sasl-3.1 numerics. Here rather than in relaychat.protocol.numerics while the
+# server's side of SASL is built elsewhere.
+RPL_LOGGEDIN = "900"
+RPL_LOGGEDOUT = "901"
+ERR_NICKLOCKED = "902"
+RPL_SASLSUCCESS = "903"
+ERR_SASLFAIL = "904"
+ERR_SASLTOOLONG = "905"
+ERR_SASLABORTED = "906"
+ERR_SASLALREADY = "907"
+RPL_SASLMECHS = "908"
 
 _NICK_REJECTED = frozenset(
     {ERR_ERRONEUSNICKNAME, ERR_NICKNAMEINUSE, ERR_NICKCOLLISION, ERR_UNAVAILRESOURCE}
@@ -108,6 +134,10 @@ MAX_LINE_BYTES = 8192
 #: a work-in-progress specification, hence the ``draft/`` names).
 MULTILINE = "draft/multiline"
 MULTILINE_CONCAT = "draft/multiline-concat"
+
+#: The capability that allows ``REGISTER <account> <email|*> <password>`` (IRCv3
+#: account-registration, a work-in-progress specification). Not requested by default.
+ACCOUNT_REGISTRATION = "draft/account-registration"
 
 #: What a client asks for when the server offers it, unless given ``caps``. Not
 #: ``echo-message``: a bot that repeats what it hears would then hear itself.
@@ -131,6 +161,17 @@ class ConnectionClosed(ConnectionError):
 
 class RegistrationError(ConnectionError):
     """The server refused the registration (bad password, ban, no usable nick, ERROR)."""
+
+
+class AuthenticationFailed(RegistrationError):
+    """SASL login failed, or the server does not offer it (``numeric`` None then):
+    ``numeric`` and ``text`` are the server's (904 "SASL authentication failed"...).
+    Never holds the password."""
+
+    def __init__(self, numeric: str | None, text: str) -> None:
+        super().__init__(f"SASL {numeric}: {text}" if numeric else f"SASL: {text}")
+        self.numeric = numeric
+        self.text = text
 
 
 class RequestError(Exception):
@@ -182,6 +223,43 @@ class _CapPhase(enum.Enum):
     LISTING = "listing"  # CAP LS 302 sent, collecting (possibly multi-line) replies
     REQUESTING = "requesting"  # CAP REQ sent, waiting for ACK/NAK
     DONE = "done"  # CAP END sent, or the server does not do CAP
+
+
+class _Sasl(enum.Enum):
+    IDLE = "idle"  # not started (no credentials, or sasl not acknowledged yet)
+    STARTED = "started"  # AUTHENTICATE <mechanism> sent, no challenge yet
+    EXCHANGING = "exchanging"  # challenges and responses going back and forth
+    ABORTING = "aborting"  # AUTHENTICATE * sent (our side failed), waiting for 906
+    SUCCEEDED = "succeeded"  # 903 (or 907)
+    FAILED = "failed"  # given up: see ClientProtocol.sasl_failure
+
+
+class _SaslEvent(enum.Enum):
+    MECHANISM = "mechanism"  # we named a mechanism
+    CHALLENGE = "challenge"  # the server sent a whole challenge
+    ABORT = "abort"  # our mechanism failed; AUTHENTICATE * sent
+    SUCCESS = "success"  # 903 / 907
+    FAILURE = "failure"  # 902/904/905/906 with no mechanism left to try, or no sasl
+
+
+_ACTIVE = (_Sasl.STARTED, _Sasl.EXCHANGING, _Sasl.ABORTING)
+
+# The SASL state machine, as data: (state, event) -> next state. A pair that is not
+# listed is ignored (a stray 903 after we gave up, a challenge after success).
+_SASL_TRANSITIONS: dict[tuple[_Sasl, _SaslEvent], _Sasl] = {
+    (_Sasl.IDLE, _SaslEvent.MECHANISM): _Sasl.STARTED,
+    (_Sasl.IDLE, _SaslEvent.FAILURE): _Sasl.FAILED,
+    (_Sasl.STARTED, _SaslEvent.MECHANISM): _Sasl.STARTED,  # the next one after 904/908
+    (_Sasl.STARTED, _SaslEvent.CHALLENGE): _Sasl.EXCHANGING,
+    (_Sasl.EXCHANGING, _SaslEvent.CHALLENGE): _Sasl.EXCHANGING,
+    (_Sasl.STARTED, _SaslEvent.ABORT): _Sasl.ABORTING,
+    (_Sasl.EXCHANGING, _SaslEvent.ABORT): _Sasl.ABORTING,
+    (_Sasl.STARTED, _SaslEvent.SUCCESS): _Sasl.SUCCEEDED,
+    (_Sasl.EXCHANGING, _SaslEvent.SUCCESS): _Sasl.SUCCEEDED,
+    (_Sasl.STARTED, _SaslEvent.FAILURE): _Sasl.FAILED,
+    (_Sasl.EXCHANGING, _SaslEvent.FAILURE): _Sasl.FAILED,
+    (_Sasl.ABORTING, _SaslEvent.FAILURE): _Sasl.FAILED,
+}
 
 
 # -- what comes out ----------------------------------------------------------------
@@ -473,6 +551,17 @@ class ClientProtocol:
     rejections the registration fails. ``limits`` bound what is held for the server
     (see the module docstring). With ``seen_msgids``, a message (or multi-line
     message) whose ``msgid`` it has recorded is not delivered again.
+
+    SASL (IRCv3 sasl-3.1/3.2). With ``sasl`` credentials the client requests the
+    ``sasl`` capability when offered and logs in before ``CAP END``: registration
+    waits for it. ``sasl_mechanisms`` are tried in that order (by default
+    SCRAM-SHA-256, then PLAIN), limited to those the server lists (the capability's
+    value, or a 908 reply); after a 904 to a mechanism's name the next one is
+    tried. When the login fails (902/904/905/906, a SCRAM server that does not
+    prove itself) or the server does not offer ``sasl``, registration fails
+    (:attr:`sasl_failure` says why) unless ``sasl_required`` is False: then it
+    goes on without an account. :attr:`account` is the account the server
+    confirmed (900), None before and after a 901.
     """
 
     def __init__(
@@ -487,6 +576,9 @@ class ClientProtocol:
         max_nick_attempts: int = 10,
         limits: ClientLimits | None = None,
         seen_msgids: RecentMsgids | None = None,
+        sasl: SaslCredentials | None = None,
+        sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
+        sasl_required: bool = True,
     ) -> None:
         if not nick or any(c in nick for c in " \r\n\0:"):
             raise ValueError(f"bad nick {nick!r}")
@@ -521,11 +613,39 @@ class ClientProtocol:
         self._held: dict[str, list[int]] = {}
         self._held_lines = 0
         self._held_bytes = 0
+        self._sasl_credentials = sasl
+        self.sasl_mechanisms: tuple[str, ...] = tuple(m.upper() for m in sasl_mechanisms)
+        for name in self.sasl_mechanisms:
+            if name not in DEFAULT_MECHANISMS:
+                raise ValueError(f"unknown SASL mechanism {name!r}")
+        self.sasl_required = sasl_required
+        #: The account the server says we are logged into (900), else None.
+        self.account: str | None = None
+        #: Why SASL failed: (numeric or None, text), else None.
+        self.sasl_failure: tuple[str | None, str] | None = None
+        #: The mechanisms the server named (the ``sasl`` value or 908), if it did.
+        self.sasl_server_mechanisms: tuple[str, ...] | None = None
+        self._sasl = _Sasl.IDLE
+        self._sasl_tried: list[str] = []
+        self._mechanism: Mechanism | None = None
+        self._challenge = ChallengeReader()
 
     # -- state ----------------------------------------------------------------
 
     def _transition(self, event: _Event) -> None:
         self.phase = _TRANSITIONS.get((self.phase, event), self.phase)
+
+    def _sasl_transition(self, event: _SaslEvent) -> None:
+        self._sasl = _SASL_TRANSITIONS.get((self._sasl, event), self._sasl)
+
+    @property
+    def sasl_mechanism(self) -> str | None:
+        """The mechanism in use or last used, else None."""
+        return self._sasl_tried[-1] if self._sasl_tried else None
+
+    @property
+    def sasl_in_progress(self) -> bool:
+        return self._sasl in _ACTIVE
 
     def casefold(self, name: str) -> str:
         """Fold a nick or channel name with the server's CASEMAPPING (rfc1459 by default)."""
@@ -865,6 +985,17 @@ class ClientProtocol:
         self.send(Message("PONG", list(msg.params)))
 
     def _on_welcome(self, msg: Message) -> None:
+        if (
+            self.phase is Phase.REGISTERING
+            and self._sasl_credentials is not None
+            and self._sasl is not _Sasl.SUCCEEDED
+            and self.sasl_required
+        ):  # a server that registered us without CAP, or during SASL
+            self._sasl_failed(None, "the server registered us without SASL login")
+            return
+        if self.phase is Phase.REGISTERING and self._sasl in _ACTIVE:
+            self._cap_phase = _CapPhase.DONE  # nothing to end: we are in
+            self._sasl_failed(None, "the server registered us before the login ended")
         if msg.params:
             self.nick = msg.params[0]
         self._cap_phase = _CapPhase.DONE
@@ -890,6 +1021,8 @@ class ClientProtocol:
     def _on_unknown_command(self, msg: Message) -> None:
         if len(msg.params) >= 2 and msg.params[1].upper() == "CAP":
             self._cap_phase = _CapPhase.DONE  # a server without CAP: nothing to end
+            if self._sasl_credentials is not None and self._sasl is _Sasl.IDLE:
+                self._sasl_failed(None, "the server does not offer SASL (no CAP)")
 
     def _on_cap(self, msg: Message) -> None:
         if len(msg.params) < 2:
@@ -915,14 +1048,17 @@ class ClientProtocol:
                     self.enabled_caps.discard(name[1:])
                 else:
                     self.enabled_caps.add(name)
-            self._end_caps()
+            self._caps_settled()
         elif sub == "NAK":
-            self._end_caps()
+            self._caps_settled()
 
     def _request_caps(self) -> None:
+        requested = set(self.requested_caps)
+        if self._sasl_credentials is not None and self._cap_phase is _CapPhase.LISTING:
+            requested.add("sasl")  # only while registering: it logs in before CAP END
         wanted = sorted(
             name
-            for name in self.requested_caps
+            for name in requested
             if name in self.available_caps and name not in self.enabled_caps
         )
         if wanted:
@@ -930,7 +1066,113 @@ class ClientProtocol:
             if self._cap_phase is _CapPhase.LISTING:
                 self._cap_phase = _CapPhase.REQUESTING
         else:
+            self._caps_settled()
+
+    def _caps_settled(self) -> None:
+        """The capabilities are settled: log in first if we should, then CAP END."""
+        if self._cap_phase is _CapPhase.DONE or self.phase is not Phase.REGISTERING:
+            return
+        if self._sasl in _ACTIVE:
+            return  # CAP END once the login is over (a CAP NEW or ACK meanwhile)
+        if self._sasl_credentials is None or self._sasl is not _Sasl.IDLE:
             self._end_caps()
+            return
+        if "sasl" not in self.enabled_caps:
+            offered = "sasl" in self.available_caps
+            self._sasl_failed(
+                None,
+                "the server refused the sasl capability"
+                if offered
+                else "the server does not offer SASL",
+            )
+            return
+        value = self.available_caps.get("sasl", "")
+        if value:
+            self.sasl_server_mechanisms = tuple(m.upper() for m in value.split(",") if m)
+        self._next_mechanism(None, "the server offers none of our SASL mechanisms")
+
+    # -- SASL -------------------------------------------------------------------
+
+    def _next_mechanism(self, numeric: str | None, text: str) -> None:
+        """Name the next mechanism to try, or fail with (numeric, text)."""
+        server = self.sasl_server_mechanisms
+        for name in self.sasl_mechanisms:
+            if name not in self._sasl_tried and (server is None or name in server):
+                assert self._sasl_credentials is not None
+                self._sasl_tried.append(name)
+                try:
+                    self._mechanism = make_mechanism(name, self._sasl_credentials)
+                except SaslError as exc:  # e.g. a name SCRAM cannot carry
+                    numeric, text = None, str(exc)
+                    continue
+                self._challenge = ChallengeReader()
+                self._sasl_transition(_SaslEvent.MECHANISM)
+                self.send(Message("AUTHENTICATE", [name]))
+                return
+        if server is not None and numeric is None:
+            text = f"{text} (it offers {', '.join(server) or 'none'})"
+        self._sasl_failed(numeric, text)
+
+    def _sasl_failed(self, numeric: str | None, text: str) -> None:
+        self._sasl_transition(_SaslEvent.FAILURE)
+        self._mechanism = None
+        self.sasl_failure = (numeric, text)
+        if self.phase is not Phase.REGISTERING:
+            return
+        if self.sasl_required:
+            self._reject(f"SASL {numeric}: {text}" if numeric else f"SASL: {text}")
+        else:
+            logger.info("SASL failed (%s); registering without an account", text)
+            self._end_caps()
+
+    def _on_authenticate(self, msg: Message) -> None:
+        if self._sasl not in (_Sasl.STARTED, _Sasl.EXCHANGING) or not msg.params:
+            return
+        mechanism = self._mechanism
+        assert mechanism is not None
+        try:
+            challenge = self._challenge.feed(msg.params[0])
+            if challenge is None:
+                return
+            self._sasl_transition(_SaslEvent.CHALLENGE)
+            response = mechanism.step(challenge)
+        except SaslError as exc:
+            self._sasl_transition(_SaslEvent.ABORT)
+            self.sasl_failure = (None, str(exc))
+            self.send(Message("AUTHENTICATE", ["*"]))
+            return
+        for chunk in encode_response(response):
+            self.send(Message("AUTHENTICATE", [chunk]))
+
+    def _on_sasl_numeric(self, msg: Message) -> None:
+        command = msg.command
+        text = msg.params[-1] if len(msg.params) >= 2 else command
+        if command == RPL_LOGGEDIN:
+            if len(msg.params) >= 3:
+                self.account = msg.params[2]
+        elif command == RPL_LOGGEDOUT:
+            self.account = None
+        elif command == RPL_SASLMECHS:
+            if len(msg.params) >= 3:
+                names = msg.params[1].split(",")
+                self.sasl_server_mechanisms = tuple(n.upper() for n in names if n)
+        elif command in (RPL_SASLSUCCESS, ERR_SASLALREADY):
+            if self._sasl in (_Sasl.STARTED, _Sasl.EXCHANGING):
+                if self._mechanism is not None and not self._mechanism.done:
+                    # SCRAM: success before the server proved it knows the password
+                    self._sasl_transition(_SaslEvent.ABORT)
+                    self._sasl_failed(None, "the server ended SASL before it proved itself")
+                    return
+                self._sasl_transition(_SaslEvent.SUCCESS)
+                self._mechanism = None
+                self._end_caps()
+        elif self._sasl is _Sasl.ABORTING:
+            assert self.sasl_failure is not None
+            self._sasl_failed(*self.sasl_failure)  # our reason, not the 906's
+        elif self._sasl is _Sasl.STARTED and command == ERR_SASLFAIL:
+            self._next_mechanism(command, text)  # the server may not know this one
+        elif self._sasl in (_Sasl.STARTED, _Sasl.EXCHANGING):
+            self._sasl_failed(command, text)
 
     def _end_caps(self) -> None:
         if self._cap_phase is not _CapPhase.DONE:
@@ -946,4 +1188,19 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Message], None]] = {
     RPL_WELCOME: ClientProtocol._on_welcome,
     RPL_ISUPPORT: ClientProtocol._on_isupport,
     ERR_UNKNOWNCOMMAND: ClientProtocol._on_unknown_command,
+    "AUTHENTICATE": ClientProtocol._on_authenticate,
+    **dict.fromkeys(
+        (
+            RPL_LOGGEDIN,
+            RPL_LOGGEDOUT,
+            ERR_NICKLOCKED,
+            RPL_SASLSUCCESS,
+            ERR_SASLFAIL,
+            ERR_SASLTOOLONG,
+            ERR_SASLABORTED,
+            ERR_SASLALREADY,
+            RPL_SASLMECHS,
+        ),
+        ClientProtocol._on_sasl_numeric,
+    ),
 }
