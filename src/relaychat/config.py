@@ -44,6 +44,7 @@ __all__ = [
     "MetadataConfig",
     "OperConfig",
     "ServerConfig",
+    "StoreConfig",
     "check_value",
     "load_config",
     "parse_config",
@@ -167,6 +168,18 @@ class CloakingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """``[store]``: the SQLite database that keeps accounts (see
+    :mod:`relaychat.store.sqlite`). A relative ``path`` is relative to the
+    working directory; ``":memory:"`` keeps everything in memory (lost at exit)."""
+
+    path: str = "relaychat.db"
+    synchronous: str = "normal"  # "normal": survives a process crash; "full": a power loss
+    commit_rows: int = 100  # a group commit as soon as this many changes wait ...
+    commit_ms: float = 2.0  # ... or this many milliseconds after the first
+
+
+@dataclass(frozen=True, slots=True)
 class OperConfig:
     password: str  # a hash from `relaychat mkpasswd`
     host: str = "*@*"  # user@host mask the oper must match
@@ -180,6 +193,7 @@ class Config:
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     cloaking: CloakingConfig = field(default_factory=CloakingConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -197,6 +211,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "metadata": MetadataConfig,
     "admin": AdminConfig,
     "cloaking": CloakingConfig,
+    "store": StoreConfig,
 }
 
 # keys that moved: the message says where to
@@ -365,6 +380,14 @@ def _cloak_secret(value: str, section: Any) -> str | None:
     return None
 
 
+def _store_path(value: str, _: Any) -> str | None:
+    if not value or _CONTROL.search(value):
+        return "must be a file name (not empty, no control characters)"
+    if value.startswith("file:"):
+        return 'must be a file name, not a "file:" URI'
+    return None
+
+
 def _host_label(value: str, _: Any) -> str | None:
     if len(value) > 63 or not _HOSTNAME.fullmatch(value):
         return "must be a host name part of letters, digits, '-' and '.', at most 63 characters"
@@ -447,6 +470,10 @@ _RULES: dict[str, Rule] = {
     "cloaking.netname": _host_label,
     "cloaking.cidr_len_ipv4": _Range(0, 32),
     "cloaking.cidr_len_ipv6": _Range(0, 128),
+    "store.path": _store_path,
+    "store.synchronous": _one_of("normal", "full"),
+    "store.commit_rows": _Range(1, 100_000),
+    "store.commit_ms": _Range(0.0, 1000.0),
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }

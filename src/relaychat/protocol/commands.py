@@ -32,6 +32,7 @@ from relaychat.protocol.handlers import (
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
 __all__ = ["COMMANDS", "build_core"]
@@ -322,6 +323,8 @@ COMMANDS: dict[str, CommandSpec] = {
 }
 
 
-def build_core(config: Config, now: Now, msgid_prefix: str = "rc") -> ServerCore:
-    """A core with the full command table."""
-    return ServerCore(config, COMMANDS, now, msgid_prefix)
+def build_core(
+    config: Config, now: Now, msgid_prefix: str = "rc", store: Store | None = None
+) -> ServerCore:
+    """A core with the full command table (and ``store``, if given, as ``core.store``)."""
+    return ServerCore(config, COMMANDS, now, msgid_prefix, store)

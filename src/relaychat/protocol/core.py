@@ -14,7 +14,9 @@ A transport driver (``relaychat.server.driver``) or a test drives one
   connection with output, and whether to close it after writing; the transport
   reports what it could not write yet with ``note_backlog``;
 * ``ops_to_run()`` -> operations to run on a worker thread, handed back with
-  ``op_done``; ``requests`` -> what the core asks of the transport (stop, rehash).
+  ``op_done`` (store calls run there: ``core.store``, given by the driver, is
+  never called on the core's thread); ``requests`` -> what the core asks of
+  the transport (stop, rehash).
 
 ``now`` is a :class:`~relaychat.protocol.timebase.Now` (monotonic and wall time);
 nothing here reads a clock, touches a socket, a thread or a file. The pieces:
@@ -76,6 +78,7 @@ from relaychat.protocol.timers import Timers
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
 __all__ = ["CommandSpec", "Handler", "ServerCore"]
@@ -130,8 +133,12 @@ class ServerCore:
         commands: Mapping[str, CommandSpec],
         now: Now,
         msgid_prefix: str = "rc",
+        store: Store | None = None,
     ) -> None:
         self.config = config
+        # accounts (and later history) live here; called only from Ops, on
+        # worker threads. None: a core without storage (account commands say so)
+        self.store = store
         self.commands = commands
         self.created = now.wall
         # folding is pure: cache it (every message folds its target's name)
@@ -152,7 +159,7 @@ class ServerCore:
         self.monitor = Monitor(self.output)
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
-        self.ops = Ops({"hash": 2})
+        self.ops = Ops({"hash": 2, "store": 16})
         self.msgid = msgid_source(msgid_prefix)
         # BATCH references: unique per core, so per connection
         self.consumers: list[EventConsumer] = []
