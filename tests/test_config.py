@@ -15,6 +15,7 @@ import pytest
 from relaychat import cli
 from relaychat.config import (
     _RULES,
+    AccountsConfig,
     CloakingConfig,
     Config,
     ConfigError,
@@ -43,7 +44,7 @@ def test_embedded_defaults_listen_on_localhost_6667() -> None:
 def test_sample_config_loads_and_documents_every_key() -> None:
     cfg = load_config(SAMPLE)
     data = tomllib.loads(SAMPLE.read_text())
-    for section in ("server", "limits", "metadata", "admin", "cloaking", "store"):
+    for section in ("server", "limits", "metadata", "admin", "cloaking", "accounts", "store"):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
         assert documented == fields, (section, fields ^ documented)
@@ -77,6 +78,7 @@ def test_every_key_has_a_rule() -> None:
             ("metadata", MetadataConfig),
             ("admin", type(Config().admin)),
             ("cloaking", CloakingConfig),
+            ("accounts", AccountsConfig),
             ("store", StoreConfig),
             ("opers", OperConfig),
         )
@@ -189,6 +191,11 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[cloaking]\ncidr_len_ipv4 = -1", "cloaking.cidr_len_ipv4"),
     ("[cloaking]\ncidr_len_ipv6 = 129", "cloaking.cidr_len_ipv6"),
     ("[cloaking]\nkey = 'x'", "cloaking.key"),
+    ("[accounts]\nregistration = 'yes'", "accounts.registration"),
+    ("[accounts]\npassword_min = 0", "accounts.password_min"),
+    ("[accounts]\npassword_min = 301", "accounts.password_min"),
+    ("[accounts]\nscram_iterations = 4095", "accounts.scram_iterations"),
+    ("[accounts]\nscram_iterations = 1000001", "accounts.scram_iterations"),
     ("[store]\npath = ''", "store.path"),
     ('[store]\npath = "a\\nb.db"', "store.path"),
     ("[store]\npath = 'file:x.db?mode=ro'", "store.path"),

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AccountsConfig",
     "AdminConfig",
     "CloakingConfig",
     "Config",
@@ -168,6 +169,15 @@ class CloakingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    """``[accounts]``: account registration and login (REGISTER, NickServ, SASL)."""
+
+    registration: bool = True  # REGISTER and NickServ REGISTER create accounts
+    password_min: int = 8  # characters in a new password (fewer: WEAK_PASSWORD)
+    scram_iterations: int = 4096  # PBKDF2 rounds of the SCRAM-SHA-256 credentials
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     """``[store]``: the SQLite database that keeps accounts (see
     :mod:`relaychat.store.sqlite`). A relative ``path`` is relative to the
@@ -193,6 +203,7 @@ class Config:
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     cloaking: CloakingConfig = field(default_factory=CloakingConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
@@ -211,6 +222,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "metadata": MetadataConfig,
     "admin": AdminConfig,
     "cloaking": CloakingConfig,
+    "accounts": AccountsConfig,
     "store": StoreConfig,
 }
 
@@ -470,6 +482,9 @@ _RULES: dict[str, Rule] = {
     "cloaking.netname": _host_label,
     "cloaking.cidr_len_ipv4": _Range(0, 32),
     "cloaking.cidr_len_ipv6": _Range(0, 128),
+    "accounts.registration": _anything,  # true or false: checked by type
+    "accounts.password_min": _Range(1, 300),
+    "accounts.scram_iterations": _Range(4096, 1_000_000),  # RFC 7677: at least 4096
     "store.path": _store_path,
     "store.synchronous": _one_of("normal", "full"),
     "store.commit_rows": _Range(1, 100_000),

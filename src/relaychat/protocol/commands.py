@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relaychat.protocol.core import CommandSpec, Handler, ServerCore
+from relaychat.protocol.core import CommandSpec, Handler, ServerCore, Service
 from relaychat.protocol.handlers import (
+    accounts,
     channel,
     knock,
     messaging,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
-__all__ = ["COMMANDS", "build_core"]
+__all__ = ["COMMANDS", "SERVICES", "build_core"]
 
 
 def _c(
@@ -91,6 +92,21 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
     "QUIT": _c(
         registration.handle_quit, 0, "QUIT [<reason>]", "Disconnect from the server.", pre=True
+    ),
+    # accounts
+    "REGISTER": _c(
+        accounts.handle_register,
+        3,
+        "REGISTER <account|*> <email|*> <password>",
+        "Register an account (draft/account-registration); you are logged in to it.",
+        pre=True,
+    ),
+    "VERIFY": _c(
+        accounts.handle_verify,
+        2,
+        "VERIFY <account> <code>",
+        "Complete a registration that needs verification (none does here).",
+        pre=True,
     ),
     # channels
     "JOIN": _c(
@@ -322,9 +338,15 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
 }
 
+# services: a PRIVMSG to one of these nicks is a command for it
+SERVICES: dict[str, Service] = {"NickServ": accounts.nickserv}
+
 
 def build_core(
     config: Config, now: Now, msgid_prefix: str = "rc", store: Store | None = None
 ) -> ServerCore:
     """A core with the full command table (and ``store``, if given, as ``core.store``)."""
-    return ServerCore(config, COMMANDS, now, msgid_prefix, store)
+    core = ServerCore(config, COMMANDS, now, msgid_prefix, store)
+    for name, service in SERVICES.items():
+        core.services[core.fold(name)] = service
+    return core

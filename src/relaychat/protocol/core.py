@@ -86,6 +86,8 @@ __all__ = ["CommandSpec", "Handler", "ServerCore"]
 log = logging.getLogger("relaychat.core")
 
 Handler = Callable[["ServerCore", Session, Message, "Now"], None]
+# a service (NickServ): a PRIVMSG to it is a command line for it
+Service = Callable[["ServerCore", Session, str, "Now"], None]
 EventConsumer = Callable[[Event], None]
 
 
@@ -140,6 +142,7 @@ class ServerCore:
         # worker threads. None: a core without storage (account commands say so)
         self.store = store
         self.commands = commands
+        self.services: dict[str, Service] = {}  # folded nick -> service (build_core fills it)
         self.created = now.wall
         # folding is pure: cache it (every message folds its target's name)
         self.fold: Callable[[str], str] = lru_cache(maxsize=8192)(

@@ -133,6 +133,9 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
     if not valid_nick(core, nick):
         core.reply(sess, N.ERR_ERRONEUSNICKNAME, safe_param(nick), "Erroneous nickname")
         return
+    if core.fold(nick) in core.services:
+        core.reply(sess, N.ERR_ERRONEUSNICKNAME, nick, "Reserved for services")
+        return
     user = sess.user
     holder = core.registry.nick_holder(nick)
     if holder is not None and holder is not user:

@@ -1,0 +1,206 @@
+"""Accounts: credentials, password checks, login and logout, shared by REGISTER,
+NickServ and SASL.
+
+Theory of operation
+-------------------
+Everything slow runs as an ordered :class:`~relaychat.protocol.ops.Op` in the
+``hash`` pool (at most two in flight server-wide, as OPER): the store read and
+the scrypt check of a login are one op; the scrypt hash and PBKDF2 of a new
+password and the store write are one op. The session's later commands wait for
+it, so they keep their order; the reply comes from the op's ``then`` on the
+core's thread, after the store committed.
+
+An unknown account and a wrong password get the same failure after the same
+work (a check against :data:`~relaychat.passwords.DUMMY_HASH`). Failures back off
+per address and per account (``core.auth_backoff``: 1 s, doubling up to a
+minute); an attempt during a backoff is held until it ends, then checked.
+Passwords are never logged and never put in an exception: the ops' functions
+catch the store's errors and return a marker instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from relaychat.passwords import DUMMY_HASH, hash_password, verify_password
+from relaychat.protocol import numerics as N
+from relaychat.protocol.ops import Op
+from relaychat.protocol.storage import AccountRecord, ScramCredentials, StoreError
+
+if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
+    from relaychat.protocol.state import Session, User
+
+__all__ = [
+    "UNAVAILABLE",
+    "authenticate",
+    "check_new_password",
+    "create_account",
+    "log_in",
+    "log_out",
+    "new_credentials",
+    "scram_credentials",
+]
+
+log = logging.getLogger("relaychat.accounts")
+
+PASSWORD_MAX = 300  # bytes: a password must fit in a PRIVMSG to NickServ
+SERVICE_NAMES = ("NickServ",)
+
+
+class _Unavailable:
+    """What an op returns when the store failed (logged there, without secrets)."""
+
+    def __repr__(self) -> str:
+        return "UNAVAILABLE"
+
+
+UNAVAILABLE = _Unavailable()
+
+
+def scram_credentials(
+    password: str, iterations: int, salt: bytes | None = None
+) -> ScramCredentials:
+    """RFC 5802 section 3: SaltedPassword = PBKDF2-HMAC-SHA-256(password, salt, i);
+    StoredKey = H(HMAC(SaltedPassword, "Client Key")); ServerKey =
+    HMAC(SaltedPassword, "Server Key"). The password is taken as UTF-8 without
+    SASLprep (ASCII passwords are what SASLprep leaves alone)."""
+    salt = os.urandom(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    return ScramCredentials(salt, iterations, hashlib.sha256(client_key).digest(), server_key)
+
+
+def new_credentials(password: str, iterations: int) -> tuple[str, ScramCredentials]:
+    """The scrypt hash (PLAIN, NickServ) and the SCRAM-SHA-256 keys of a new
+    password. Slow: call it from an op."""
+    return hash_password(password), scram_credentials(password, iterations)
+
+
+def check_new_password(core: ServerCore, password: str) -> str | None:
+    """Why ``password`` may not be set: "WEAK_PASSWORD" (too short),
+    "UNACCEPTABLE_PASSWORD" (too long, control characters); None if fine."""
+    if len(password.encode("utf-8")) > PASSWORD_MAX or any(
+        ord(c) < 32 or ord(c) == 127 for c in password
+    ):
+        return "UNACCEPTABLE_PASSWORD"
+    if len(password) < core.config.accounts.password_min:
+        return "WEAK_PASSWORD"
+    return None
+
+
+def is_service_name(core: ServerCore, name: str) -> bool:
+    folded = core.fold(name)
+    return any(folded == core.fold(s) for s in SERVICE_NAMES)
+
+
+def create_account(
+    core: ServerCore,
+    sess: Session,
+    name: str,
+    password: str,
+    email: str | None,
+    then: Callable[[bool | _Unavailable], None],
+) -> None:
+    """Hash ``password`` and insert the account (an ordered op); ``then(True)``
+    once committed, ``then(False)`` if the name is taken, ``then(UNAVAILABLE)``
+    if the store failed."""
+    store = core.store
+    folded = core.fold(name)
+    created = core.now.wall
+    iterations = core.config.accounts.scram_iterations
+    path = getattr(store, "path", "store")
+
+    def run() -> bool | _Unavailable:
+        if store is None:
+            return UNAVAILABLE
+        pw_hash, scram = new_credentials(password, iterations)
+        try:
+            return store.create_account(AccountRecord(name, folded, pw_hash, scram, created, email))
+        except StoreError as exc:
+            log.error("[%d] account registration failed: %s", sess.conn_id, exc)
+            return UNAVAILABLE
+
+    run.__name__ = f"create_account {name!r} ({path})"
+    core.submit(Op(run, then, sess, pool="hash"))
+
+
+def authenticate(
+    core: ServerCore,
+    sess: Session,
+    name: str,
+    password: str,
+    then: Callable[[AccountRecord | None | _Unavailable], None],
+    what: str = "login",
+) -> None:
+    """Check ``password`` for account ``name`` (throttled; see the module
+    docstring); ``then(record)`` on success, ``then(None)`` on any failure
+    (unknown account or wrong password alike), ``then(UNAVAILABLE)`` when the
+    store failed. Logged with the address, never with the password."""
+    store = core.store
+    folded = core.fold(name)
+    ip_key, acct_key = "ip:" + sess.ip, "acct:" + folded[:64]
+    backoff = core.auth_backoff
+
+    def run() -> AccountRecord | None | _Unavailable:
+        if store is None:
+            return UNAVAILABLE
+        try:
+            record = store.get_account(folded)
+        except StoreError as exc:
+            log.error("[%d] %s: account lookup failed: %s", sess.conn_id, what, exc)
+            return UNAVAILABLE
+        stored = record.password_hash if record is not None else DUMMY_HASH
+        ok = verify_password(password, stored)
+        return record if ok and record is not None else None
+
+    run.__name__ = f"authenticate {folded!r}"
+
+    def done(result: AccountRecord | None | _Unavailable) -> None:
+        mono = core.now.mono
+        if result is UNAVAILABLE:
+            then(result)
+            return
+        if result is None:
+            backoff.failed(ip_key, mono)
+            backoff.failed(acct_key, mono)
+            log.warning("[%d] %s as %r from %s failed", sess.conn_id, what, name, sess.ip)
+        else:
+            backoff.succeeded(ip_key)
+            backoff.succeeded(acct_key)
+            log.info("[%d] %s as %r from %s", sess.conn_id, what, name, sess.ip)
+        then(result)
+
+    def check() -> None:
+        sess.busy = False
+        core.submit(Op(run, done, sess, pool="hash"))
+
+    wait = max(backoff.blocked(ip_key, core.now.mono), backoff.blocked(acct_key, core.now.mono))
+    if wait > 0:
+        sess.busy = True  # held, not refused (as OPER)
+        core.call_at(core.now.mono + wait, sess, check)
+    else:
+        check()
+
+
+def log_in(core: ServerCore, sess: Session, account: str) -> None:
+    """``sess``'s user is now logged in to ``account``: ACCOUNT to those who see
+    it (account-notify, extended-monitor) and 900 to the user."""
+    user = sess.user
+    core.account_changed(user, account)
+    core.reply(sess, N.RPL_LOGGEDIN, user.prefix, account, f"You are now logged in as {account}")
+
+
+def log_out(core: ServerCore, user: User) -> None:
+    """``user`` is logged out (its account was dropped): ACCOUNT * and 901."""
+    if user.account is None:
+        return
+    core.account_changed(user, None)
+    for sess in user.sessions:
+        core.reply(sess, N.RPL_LOGGEDOUT, user.prefix, "You are now logged out")
