@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNAVAILABLE",
+    "after_backoff",
+    "note_attempt",
     "authenticate",
     "check_new_password",
     "create_account",
@@ -145,8 +147,6 @@ def authenticate(
     store failed. Logged with the address, never with the password."""
     store = core.store
     folded = core.fold(name)
-    ip_key, acct_key = "ip:" + sess.ip, "acct:" + folded[:64]
-    backoff = core.auth_backoff
 
     def run() -> AccountRecord | None | _Unavailable:
         if store is None:
@@ -163,17 +163,13 @@ def authenticate(
     run.__name__ = f"authenticate {folded!r}"
 
     def done(result: AccountRecord | None | _Unavailable) -> None:
-        mono = core.now.mono
         if result is UNAVAILABLE:
             then(result)
             return
+        note_attempt(core, sess, folded, result is not None)
         if result is None:
-            backoff.failed(ip_key, mono)
-            backoff.failed(acct_key, mono)
             log.warning("[%d] %s as %r from %s failed", sess.conn_id, what, name, sess.ip)
         else:
-            backoff.succeeded(ip_key)
-            backoff.succeeded(acct_key)
             log.info("[%d] %s as %r from %s", sess.conn_id, what, name, sess.ip)
         then(result)
 
@@ -181,12 +177,32 @@ def authenticate(
         sess.busy = False
         core.submit(Op(run, done, sess, pool="hash"))
 
-    wait = max(backoff.blocked(ip_key, core.now.mono), backoff.blocked(acct_key, core.now.mono))
+    after_backoff(core, sess, folded, check)
+
+
+def after_backoff(core: ServerCore, sess: Session, folded: str, fn: Callable[[], None]) -> None:
+    """Run ``fn`` now, or when the backoff of ``sess``'s address and of account
+    ``folded`` ends; meanwhile the session's later commands wait (held, not
+    refused, as OPER). ``fn`` must clear ``sess.busy`` (it submits an op)."""
+    backoff = core.auth_backoff
+    mono = core.now.mono
+    wait = max(backoff.blocked("ip:" + sess.ip, mono), backoff.blocked("acct:" + folded[:64], mono))
     if wait > 0:
-        sess.busy = True  # held, not refused (as OPER)
-        core.call_at(core.now.mono + wait, sess, check)
+        sess.busy = True
+        core.call_at(mono + wait, sess, fn)
     else:
-        check()
+        fn()
+
+
+def note_attempt(core: ServerCore, sess: Session, folded: str, ok: bool) -> None:
+    """Book a password check's outcome for the backoff of the address and account."""
+    backoff = core.auth_backoff
+    keys = ("ip:" + sess.ip, "acct:" + folded[:64])
+    for key in keys:
+        if ok:
+            backoff.succeeded(key)
+        else:
+            backoff.failed(key, core.now.mono)
 
 
 def log_in(core: ServerCore, sess: Session, account: str) -> None:

@@ -23,6 +23,7 @@ from relaychat.protocol.handlers import (
     multiline,
     oper,
     registration,
+    sasl,
     serverbans,
     serverinfo,
     silence,
@@ -94,6 +95,13 @@ COMMANDS: dict[str, CommandSpec] = {
         registration.handle_quit, 0, "QUIT [<reason>]", "Disconnect from the server.", pre=True
     ),
     # accounts
+    "AUTHENTICATE": _c(
+        sasl.handle_authenticate,
+        1,
+        "AUTHENTICATE <mechanism|base64|+|*>",
+        "Log in with SASL (PLAIN, SCRAM-SHA-256); needs the sasl capability.",
+        pre=True,
+    ),
     "REGISTER": _c(
         accounts.handle_register,
         3,

@@ -194,6 +194,9 @@ class ServerCore:
         self.targets = target_limits(config)
         self.isupport = isupport_lines(config, self.targets)
         self.caps_offered = offered_caps(config)
+        if self.store is None:  # no authentication layer: neither is offered (sasl-3.2)
+            self.caps_offered.pop("sasl", None)
+            self.caps_offered.pop("draft/account-registration", None)
         self.registry.resize_whowas(config.limits.whowas_size)
         self.output.configure(config.server.name, config.limits.sendq)
         self.bans.capacity = config.limits.max_server_bans

@@ -101,6 +101,9 @@ def _cap_end(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
     if sess.registered:
         return
     sess.cap_negotiating = False
+    if sess.sasl is not None:  # registration goes on without it (sasl-3.1)
+        sess.sasl = None
+        core.reply(sess, N.ERR_SASLABORTED, "SASL authentication aborted")
     try_register(core, sess, now)
 
 
