@@ -4,9 +4,6 @@ here from RFC 5802 (not the server's code), chunking, abort, the numerics."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import os
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +13,7 @@ from relaychat.config import Config, LimitsConfig
 from relaychat.protocol.commands import build_core
 from relaychat.protocol.core import ServerCore
 from relaychat.protocol.message import Message
+from scramclient import ScramClient
 
 Connect = Callable[..., Peer]
 PW = "sasl-password-1"
@@ -234,38 +232,6 @@ def test_a_response_that_is_not_base64_is_904(core: ServerCore, clock: Clock) ->
 
 
 # ------------------------------------------------------------- SCRAM-SHA-256
-class ScramClient:
-    """A SCRAM-SHA-256 client written from RFC 5802 section 3 and RFC 7677,
-    independently of the server's code."""
-
-    def __init__(self, user: str, password: str) -> None:
-        self.user = user
-        self.password = password
-        self.cnonce = b64(os.urandom(18))
-        self.bare = f"n={user.replace('=', '=3D').replace(',', '=2C')},r={self.cnonce}"
-
-    def first(self) -> bytes:
-        return ("n,," + self.bare).encode()
-
-    def final(self, server_first: bytes) -> bytes:
-        fields = dict(item.split("=", 1) for item in server_first.decode().split(","))
-        nonce, salt, rounds = fields["r"], base64.b64decode(fields["s"]), int(fields["i"])
-        assert nonce.startswith(self.cnonce) and len(nonce) > len(self.cnonce)
-        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), salt, rounds)
-        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        stored_key = hashlib.sha256(client_key).digest()
-        without_proof = f"c={b64(b'n,,')},r={nonce}"
-        self.auth_message = f"{self.bare},{server_first.decode()},{without_proof}".encode()
-        signature = hmac.new(stored_key, self.auth_message, hashlib.sha256).digest()
-        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        self.expected_verifier = hmac.new(server_key, self.auth_message, hashlib.sha256).digest()
-        return f"{without_proof},p={b64(proof)}".encode()
-
-    def check(self, server_final: bytes) -> bool:
-        return server_final == b"v=" + base64.b64encode(self.expected_verifier)
-
-
 def test_scram_sha_256_exchange(core: ServerCore, clock: Clock) -> None:
     make_account(core, clock, "iris")
     p = sasl_peer(core, clock)

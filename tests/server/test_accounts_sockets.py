@@ -1,9 +1,10 @@
-"""Accounts over real sockets, for both engines: REGISTER, NickServ, the account
-on messages (account-tag) and in WHOIS, and accounts kept in the SQLite file
-across a restart."""
+"""Accounts over real sockets, for both engines: REGISTER, NickServ, SASL (PLAIN,
+SCRAM-SHA-256), the account on messages (account-tag) and in WHOIS, and
+accounts kept in the SQLite file across a restart."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from ircutil import RawClient, make_config
 from relaychat.config import StoreConfig
 from relaychat.protocol import numerics as N
 from relaychat.server.runner import start_in_thread
+from scramclient import ScramClient
 
 Connect = Callable[..., RawClient]
 PW = "sockets-password"
@@ -91,3 +93,79 @@ def test_accounts_survive_a_restart(
     d = connect(second, "frank")
     d.send(f"PRIVMSG NickServ :IDENTIFY erin {PW}")
     assert d.expect("NOTICE").params[1] == "You are now identified for erin"
+
+
+def _authenticate(c: RawClient, payload: bytes) -> None:
+    text = base64.b64encode(payload).decode()
+    chunks = [text[i : i + 400] for i in range(0, len(text), 400)]
+    if not chunks or len(chunks[-1]) == 400:
+        chunks.append("+")
+    for chunk in chunks:
+        c.send(f"AUTHENTICATE {chunk}")
+
+
+def _challenge(c: RawClient) -> bytes:
+    parts = []
+    while True:
+        chunk = c.expect("AUTHENTICATE").params[0]
+        if chunk != "+":
+            parts.append(chunk)
+        if len(chunk) < 400:
+            return base64.b64decode("".join(parts))
+
+
+def _start_sasl(c: RawClient, nick: str, mechanism: str) -> None:
+    c.send("CAP LS 302")
+    c.send("CAP REQ :sasl")
+    c.send(f"NICK {nick}")
+    c.send(f"USER {nick} 0 * :SASL")
+    c.expect(lambda m: m.command == "CAP" and m.params[1] == "ACK")
+    c.send(f"AUTHENTICATE {mechanism}")
+    assert c.expect("AUTHENTICATE").params == ["+"]
+
+
+def _make_account(server: Any, connect: Connect, name: str) -> None:
+    c = connect(server, name + "reg")
+    c.send(f"REGISTER {name} * :{PW}")
+    assert c.expect("REGISTER").params[0] == "SUCCESS"
+
+
+def test_sasl_plain_before_registration(
+    irc_server: Any, connect: Connect, no_server_errors: None
+) -> None:
+    _make_account(irc_server, connect, "gwen")
+    c = connect(irc_server)
+    _start_sasl(c, "gwen", "PLAIN")
+    _authenticate(c, b"\x00gwen\x00" + PW.encode())
+    assert c.expect(N.RPL_LOGGEDIN).params[2] == "gwen"
+    c.expect(N.RPL_SASLSUCCESS)
+    c.send("CAP END")
+    c.expect("001")
+    c.send("WHOIS gwen")
+    assert [m.params[2] for m in c.take_until(N.RPL_ENDOFWHOIS) if m.command == "330"] == ["gwen"]
+
+
+def test_sasl_plain_wrong_password_is_904(irc_server: Any, connect: Connect) -> None:
+    _make_account(irc_server, connect, "hal")
+    c = connect(irc_server)
+    _start_sasl(c, "hal", "PLAIN")
+    _authenticate(c, b"\x00hal\x00wrong-password")
+    c.expect(N.ERR_SASLFAIL)
+    c.send("AUTHENTICATE *")
+    c.expect(N.ERR_SASLABORTED)
+
+
+def test_sasl_scram_sha_256(irc_server: Any, connect: Connect, no_server_errors: None) -> None:
+    _make_account(irc_server, connect, "ivy")
+    c = connect(irc_server)
+    client = ScramClient("ivy", PW)
+    _start_sasl(c, "ivy", "SCRAM-SHA-256")
+    _authenticate(c, client.first())
+    server_first = _challenge(c)
+    _authenticate(c, client.final(server_first))
+    assert client.check(_challenge(c))
+    _authenticate(c, b"")
+    assert c.expect(N.RPL_LOGGEDIN).params[2] == "ivy"
+    c.expect(N.RPL_SASLSUCCESS)
+    c.send("CAP END")
+    c.expect("001")
