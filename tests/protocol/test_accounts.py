@@ -298,3 +298,24 @@ def test_account_settings_come_from_the_config(clock: Clock) -> None:
     )
     rec = core.store.get_account("uma")  # type: ignore[union-attr]
     assert rec is not None and rec.scram is not None and rec.scram.iterations == 5000
+
+
+def test_a_failing_store_is_an_error_to_the_command_and_a_log_line(
+    core: ServerCore, connect: Connect, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At run time a store that fails (here: closed under the server) gives the
+    affected commands an error and logs it; the server goes on serving."""
+    caplog.set_level(logging.ERROR, logger="relaychat")
+    p = connect("vera", caps=("sasl",))
+    core.store.close()  # type: ignore[union-attr]
+    assert fails(register(p))[0][:3] == ["REGISTER", "TEMPORARILY_UNAVAILABLE", "vera"]
+    p.send(f"PRIVMSG NickServ :IDENTIFY vera {PW}")
+    assert ns(p.take()) == ["Accounts are temporarily unavailable; try again later"]
+    p.send("AUTHENTICATE PLAIN")
+    p.take()
+    p.send("AUTHENTICATE AHZlcmEAcGFzc3dvcmQ=")
+    assert [m.command for m in p.take()] == ["904"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 3 and all("closed" in e for e in errors), errors
+    p.send("PING :still")
+    assert one(p.take(), "PONG").params[-1] == "still"

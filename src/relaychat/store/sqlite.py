@@ -129,6 +129,7 @@ class SQLiteStore:
             if conn is not None:
                 conn.close()
             raise StoreError(f"{path}: cannot open the database: {exc}") from None
+        log.info("store: %s (schema version %d, synchronous=%s)", path, self.version, synchronous)
         self._thread = threading.Thread(
             target=self._write_loop, name="relaychat-store-writer", daemon=True
         )
