@@ -12,6 +12,7 @@ import pytest
 
 from coreharness import Clock, Peer, advance, new_core, one, only, pump
 from relaychat.config import AccountsConfig, Config, LimitsConfig
+from relaychat.protocol.accounts import saslprep, scram_credentials
 from relaychat.protocol.commands import build_core
 from relaychat.protocol.core import ServerCore
 from relaychat.protocol.message import Message
@@ -319,3 +320,49 @@ def test_a_failing_store_is_an_error_to_the_command_and_a_log_line(
     assert len(errors) == 3 and all("closed" in e for e in errors), errors
     p.send("PING :still")
     assert one(p.take(), "PONG").params[-1] == "still"
+
+
+@pytest.mark.parametrize(
+    ("given", "prepared"),
+    [
+        ("I\u00adX", "IX"),  # RFC 4013 section 3 examples
+        ("user", "user"),
+        ("USER", "USER"),
+        ("\u00aa", "a"),
+        ("\u2168", "IX"),
+        ("a\u00a0b", "a b"),  # a non-ASCII space is a space
+    ],
+)
+def test_saslprep_maps_and_normalises(given: str, prepared: str) -> None:
+    assert saslprep(given) == prepared
+
+
+@pytest.mark.parametrize("bad", ["\u0007", "\u0627\u0031", "abc\u0627", "a\ue000b"])
+def test_saslprep_refuses_prohibited_and_bad_bidi(bad: str) -> None:
+    with pytest.raises(ValueError) as err:
+        saslprep(bad)
+    assert bad not in str(err.value)
+
+
+def test_a_password_saslprep_refuses_is_unacceptable(connect: Connect) -> None:
+    p = connect("wade")
+    assert fails(register(p, password="password\u0627"))[0][:2] == [
+        "REGISTER",
+        "UNACCEPTABLE_PASSWORD",
+    ]
+
+
+def test_non_ascii_passwords_are_saslprepped_on_both_sides(
+    core: ServerCore, connect: Connect, clock: Clock
+) -> None:
+    """Registered as "pass\\u00a0word\\u2168", the password is "pass wordIX"
+    after SASLprep: both spellings log in (NickServ and SCRAM, whose client
+    prepares its password itself)."""
+    p = connect("xena")
+    assert one(register(p, password="pass\u00a0word\u2168"), "REGISTER").params[0] == "SUCCESS"
+    q = connect("yuri")
+    q.send("PRIVMSG NickServ :IDENTIFY xena pass\u00a0word\u2168")
+    assert ns(q.take()) == ["You are now identified for xena"]
+    rec = core.store.get_account("xena")  # type: ignore[union-attr]
+    assert rec is not None and rec.scram is not None
+    assert rec.scram == scram_credentials("pass wordIX", 4096, rec.scram.salt)

@@ -24,6 +24,8 @@ import hashlib
 import hmac
 import logging
 import os
+import stringprep
+import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNAVAILABLE",
+    "saslprep",
     "after_backoff",
     "note_attempt",
     "authenticate",
@@ -65,15 +68,56 @@ class _Unavailable:
 UNAVAILABLE = _Unavailable()
 
 
+def saslprep(text: str) -> str:
+    """RFC 4013 SASLprep of a password (stored-string rules: unassigned code
+    points are refused too). Raises ValueError, without the text, when it is
+    not allowed."""
+    if text.isascii() and all(32 <= ord(c) < 127 for c in text):
+        return text  # the common case: printable ASCII is left as it is
+    mapped = "".join(
+        " " if stringprep.in_table_c12(c) else c for c in text if not stringprep.in_table_b1(c)
+    )
+    out = unicodedata.normalize("NFKC", mapped)
+    for c in out:
+        if (
+            stringprep.in_table_c12(c)
+            or stringprep.in_table_c21_c22(c)
+            or stringprep.in_table_c3(c)
+            or stringprep.in_table_c4(c)
+            or stringprep.in_table_c5(c)
+            or stringprep.in_table_c6(c)
+            or stringprep.in_table_c7(c)
+            or stringprep.in_table_c8(c)
+            or stringprep.in_table_c9(c)
+            or stringprep.in_table_a1(c)
+        ):
+            raise ValueError("prohibited character")
+    if any(stringprep.in_table_d1(c) for c in out):
+        if any(stringprep.in_table_d2(c) for c in out):
+            raise ValueError("mixed bidirectional text")
+        if not (stringprep.in_table_d1(out[0]) and stringprep.in_table_d1(out[-1])):
+            raise ValueError("bidirectional text must start and end right-to-left")
+    return out
+
+
+def _prepared(password: str) -> str:
+    """The password as hashed: SASLprep'd, or as given when SASLprep refuses it
+    (new passwords are checked first, so only a login can get here; it fails)."""
+    try:
+        return saslprep(password)
+    except ValueError:
+        return password
+
+
 def scram_credentials(
     password: str, iterations: int, salt: bytes | None = None
 ) -> ScramCredentials:
     """RFC 5802 section 3: SaltedPassword = PBKDF2-HMAC-SHA-256(password, salt, i);
     StoredKey = H(HMAC(SaltedPassword, "Client Key")); ServerKey =
-    HMAC(SaltedPassword, "Server Key"). The password is taken as UTF-8 without
-    SASLprep (ASCII passwords are what SASLprep leaves alone)."""
+    HMAC(SaltedPassword, "Server Key"), with the password SASLprep'd (RFC 7677)."""
     salt = os.urandom(16) if salt is None else salt
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    prepared = _prepared(password).encode("utf-8")
+    salted = hashlib.pbkdf2_hmac("sha256", prepared, salt, iterations)
     client_key = hmac.digest(salted, b"Client Key", "sha256")
     server_key = hmac.digest(salted, b"Server Key", "sha256")
     return ScramCredentials(salt, iterations, hashlib.sha256(client_key).digest(), server_key)
@@ -82,7 +126,7 @@ def scram_credentials(
 def new_credentials(password: str, iterations: int) -> tuple[str, ScramCredentials]:
     """The scrypt hash (PLAIN, NickServ) and the SCRAM-SHA-256 keys of a new
     password. Slow: call it from an op."""
-    return hash_password(password), scram_credentials(password, iterations)
+    return hash_password(_prepared(password)), scram_credentials(password, iterations)
 
 
 def check_new_password(core: ServerCore, password: str) -> str | None:
@@ -91,6 +135,10 @@ def check_new_password(core: ServerCore, password: str) -> str | None:
     if len(password.encode("utf-8")) > PASSWORD_MAX or any(
         ord(c) < 32 or ord(c) == 127 for c in password
     ):
+        return "UNACCEPTABLE_PASSWORD"
+    try:
+        password = saslprep(password)
+    except ValueError:
         return "UNACCEPTABLE_PASSWORD"
     if len(password) < core.config.accounts.password_min:
         return "WEAK_PASSWORD"
@@ -157,7 +205,7 @@ def authenticate(
             log.error("[%d] %s: account lookup failed: %s", sess.conn_id, what, exc)
             return UNAVAILABLE
         stored = record.password_hash if record is not None else DUMMY_HASH
-        ok = verify_password(password, stored)
+        ok = verify_password(_prepared(password), stored)
         return record if ok and record is not None else None
 
     run.__name__ = f"authenticate {folded!r}"

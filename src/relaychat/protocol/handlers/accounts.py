@@ -138,7 +138,7 @@ def _ns(core: ServerCore, sess: Session, text: str) -> None:
 
 def nickserv(core: ServerCore, sess: Session, text: str, now: Now) -> None:
     """A PRIVMSG to NickServ: ``text`` is the command line."""
-    words = text.split()
+    words = [w for w in text.split(" ") if w]  # IRC spaces only: a password may hold U+00A0
     if not words:
         _ns(core, sess, "Commands: " + ", ".join(_NS_COMMANDS) + ". /msg NickServ HELP")
         return
