@@ -175,6 +175,8 @@ class AccountsConfig:
     registration: bool = True  # REGISTER and NickServ REGISTER create accounts
     password_min: int = 8  # characters in a new password (fewer: WEAK_PASSWORD)
     scram_iterations: int = 4096  # PBKDF2 rounds of the SCRAM-SHA-256 credentials
+    register_limit: int = 5  # accounts one address may register per window (0: no limit)
+    register_window: float = 3600.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +487,8 @@ _RULES: dict[str, Rule] = {
     "accounts.registration": _anything,  # true or false: checked by type
     "accounts.password_min": _Range(1, 300),
     "accounts.scram_iterations": _Range(4096, 1_000_000),  # RFC 7677: at least 4096
+    "accounts.register_limit": _Range(0, 1_000_000),
+    "accounts.register_window": _Range(hi=30 * 86400.0, above=0.0),
     "store.path": _store_path,
     "store.synchronous": _one_of("normal", "full"),
     "store.commit_rows": _Range(1, 100_000),

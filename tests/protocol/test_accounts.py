@@ -366,3 +366,28 @@ def test_non_ascii_passwords_are_saslprepped_on_both_sides(
     rec = core.store.get_account("xena")  # type: ignore[union-attr]
     assert rec is not None and rec.scram is not None
     assert rec.scram == scram_credentials("pass wordIX", 4096, rec.scram.salt)
+
+
+def test_registrations_per_address_are_limited_per_window(clock: Clock) -> None:
+    cfg = dataclasses.replace(
+        Config(limits=LimitsConfig(flood_rate=0.0)),
+        accounts=AccountsConfig(register_limit=2, register_window=60.0),
+    )
+    core = new_core(cfg, clock)
+    p = Peer(core, clock, ip="10.0.0.1")
+    p.register("zed")
+    for name in ("one", "two"):
+        assert one(register(p, name), "REGISTER").params[0] == "SUCCESS"
+        p.user.account = None  # as if logged out, to register again
+    assert fails(register(p, "two"))[0][1] == "TEMPORARILY_UNAVAILABLE"  # checked first
+    got = fails(register(p, "three"))
+    assert got[0][:3] == ["REGISTER", "TEMPORARILY_UNAVAILABLE", "three"]
+    assert got[0][3].startswith("Too many accounts registered from your address")
+    p.send(f"PRIVMSG NickServ :REGISTER {PW}")
+    assert ns(p.take())[0].startswith("Too many accounts")
+    other = Peer(core, clock, ip="10.0.0.2")
+    other.register("amy")
+    assert one(register(other), "REGISTER").params[0] == "SUCCESS"
+    advance(core, clock, 60.0, step=30.0)
+    p.take()
+    assert one(register(p, "three"), "REGISTER").params[0] == "SUCCESS"

@@ -43,6 +43,7 @@ __all__ = [
     "saslprep",
     "after_backoff",
     "note_attempt",
+    "registration_wait",
     "authenticate",
     "check_new_password",
     "create_account",
@@ -164,6 +165,7 @@ def create_account(
     store = core.store
     folded = core.fold(name)
     created = core.now.wall
+    settings = core.config.accounts
     iterations = core.config.accounts.scram_iterations
     path = getattr(store, "path", "store")
 
@@ -177,8 +179,21 @@ def create_account(
             log.error("[%d] account registration failed: %s", sess.conn_id, exc)
             return UNAVAILABLE
 
+    def done(result: bool | _Unavailable) -> None:
+        if result is True:
+            core.registrations.hit("ip:" + sess.ip, core.now.mono, settings.register_window)
+        then(result)
+
     run.__name__ = f"create_account {name!r} ({path})"
-    core.submit(Op(run, then, sess, pool="hash"))
+    core.submit(Op(run, done, sess, pool="hash"))
+
+
+def registration_wait(core: ServerCore, sess: Session) -> float:
+    """Seconds before ``sess``'s address may register another account (0: now)."""
+    s = core.config.accounts
+    return core.registrations.wait(
+        "ip:" + sess.ip, core.now.mono, s.register_limit, s.register_window
+    )
 
 
 def authenticate(

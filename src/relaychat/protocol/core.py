@@ -52,7 +52,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.backoff import Backoff, Throttle
+from relaychat.protocol.backoff import Backoff, Throttle, WindowLimit
 from relaychat.protocol.caps import (
     cap_changes,
     cap_lines,
@@ -172,6 +172,7 @@ class ServerCore:
         self.stop_requested: str | None = None
         self.error_log = RateLimitedLog()
         self.auth_backoff = Backoff()
+        self.registrations = WindowLimit()  # accounts registered per address
         self.knock_users = Throttle()
         self.knock_channels = Throttle()
         self.started = now.mono  # STATS u

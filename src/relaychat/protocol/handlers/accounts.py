@@ -25,6 +25,7 @@ from relaychat.protocol.accounts import (
     log_in,
     log_out,
     new_credentials,
+    registration_wait,
 )
 from relaychat.protocol.handlers.registration import valid_nick
 from relaychat.protocol.message import sanitize_text
@@ -98,6 +99,10 @@ def handle_register(core: ServerCore, sess: Session, msg: Message, now: Now) -> 
     if why is not None:
         core.fail(sess, "REGISTER", why, name, _PASSWORD_TEXT[why])
         return
+    wait = registration_wait(core, sess)
+    if wait > 0:
+        core.fail(sess, "REGISTER", "TEMPORARILY_UNAVAILABLE", name, _too_many(wait))
+        return
 
     def then(result: object) -> None:
         if result is UNAVAILABLE:
@@ -110,6 +115,10 @@ def handle_register(core: ServerCore, sess: Session, msg: Message, now: Now) -> 
             log_in(core, sess, name)
 
     create_account(core, sess, name, password, None if email == "*" else email, then)
+
+
+def _too_many(wait: float) -> str:
+    return f"Too many accounts registered from your address; try again in {int(wait) + 1} s"
 
 
 _PASSWORD_TEXT = {
@@ -191,6 +200,10 @@ def _ns_register(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
     why = check_new_password(core, password)
     if why is not None:
         _ns(core, sess, _PASSWORD_TEXT[why])
+        return
+    wait = registration_wait(core, sess)
+    if wait > 0:
+        _ns(core, sess, _too_many(wait))
         return
 
     def then(result: object) -> None:
