@@ -177,6 +177,8 @@ class AccountsConfig:
     scram_iterations: int = 4096  # PBKDF2 rounds of the SCRAM-SHA-256 credentials
     register_limit: int = 5  # accounts one address may register per window (0: no limit)
     register_window: float = 3600.0  # seconds
+    nick_protection: str = "warn"  # "off", "warn" (NickServ asks to identify), "enforce"
+    nick_grace: float = 60.0  # seconds to identify before "enforce" changes the nick
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +491,8 @@ _RULES: dict[str, Rule] = {
     "accounts.scram_iterations": _Range(4096, 1_000_000),  # RFC 7677: at least 4096
     "accounts.register_limit": _Range(0, 1_000_000),
     "accounts.register_window": _Range(hi=30 * 86400.0, above=0.0),
+    "accounts.nick_protection": _one_of("off", "warn", "enforce"),
+    "accounts.nick_grace": _Range(hi=3600.0, above=0.0),
     "store.path": _store_path,
     "store.synchronous": _one_of("normal", "full"),
     "store.commit_rows": _Range(1, 100_000),

@@ -391,3 +391,73 @@ def test_registrations_per_address_are_limited_per_window(clock: Clock) -> None:
     advance(core, clock, 60.0, step=30.0)
     p.take()
     assert one(register(p, "three"), "REGISTER").params[0] == "SUCCESS"
+
+
+def protected_core(clock: Clock, mode: str) -> ServerCore:
+    cfg = dataclasses.replace(
+        Config(limits=LimitsConfig(flood_rate=0.0)),
+        accounts=AccountsConfig(nick_protection=mode, nick_grace=30.0),
+    )
+    core = new_core(cfg, clock)
+    owner = Peer(core, clock)
+    owner.register("owner")
+    assert one(register(owner, "Wanda"), "REGISTER").params[0] == "SUCCESS"
+    owner.send("QUIT")
+    return core
+
+
+def test_nick_protection_warn_asks_to_identify(clock: Clock) -> None:
+    core = protected_core(clock, "warn")
+    p = Peer(core, clock)
+    p.send("NICK wanda")
+    p.send("USER u 0 * :x")
+    assert ns(only(p.take(), "NOTICE")) == [
+        "wanda is a registered account: identify with /msg NickServ IDENTIFY <password>"
+    ]
+    advance(core, clock, 60.0, step=10.0)
+    assert p.user.nick == "wanda"  # warn only
+
+
+def test_nick_protection_enforce_changes_the_nick_after_the_grace(clock: Clock) -> None:
+    core = protected_core(clock, "enforce")
+    watcher = Peer(core, clock)
+    watcher.register("watcher")
+    watcher.send("JOIN #w")
+    p = Peer(core, clock)
+    p.register("squat")
+    p.send("JOIN #w")
+    p.send("NICK WANDA")
+    got = p.take()
+    assert ns(only(got, "NOTICE"))[0].endswith("within 30 seconds, or your nick will be changed")
+    assert [m.params for m in only(watcher.take(), "NICK")] == [["WANDA"]]
+    advance(core, clock, 29.0, step=1.0)
+    assert p.user.nick == "WANDA"
+    advance(core, clock, 2.0, step=1.0)
+    assert p.user.nick is not None and p.user.nick.startswith("Guest")
+    nick = one(p.take(), "NICK")
+    assert nick.source is not None and nick.source.startswith("WANDA!")
+    assert nick.params == [p.user.nick]
+    assert [m.params for m in only(watcher.take(), "NICK")] == [[p.user.nick]]
+
+
+def test_identifying_within_the_grace_keeps_the_nick(clock: Clock) -> None:
+    core = protected_core(clock, "enforce")
+    p = Peer(core, clock)
+    p.register("wanda")
+    p.send(f"PRIVMSG NickServ :IDENTIFY {PW}")
+    assert ns(p.take())[-1] == "You are now identified for Wanda"
+    advance(core, clock, 40.0, step=10.0)
+    assert p.user.nick == "wanda"
+
+
+def test_nick_protection_off_and_unregistered_nicks_say_nothing(clock: Clock) -> None:
+    core = protected_core(clock, "off")
+    p = Peer(core, clock)
+    p.send("NICK wanda")
+    p.send("USER u 0 * :x")
+    assert only(p.take(), "NOTICE") == []
+    core = protected_core(clock, "enforce")
+    q = Peer(core, clock)
+    q.send("NICK free")
+    q.send("USER u 0 * :x")
+    assert only(q.take(), "NOTICE") == []

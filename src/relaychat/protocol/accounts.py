@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from relaychat.passwords import DUMMY_HASH, hash_password, verify_password
 from relaychat.protocol import numerics as N
+from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.ops import Op
 from relaychat.protocol.storage import AccountRecord, ScramCredentials, StoreError
 
@@ -45,6 +46,7 @@ __all__ = [
     "note_attempt",
     "registration_wait",
     "authenticate",
+    "check_nick",
     "check_new_password",
     "create_account",
     "log_in",
@@ -283,3 +285,74 @@ def log_out(core: ServerCore, user: User) -> None:
     core.account_changed(user, None)
     for sess in user.sessions:
         core.reply(sess, N.RPL_LOGGEDOUT, user.prefix, "You are now logged out")
+
+
+def check_nick(core: ServerCore, sess: Session) -> None:
+    """``sess``'s user now has its nick (registration, NICK): if that is the name
+    of an account it is not logged in to, NickServ tells it to identify
+    (``nick_protection = "warn"`` or ``"enforce"``), and with ``"enforce"`` the
+    nick is changed to a guest nick unless it identifies within ``nick_grace``
+    seconds. The account lookup is an unordered op: nothing waits for it."""
+    settings = core.config.accounts
+    user = sess.user
+    nick = user.nick
+    store = core.store
+    if settings.nick_protection == "off" or store is None or nick is None:
+        return
+    folded = core.fold(nick)
+    if user.account is not None and core.fold(user.account) == folded:
+        return
+
+    def run() -> bool:
+        try:
+            return store.get_account(folded) is not None
+        except StoreError as exc:
+            log.error("[%d] nick protection lookup failed: %s", sess.conn_id, exc)
+            return False
+
+    def then(registered: bool) -> None:
+        if not registered or not _still_unidentified(core, sess, folded):
+            return
+        grace = settings.nick_grace
+        if settings.nick_protection == "enforce":
+            text = (
+                f"{nick} is a registered account: identify with /msg NickServ IDENTIFY "
+                f"<password> within {int(grace)} seconds, or your nick will be changed"
+            )
+            core.call_at(core.now.mono + grace, sess, lambda: _enforce(core, sess, folded))
+        else:
+            text = (
+                f"{nick} is a registered account: identify with /msg NickServ IDENTIFY <password>"
+            )
+        core.send_line(sess, f":NickServ!NickServ@services. NOTICE {sess.name} :{text}")
+
+    core.submit(Op(run, then, sess, ordered=False, pool="store"))
+
+
+def _still_unidentified(core: ServerCore, sess: Session, folded: str) -> bool:
+    user = sess.user
+    return (
+        sess.closing is None
+        and user.nick_folded == folded
+        and (user.account is None or core.fold(user.account) != folded)
+    )
+
+
+def _enforce(core: ServerCore, sess: Session, folded: str) -> None:
+    if not _still_unidentified(core, sess, folded):
+        return
+    user = sess.user
+    now = core.now
+    for _ in range(10):
+        guest = f"Guest{int.from_bytes(os.urandom(3), 'big') % 100000:05d}"
+        if core.registry.nick_holder(guest) is None:
+            break
+    else:
+        core.disconnect(sess, "Nick protection: no guest nick free", now)
+        return
+    old_nick, old_folded = user.nick, user.nick_folded
+    ev = core.event(user, "NICK", [guest], now, PEERS, echo=ECHO_ALWAYS, trailing=True)
+    if core.registry.change_nick(user, guest, now.wall):
+        log.info("[%d] nick %s taken back for its account: now %s", sess.conn_id, old_nick, guest)
+        core.emit(ev)
+        core.monitor.nick_changed(user, old_nick, old_folded)
