@@ -261,3 +261,45 @@ def test_serve_exits_non_zero_naming_a_corrupt_file(tmp_path: Path) -> None:
         assert result.returncode == 1, result.stderr
         assert str(db) in result.stderr and "not a database" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_close_while_other_threads_read_fails_their_reads_cleanly(db: Path) -> None:
+    """close() from one thread while others are reading: each read finishes or
+    raises StoreError (a connection is never closed under a running query)."""
+    s = SQLiteStore(str(db))
+    assert s.create_account(record("Reader"))
+    started = threading.Barrier(5)
+    outcomes: list[str] = []
+
+    def read() -> None:
+        started.wait()
+        try:
+            while True:
+                assert s.get_account("reader") is not None
+        except StoreError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    s.close()
+    for t in threads:
+        t.join(10)
+    assert len(outcomes) == 4 and all(str(db) in o for o in outcomes)
+
+
+def test_describe_names_the_file_and_a_migration(db: Path) -> None:
+    s = SQLiteStore(str(db))
+    try:
+        assert s.describe() == (
+            f"SQLite {db}, schema version {len(MIGRATIONS)}, synchronous=normal"
+            " (migrated from version 0)"
+        )
+    finally:
+        s.close()
+    s = SQLiteStore(str(db))
+    try:
+        assert "migrated" not in s.describe()
+    finally:
+        s.close()

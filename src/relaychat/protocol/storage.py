@@ -78,6 +78,10 @@ class AccountStore(Protocol):
 class Store(AccountStore, Protocol):
     """Everything the core may ask of storage."""
 
+    def describe(self) -> str:
+        """One line for the start-up log: backend, where, schema version."""
+        ...
+
     def close(self) -> None:
         """Commit what is queued and release the backend; later calls raise
         :class:`StoreError`. Idempotent."""

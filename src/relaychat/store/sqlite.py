@@ -108,11 +108,14 @@ class SQLiteStore:
             self._target += "?mode=memory&cache=shared"
         else:
             self._target = path
+        self.migrated_from: int | None = None  # the version migrated from at start, if any
         self.commits = 0  # transactions committed by the writer (for tests and benches)
         self.rows = 0  # changes committed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        # every reader connection with its lock: held while it is used, so that
+        # close() (from another thread) never closes a connection in use
+        self._readers: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -129,7 +132,6 @@ class SQLiteStore:
             if conn is not None:
                 conn.close()
             raise StoreError(f"{path}: cannot open the database: {exc}") from None
-        log.info("store: %s (schema version %d, synchronous=%s)", path, self.version, synchronous)
         self._thread = threading.Thread(
             target=self._write_loop, name="relaychat-store-writer", daemon=True
         )
@@ -147,21 +149,28 @@ class SQLiteStore:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def _reader(self) -> sqlite3.Connection:
+    def _reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """This thread's reader connection and its lock (take the lock to use it)."""
         if self._closed:
             raise StoreError(f"{self.path}: the store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        reader: tuple[sqlite3.Connection, threading.Lock] | None = getattr(
+            self._local, "reader", None
+        )
+        if reader is None:
             try:
                 conn = self._connect()
                 if self.memory:
                     conn.execute("PRAGMA read_uncommitted=1")
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: cannot open a reader: {exc}") from None
-            self._local.conn = conn
+            reader = (conn, threading.Lock())
+            self._local.reader = reader
             with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+                if self.closed:  # close() ran meanwhile
+                    conn.close()
+                    raise StoreError(f"{self.path}: the store is closed")
+                self._readers.append(reader)
+        return reader
 
     def _migrate(self, conn: sqlite3.Connection, migrations: list[str]) -> int:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -183,7 +192,7 @@ class SQLiteStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            log.info("%s: schema migrated to version %d", self.path, number)
+        self.migrated_from = version if version < len(migrations) else None
         return len(migrations)
 
     # ----------------------------------------------------------------- writer
@@ -270,6 +279,17 @@ class SQLiteStore:
             for item in batch:
                 item.done.set()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def describe(self) -> str:
+        where = "in memory" if self.memory else self.path
+        text = f"SQLite {where}, schema version {self.version}, synchronous={self.synchronous}"
+        if self.migrated_from is not None:
+            text += f" (migrated from version {self.migrated_from})"
+        return text
+
     def close(self) -> None:
         with self._close_lock:
             if self._closed:
@@ -279,23 +299,22 @@ class SQLiteStore:
         self._thread.join(WRITE_TIMEOUT)
         with self._readers_lock:
             readers, self._readers = self._readers, []
-        for conn in readers:
-            conn.close()
+        for conn, lock in readers:
+            with lock:  # a read in progress on another thread finishes first
+                conn.close()
 
     # --------------------------------------------------------------- accounts
     def get_account(self, folded: str) -> AccountRecord | None:
+        conn, lock = self._reader()
         try:
-            row = (
-                self._reader()
-                .execute(
+            with lock:
+                row = conn.execute(
                     "SELECT name, folded, password_hash, scram_salt, scram_iterations,"
                     " scram_stored_key, scram_server_key, created, email, verified"
                     " FROM accounts WHERE folded = ?",
                     (folded,),
-                )
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
+                ).fetchone()
+        except sqlite3.Error as exc:  # closed under us included (ProgrammingError)
             raise StoreError(f"{self.path}: read failed: {exc}") from None
         if row is None:
             return None
