@@ -16,6 +16,7 @@ from relaychat.protocol.accounts import saslprep, scram_credentials
 from relaychat.protocol.commands import build_core
 from relaychat.protocol.core import ServerCore
 from relaychat.protocol.message import Message
+from relaychat.protocol.storage import StoreError
 
 Connect = Callable[..., Peer]
 PW = "correct-horse-battery"
@@ -302,13 +303,22 @@ def test_account_settings_come_from_the_config(clock: Clock) -> None:
 
 
 def test_a_failing_store_is_an_error_to_the_command_and_a_log_line(
-    core: ServerCore, connect: Connect, clock: Clock, caplog: pytest.LogCaptureFixture
+    core: ServerCore,
+    connect: Connect,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """At run time a store that fails (here: closed under the server) gives the
+    """At run time a store that fails (here: every call raises) gives the
     affected commands an error and logs it; the server goes on serving."""
     caplog.set_level(logging.ERROR, logger="relaychat")
     p = connect("vera", caps=("sasl",))
-    core.store.close()  # type: ignore[union-attr]
+
+    def broken(*args: object) -> None:
+        raise StoreError(":memory:: disk I/O error")
+
+    # fault injection into the real store: its calls fail as a full disk would
+    monkeypatch.setattr(core.store, "get_account", broken)
+    monkeypatch.setattr(core.store, "create_account", broken)
     assert fails(register(p))[0][:3] == ["REGISTER", "TEMPORARILY_UNAVAILABLE", "vera"]
     p.send(f"PRIVMSG NickServ :IDENTIFY vera {PW}")
     assert ns(p.take()) == ["Accounts are temporarily unavailable; try again later"]
@@ -317,7 +327,7 @@ def test_a_failing_store_is_an_error_to_the_command_and_a_log_line(
     p.send("AUTHENTICATE AHZlcmEAcGFzc3dvcmQ=")
     assert [m.command for m in p.take()] == ["904"]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 3 and all("closed" in e for e in errors), errors
+    assert len(errors) == 3 and all("disk I/O error" in e for e in errors), errors
     p.send("PING :still")
     assert one(p.take(), "PONG").params[-1] == "still"
 
@@ -461,3 +471,16 @@ def test_nick_protection_off_and_unregistered_nicks_say_nothing(clock: Clock) ->
     q.send("NICK free")
     q.send("USER u 0 * :x")
     assert only(q.take(), "NOTICE") == []
+
+
+def test_a_store_closed_at_shutdown_is_no_error_in_the_log(
+    core: ServerCore, connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="relaychat")
+    p = connect("walt")
+    core.store.close()  # type: ignore[union-attr]
+    p.send("NICK wanda2")  # the nick protection lookup meets the closed store
+    p.send(f"PRIVMSG NickServ :IDENTIFY walt {PW}")
+    assert ns(p.take()) == ["Accounts are temporarily unavailable; try again later"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("the store is closed" in r.getMessage() for r in caplog.records)

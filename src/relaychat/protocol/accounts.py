@@ -33,7 +33,12 @@ from relaychat.passwords import DUMMY_HASH, hash_password, verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.ops import Op
-from relaychat.protocol.storage import AccountRecord, ScramCredentials, StoreError
+from relaychat.protocol.storage import (
+    AccountRecord,
+    ScramCredentials,
+    StoreClosed,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -53,6 +58,7 @@ __all__ = [
     "log_out",
     "new_credentials",
     "scram_credentials",
+    "store_failed",
 ]
 
 log = logging.getLogger("relaychat.accounts")
@@ -110,6 +116,16 @@ def _prepared(password: str) -> str:
         return saslprep(password)
     except ValueError:
         return password
+
+
+def store_failed(sess: Session, what: str, exc: StoreError) -> None:
+    """Log a store failure loudly (the affected command gets an error; the
+    server goes on), or quietly when the store was closed because the server
+    is stopping."""
+    if isinstance(exc, StoreClosed):
+        log.info("[%d] %s: %s", sess.conn_id, what, exc)
+    else:
+        log.error("[%d] %s failed: %s", sess.conn_id, what, exc)
 
 
 def scram_credentials(
@@ -178,7 +194,7 @@ def create_account(
         try:
             return store.create_account(AccountRecord(name, folded, pw_hash, scram, created, email))
         except StoreError as exc:
-            log.error("[%d] account registration failed: %s", sess.conn_id, exc)
+            store_failed(sess, "account registration", exc)
             return UNAVAILABLE
 
     def done(result: bool | _Unavailable) -> None:
@@ -219,7 +235,7 @@ def authenticate(
         try:
             record = store.get_account(folded)
         except StoreError as exc:
-            log.error("[%d] %s: account lookup failed: %s", sess.conn_id, what, exc)
+            store_failed(sess, f"{what}: account lookup", exc)
             return UNAVAILABLE
         stored = record.password_hash if record is not None else DUMMY_HASH
         ok = verify_password(_prepared(password), stored)
@@ -307,7 +323,7 @@ def check_nick(core: ServerCore, sess: Session) -> None:
         try:
             return store.get_account(folded) is not None
         except StoreError as exc:
-            log.error("[%d] nick protection lookup failed: %s", sess.conn_id, exc)
+            store_failed(sess, "nick protection lookup", exc)
             return False
 
     def then(registered: bool) -> None:

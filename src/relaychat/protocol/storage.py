@@ -20,12 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["AccountRecord", "AccountStore", "ScramCredentials", "Store", "StoreError"]
+__all__ = [
+    "AccountRecord",
+    "AccountStore",
+    "ScramCredentials",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+]
 
 
 class StoreError(Exception):
     """The backend failed (I/O error, locked or corrupt file, closed store).
     Messages name the database file and never carry a password or a hash."""
+
+
+class StoreClosed(StoreError):
+    """The store was closed (the server is stopping): expected, not logged loudly."""
 
 
 @dataclass(frozen=True, slots=True)

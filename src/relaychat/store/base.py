@@ -14,6 +14,7 @@ from relaychat.protocol.storage import (
     AccountStore,
     ScramCredentials,
     Store,
+    StoreClosed,
     StoreError,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "AccountStore",
     "ScramCredentials",
     "Store",
+    "StoreClosed",
     "StoreError",
     "open_store",
 ]

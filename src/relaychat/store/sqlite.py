@@ -39,7 +39,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from relaychat.protocol.storage import AccountRecord, ScramCredentials, StoreError
+from relaychat.protocol.storage import (
+    AccountRecord,
+    ScramCredentials,
+    StoreClosed,
+    StoreError,
+)
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -152,7 +157,7 @@ class SQLiteStore:
     def _reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
         """This thread's reader connection and its lock (take the lock to use it)."""
         if self._closed:
-            raise StoreError(f"{self.path}: the store is closed")
+            raise StoreClosed(f"{self.path}: the store is closed")
         reader: tuple[sqlite3.Connection, threading.Lock] | None = getattr(
             self._local, "reader", None
         )
@@ -168,7 +173,7 @@ class SQLiteStore:
             with self._readers_lock:
                 if self.closed:  # close() ran meanwhile
                     conn.close()
-                    raise StoreError(f"{self.path}: the store is closed")
+                    raise StoreClosed(f"{self.path}: the store is closed")
                 self._readers.append(reader)
         return reader
 
@@ -199,7 +204,7 @@ class SQLiteStore:
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Queue ``fn(conn)`` for the writer; return its result once committed."""
         if self._closed:
-            raise StoreError(f"{self.path}: the store is closed")
+            raise StoreClosed(f"{self.path}: the store is closed")
         item = _Write(fn)
         self._queue.put(item)
         if not item.done.wait(WRITE_TIMEOUT):
@@ -314,7 +319,9 @@ class SQLiteStore:
                     " FROM accounts WHERE folded = ?",
                     (folded,),
                 ).fetchone()
-        except sqlite3.Error as exc:  # closed under us included (ProgrammingError)
+        except sqlite3.Error as exc:
+            if self._closed:  # closed under us (ProgrammingError)
+                raise StoreClosed(f"{self.path}: the store is closed") from None
             raise StoreError(f"{self.path}: read failed: {exc}") from None
         if row is None:
             return None

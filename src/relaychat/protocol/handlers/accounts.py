@@ -26,6 +26,7 @@ from relaychat.protocol.accounts import (
     log_out,
     new_credentials,
     registration_wait,
+    store_failed,
 )
 from relaychat.protocol.handlers.registration import valid_nick
 from relaychat.protocol.message import sanitize_text
@@ -252,7 +253,7 @@ def _ns_info(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
         try:
             return store.get_account(folded)
         except StoreError as exc:
-            log.error("[%d] NickServ INFO failed: %s", sess.conn_id, exc)
+            store_failed(sess, "NickServ INFO", exc)
             return UNAVAILABLE
 
     def then(result: AccountRecord | None | object) -> None:
@@ -301,7 +302,7 @@ def _ns_set_password(core: ServerCore, sess: Session, args: list[str], now: Now)
         try:
             return store.set_password(folded, pw_hash, scram)
         except StoreError as exc:
-            log.error("[%d] NickServ SET PASSWORD failed: %s", sess.conn_id, exc)
+            store_failed(sess, "NickServ SET PASSWORD", exc)
             return UNAVAILABLE
 
     def then(result: object) -> None:
@@ -345,7 +346,7 @@ def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
         try:
             return store.drop_account(folded)
         except StoreError as exc:
-            log.error("[%d] NickServ DROP failed: %s", sess.conn_id, exc)
+            store_failed(sess, "NickServ DROP", exc)
             return UNAVAILABLE
 
     def then(result: AccountRecord | None | object) -> None:

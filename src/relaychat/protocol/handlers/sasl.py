@@ -34,6 +34,7 @@ from relaychat.protocol.accounts import (
     authenticate,
     log_in,
     note_attempt,
+    store_failed,
 )
 from relaychat.protocol.ops import Op
 from relaychat.protocol.sasl import (
@@ -158,7 +159,7 @@ def _scram_first(core: ServerCore, sess: Session, state: SaslState, data: bytes)
         try:
             return store.get_account(folded)
         except StoreError as exc:
-            log.error("[%d] SASL account lookup failed: %s", sess.conn_id, exc)
+            store_failed(sess, "SASL account lookup", exc)
             return UNAVAILABLE
 
     def then(result: AccountRecord | None | object) -> None:
