@@ -7,6 +7,7 @@ requests (a REHASH runs the given loader), and fires timers as the clock moves.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from relaychat.protocol.message import Message, parse_message
 from relaychat.protocol.ops import Op
 from relaychat.protocol.state import Session
 from relaychat.protocol.timebase import Now
+from relaychat.store.sqlite import SQLiteStore
 
 
 class Clock:
@@ -44,7 +46,10 @@ _CLOCKS: dict[int, Clock] = {}
 def new_core(
     config: Config, clock: Clock, loader: Callable[[], Config] | None = None
 ) -> ServerCore:
-    core = build_core(config, clock.now, msgid_prefix="t")
+    # an in-memory SQLite store (the test double: no mock store, no file)
+    store = SQLiteStore(":memory:", commit_ms=0.0)
+    core = build_core(config, clock.now, msgid_prefix="t", store=store)
+    weakref.finalize(core, store.close)
     _CLOCKS[id(core)] = clock
     if loader is not None:
         _LOADERS[id(core)] = loader

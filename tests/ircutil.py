@@ -11,13 +11,14 @@ import select
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from relaychat.config import Config, LimitsConfig, ListenConfig, ServerConfig
+from relaychat.config import Config, LimitsConfig, ListenConfig, ServerConfig, StoreConfig
 from relaychat.protocol.message import Message, parse_message
 
 DEFAULT_TIMEOUT = 10.0
@@ -30,6 +31,18 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     return env
+
+
+_CHILD_CWD: tempfile.TemporaryDirectory[str] | None = None
+
+
+def child_cwd() -> str:
+    """The working directory for child servers: a temporary one, so the store's
+    default file (relaychat.db) is never written into the checkout."""
+    global _CHILD_CWD
+    if _CHILD_CWD is None:
+        _CHILD_CWD = tempfile.TemporaryDirectory(prefix="relaychat-test-")
+    return _CHILD_CWD.name
 
 
 def free_port() -> int:
@@ -58,12 +71,14 @@ def wait_listening(
 
 def make_config(engine: str = "loop", **limits: object) -> Config:
     """Port 0 on 127.0.0.1, quiet logs; flood control off unless a test sets it; no
-    address exempt from the per-IP limit (the tests connect from loopback)."""
+    address exempt from the per-IP limit (the tests connect from loopback); an
+    in-memory store (no relaychat.db written by a test)."""
     lim = {"flood_rate": 0.0, "max_connections_per_ip": 0, "connection_limit_exempt": (), **limits}
     return Config(
         server=ServerConfig(engine=engine, log_level="WARNING"),
         listen=(ListenConfig("127.0.0.1", 0),),
         limits=dataclasses.replace(LimitsConfig(), **lim),  # type: ignore[arg-type]
+        store=StoreConfig(path=":memory:"),
     )
 
 

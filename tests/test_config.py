@@ -15,6 +15,7 @@ import pytest
 from relaychat import cli
 from relaychat.config import (
     _RULES,
+    AccountsConfig,
     CloakingConfig,
     Config,
     ConfigError,
@@ -23,6 +24,7 @@ from relaychat.config import (
     MetadataConfig,
     OperConfig,
     ServerConfig,
+    StoreConfig,
     check_value,
     load_config,
 )
@@ -42,7 +44,7 @@ def test_embedded_defaults_listen_on_localhost_6667() -> None:
 def test_sample_config_loads_and_documents_every_key() -> None:
     cfg = load_config(SAMPLE)
     data = tomllib.loads(SAMPLE.read_text())
-    for section in ("server", "limits", "metadata", "admin", "cloaking"):
+    for section in ("server", "limits", "metadata", "admin", "cloaking", "accounts", "store"):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
         assert documented == fields, (section, fields ^ documented)
@@ -76,6 +78,8 @@ def test_every_key_has_a_rule() -> None:
             ("metadata", MetadataConfig),
             ("admin", type(Config().admin)),
             ("cloaking", CloakingConfig),
+            ("accounts", AccountsConfig),
+            ("store", StoreConfig),
             ("opers", OperConfig),
         )
         for f in dataclasses.fields(cls)
@@ -187,6 +191,25 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[cloaking]\ncidr_len_ipv4 = -1", "cloaking.cidr_len_ipv4"),
     ("[cloaking]\ncidr_len_ipv6 = 129", "cloaking.cidr_len_ipv6"),
     ("[cloaking]\nkey = 'x'", "cloaking.key"),
+    ("[accounts]\nregistration = 'yes'", "accounts.registration"),
+    ("[accounts]\npassword_min = 0", "accounts.password_min"),
+    ("[accounts]\npassword_min = 301", "accounts.password_min"),
+    ("[accounts]\nscram_iterations = 4095", "accounts.scram_iterations"),
+    ("[accounts]\nregister_limit = -1", "accounts.register_limit"),
+    ("[accounts]\nnick_protection = 'strict'", "accounts.nick_protection"),
+    ("[accounts]\nnick_grace = 0", "accounts.nick_grace"),
+    ("[accounts]\nnick_grace = 3601", "accounts.nick_grace"),
+    ("[accounts]\nregister_window = 0", "accounts.register_window"),
+    ("[accounts]\nregister_window = 2592001", "accounts.register_window"),
+    ("[accounts]\nscram_iterations = 1000001", "accounts.scram_iterations"),
+    ("[store]\npath = ''", "store.path"),
+    ('[store]\npath = "a\\nb.db"', "store.path"),
+    ("[store]\npath = 'file:x.db?mode=ro'", "store.path"),
+    ("[store]\nsynchronous = 'off'", "store.synchronous"),
+    ("[store]\ncommit_rows = 0", "store.commit_rows"),
+    ("[store]\ncommit_rows = 100001", "store.commit_rows"),
+    ("[store]\ncommit_ms = -1", "store.commit_ms"),
+    ("[store]\ncommit_ms = 1001", "store.commit_ms"),
     ('[admin]\nlocation = "a\\nb"', "admin.location"),
     ('[admin]\nlocation2 = "a\\u0000b"', "admin.location2"),
     ('[admin]\nemail = "a\\r\\nb"', "admin.email"),

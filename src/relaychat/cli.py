@@ -144,9 +144,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from relaychat.server.listen import BindError
     from relaychat.server.runner import serve
+    from relaychat.store.base import StoreError
 
     try:
         return serve(cfg, reload)
+    except StoreError as exc:  # names the file
+        print(f"relaychat: {exc}", file=sys.stderr)
+        return 1
     except BindError as exc:
         listener = ListenConfig(exc.address, exc.port)
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror

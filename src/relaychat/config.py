@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AccountsConfig",
     "AdminConfig",
     "CloakingConfig",
     "Config",
@@ -44,6 +45,7 @@ __all__ = [
     "MetadataConfig",
     "OperConfig",
     "ServerConfig",
+    "StoreConfig",
     "check_value",
     "load_config",
     "parse_config",
@@ -167,6 +169,31 @@ class CloakingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    """``[accounts]``: account registration and login (REGISTER, NickServ, SASL)."""
+
+    registration: bool = True  # REGISTER and NickServ REGISTER create accounts
+    password_min: int = 8  # characters in a new password (fewer: WEAK_PASSWORD)
+    scram_iterations: int = 4096  # PBKDF2 rounds of the SCRAM-SHA-256 credentials
+    register_limit: int = 5  # accounts one address may register per window (0: no limit)
+    register_window: float = 3600.0  # seconds
+    nick_protection: str = "warn"  # "off", "warn" (NickServ asks to identify), "enforce"
+    nick_grace: float = 60.0  # seconds to identify before "enforce" changes the nick
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """``[store]``: the SQLite database that keeps accounts (see
+    :mod:`relaychat.store.sqlite`). A relative ``path`` is relative to the
+    working directory; ``":memory:"`` keeps everything in memory (lost at exit)."""
+
+    path: str = "relaychat.db"
+    synchronous: str = "normal"  # "normal": survives a process crash; "full": a power loss
+    commit_rows: int = 100  # a group commit as soon as this many changes wait ...
+    commit_ms: float = 2.0  # ... or this many milliseconds after the first
+
+
+@dataclass(frozen=True, slots=True)
 class OperConfig:
     password: str  # a hash from `relaychat mkpasswd`
     host: str = "*@*"  # user@host mask the oper must match
@@ -180,6 +207,8 @@ class Config:
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     cloaking: CloakingConfig = field(default_factory=CloakingConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -197,6 +226,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "metadata": MetadataConfig,
     "admin": AdminConfig,
     "cloaking": CloakingConfig,
+    "accounts": AccountsConfig,
+    "store": StoreConfig,
 }
 
 # keys that moved: the message says where to
@@ -365,6 +396,14 @@ def _cloak_secret(value: str, section: Any) -> str | None:
     return None
 
 
+def _store_path(value: str, _: Any) -> str | None:
+    if not value or _CONTROL.search(value):
+        return "must be a file name (not empty, no control characters)"
+    if value.startswith("file:"):
+        return 'must be a file name, not a "file:" URI'
+    return None
+
+
 def _host_label(value: str, _: Any) -> str | None:
     if len(value) > 63 or not _HOSTNAME.fullmatch(value):
         return "must be a host name part of letters, digits, '-' and '.', at most 63 characters"
@@ -447,6 +486,17 @@ _RULES: dict[str, Rule] = {
     "cloaking.netname": _host_label,
     "cloaking.cidr_len_ipv4": _Range(0, 32),
     "cloaking.cidr_len_ipv6": _Range(0, 128),
+    "accounts.registration": _anything,  # true or false: checked by type
+    "accounts.password_min": _Range(1, 300),
+    "accounts.scram_iterations": _Range(4096, 1_000_000),  # RFC 7677: at least 4096
+    "accounts.register_limit": _Range(0, 1_000_000),
+    "accounts.register_window": _Range(hi=30 * 86400.0, above=0.0),
+    "accounts.nick_protection": _one_of("off", "warn", "enforce"),
+    "accounts.nick_grace": _Range(hi=3600.0, above=0.0),
+    "store.path": _store_path,
+    "store.synchronous": _one_of("normal", "full"),
+    "store.commit_rows": _Range(1, 100_000),
+    "store.commit_ms": _Range(0.0, 1000.0),
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }

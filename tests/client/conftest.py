@@ -81,6 +81,7 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=ircutil.child_env(),
+            cwd=ircutil.child_cwd(),
         )
         log.close()
         try:

@@ -377,3 +377,38 @@ def test_pydle_parses_extended_join_and_msgid_tags(
     assert runner.read(lambda b: b.users["bob"]["realname"]) == "Test bob"
     bob.send("PRIVMSG #x :tagged")
     runner.wait_event("channel_message", "#x", "bob", "tagged")
+
+
+class SaslBot(Bot):
+    """A pydle client that logs in with SASL (PLAIN, through pure-sasl)."""
+
+    def __init__(self, nickname: str, username: str, password: str) -> None:
+        self.events = []
+        pydle.Client.__init__(
+            self,
+            nickname,
+            realname="Pydle Bot",
+            sasl_username=username,
+            sasl_password=password,
+            sasl_mechanism="PLAIN",
+        )
+
+
+def test_pydle_logs_in_with_sasl_plain(irc_server: Any) -> None:
+    owner = RawClient(irc_server.port)
+    try:
+        owner.register("owner")
+        owner.send("REGISTER pyacct * :pydle-password")
+        assert owner.expect("REGISTER").params[0] == "SUCCESS"
+        runner = Runner(irc_server.port, NICK)
+        runner.bot = SaslBot(NICK, "pyacct", "pydle-password")
+        try:
+            runner.start()
+            assert runner.read(lambda b: b._capabilities.get("sasl")) is True
+            owner.send(f"WHOIS {NICK}")
+            whois = owner.take_until("318")
+            assert [m.params[1:3] for m in whois if m.command == "330"] == [[NICK, "pyacct"]]
+        finally:
+            runner.close()
+    finally:
+        owner.close()

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from ircutil import STARTUP_TIMEOUT, RawClient, child_env, free_port, wait_for, wait_listening
+from ircutil import (
+    STARTUP_TIMEOUT,
+    RawClient,
+    child_cwd,
+    child_env,
+    free_port,
+    wait_for,
+    wait_listening,
+)
 from relaychat import __version__
 from relaychat.cli import JsonFormatter
 
@@ -58,6 +66,7 @@ def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         env=child_env(),
+        cwd=child_cwd(),
         timeout=timeout,
     )
 
@@ -80,6 +89,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                     stdout=subprocess.DEVNULL,
                     stderr=err,
                     env=child_env(),
+                    cwd=child_cwd(),
                 )
             procs.append(proc)
             server = Server(proc, port, err_path)
@@ -125,6 +135,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=child_env(),
+                cwd=child_cwd(),
             )
         procs.append(proc)
         return Server(proc, 0, err_path)

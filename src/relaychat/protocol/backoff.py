@@ -1,5 +1,5 @@
-"""Per-key time limits: failure backoff for authentication (OPER today; SASL and
-NickServ next) and a plain throttle (KNOCK).
+"""Per-key time limits: failure backoff for authentication (OPER, SASL, NickServ),
+a plain throttle (KNOCK) and a count per window (account registrations).
 
 Each failure for a key (``ip:1.2.3.4``, ``name:admin``) doubles the time the key
 is blocked, from 1 s up to ``ceiling``; a success or ``forget_after`` seconds
@@ -14,7 +14,7 @@ one ``delay``, and each call costs O(1) amortised.
 
 from __future__ import annotations
 
-__all__ = ["Backoff", "Throttle"]
+__all__ = ["Backoff", "Throttle", "WindowLimit"]
 
 
 class Backoff:
@@ -71,3 +71,35 @@ class Throttle:
             if last[oldest] + delay > now:
                 break
             del last[oldest]
+
+
+class WindowLimit:
+    """At most ``limit`` events per key within ``window`` seconds (account
+    registrations per address). Keys are bounded (oldest dropped)."""
+
+    def __init__(self, size: int = 10000) -> None:
+        self.size = size
+        self._hits: dict[str, list[float]] = {}  # key -> times within the window, oldest first
+
+    def wait(self, key: str, now: float, limit: int, window: float) -> float:
+        """Seconds until ``key`` may have another event (0: now; ``limit`` 0: no limit)."""
+        hits = self._recent(key, now, window)
+        if limit <= 0 or len(hits) < limit:
+            return 0.0
+        return max(0.0, hits[-limit] + window - now)
+
+    def hit(self, key: str, now: float, window: float) -> None:
+        hits = self._recent(key, now, window)
+        hits.append(now)
+        self._hits.pop(key, None)
+        self._hits[key] = hits
+        while len(self._hits) > self.size:
+            del self._hits[next(iter(self._hits))]
+
+    def _recent(self, key: str, now: float, window: float) -> list[float]:
+        hits = [t for t in self._hits.get(key, ()) if now - t < window]
+        if hits:
+            self._hits[key] = hits
+        else:
+            self._hits.pop(key, None)
+        return hits

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from relaychat.protocol.state import Session
 
 __all__ = [
+    "ACCOUNT_REGISTRATION",
     "BOT_MODE",
     "METADATA_CAP",
     "MULTILINE",
@@ -41,11 +42,13 @@ __all__ = [
 ]
 
 METADATA_CAP = "draft/metadata-2"
+ACCOUNT_REGISTRATION = "draft/account-registration"
 MULTILINE = "draft/multiline"  # the capability, and the batch type
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
     "account-notify": "",
+    ACCOUNT_REGISTRATION: "custom-account-name",  # offered when [accounts] registration is on
     "account-tag": "",
     "away-notify": "",
     "batch": "",
@@ -61,6 +64,7 @@ SUPPORTED_CAPS: dict[str, str] = {
     "message-tags": "",
     "multi-prefix": "",
     "no-implicit-names": "",
+    "sasl": "PLAIN,SCRAM-SHA-256",  # offered only by a core with a store
     "server-time": "",
     "setname": "",
     "userhost-in-names": "",
@@ -91,6 +95,8 @@ def offered_caps(config: Config) -> dict[str, str]:
         MULTILINE: f"max-bytes={lim.multiline_max_bytes},max-lines={lim.multiline_max_lines}",
     }
     disabled = set(config.server.disabled_caps)
+    if not config.accounts.registration:
+        disabled.add(ACCOUNT_REGISTRATION)
     return {name: value for name, value in values.items() if name not in disabled}
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relaychat.protocol.core import CommandSpec, Handler, ServerCore
+from relaychat.protocol.core import CommandSpec, Handler, ServerCore, Service
 from relaychat.protocol.handlers import (
+    accounts,
     channel,
     knock,
     messaging,
@@ -22,6 +23,7 @@ from relaychat.protocol.handlers import (
     multiline,
     oper,
     registration,
+    sasl,
     serverbans,
     serverinfo,
     silence,
@@ -32,9 +34,10 @@ from relaychat.protocol.handlers import (
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
-__all__ = ["COMMANDS", "build_core"]
+__all__ = ["COMMANDS", "SERVICES", "build_core"]
 
 
 def _c(
@@ -90,6 +93,28 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
     "QUIT": _c(
         registration.handle_quit, 0, "QUIT [<reason>]", "Disconnect from the server.", pre=True
+    ),
+    # accounts
+    "AUTHENTICATE": _c(
+        sasl.handle_authenticate,
+        1,
+        "AUTHENTICATE <mechanism|base64|+|*>",
+        "Log in with SASL (PLAIN, SCRAM-SHA-256); needs the sasl capability.",
+        pre=True,
+    ),
+    "REGISTER": _c(
+        accounts.handle_register,
+        3,
+        "REGISTER <account|*> <email|*> <password>",
+        "Register an account (draft/account-registration); you are logged in to it.",
+        pre=True,
+    ),
+    "VERIFY": _c(
+        accounts.handle_verify,
+        2,
+        "VERIFY <account> <code>",
+        "Complete a registration that needs verification (none does here).",
+        pre=True,
     ),
     # channels
     "JOIN": _c(
@@ -321,7 +346,15 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
 }
 
+# services: a PRIVMSG to one of these nicks is a command for it
+SERVICES: dict[str, Service] = {"NickServ": accounts.nickserv}
 
-def build_core(config: Config, now: Now, msgid_prefix: str = "rc") -> ServerCore:
-    """A core with the full command table."""
-    return ServerCore(config, COMMANDS, now, msgid_prefix)
+
+def build_core(
+    config: Config, now: Now, msgid_prefix: str = "rc", store: Store | None = None
+) -> ServerCore:
+    """A core with the full command table (and ``store``, if given, as ``core.store``)."""
+    core = ServerCore(config, COMMANDS, now, msgid_prefix, store)
+    for name, service in SERVICES.items():
+        core.services[core.fold(name)] = service
+    return core

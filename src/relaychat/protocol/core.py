@@ -14,7 +14,9 @@ A transport driver (``relaychat.server.driver``) or a test drives one
   connection with output, and whether to close it after writing; the transport
   reports what it could not write yet with ``note_backlog``;
 * ``ops_to_run()`` -> operations to run on a worker thread, handed back with
-  ``op_done``; ``requests`` -> what the core asks of the transport (stop, rehash).
+  ``op_done`` (store calls run there: ``core.store``, given by the driver, is
+  never called on the core's thread); ``requests`` -> what the core asks of
+  the transport (stop, rehash).
 
 ``now`` is a :class:`~relaychat.protocol.timebase.Now` (monotonic and wall time);
 nothing here reads a clock, touches a socket, a thread or a file. The pieces:
@@ -50,7 +52,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.backoff import Backoff, Throttle
+from relaychat.protocol.backoff import Backoff, Throttle, WindowLimit
 from relaychat.protocol.caps import (
     cap_changes,
     cap_lines,
@@ -76,6 +78,7 @@ from relaychat.protocol.timers import Timers
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
 __all__ = ["CommandSpec", "Handler", "ServerCore"]
@@ -83,6 +86,8 @@ __all__ = ["CommandSpec", "Handler", "ServerCore"]
 log = logging.getLogger("relaychat.core")
 
 Handler = Callable[["ServerCore", Session, Message, "Now"], None]
+# a service (NickServ): a PRIVMSG to it is a command line for it
+Service = Callable[["ServerCore", Session, str, "Now"], None]
 EventConsumer = Callable[[Event], None]
 
 
@@ -130,9 +135,14 @@ class ServerCore:
         commands: Mapping[str, CommandSpec],
         now: Now,
         msgid_prefix: str = "rc",
+        store: Store | None = None,
     ) -> None:
         self.config = config
+        # accounts (and later history) live here; called only from Ops, on
+        # worker threads. None: a core without storage (account commands say so)
+        self.store = store
         self.commands = commands
+        self.services: dict[str, Service] = {}  # folded nick -> service (build_core fills it)
         self.created = now.wall
         # folding is pure: cache it (every message folds its target's name)
         self.fold: Callable[[str], str] = lru_cache(maxsize=8192)(
@@ -152,7 +162,7 @@ class ServerCore:
         self.monitor = Monitor(self.output)
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
-        self.ops = Ops({"hash": 2})
+        self.ops = Ops({"hash": 2, "store": 16})
         self.msgid = msgid_source(msgid_prefix)
         # BATCH references: unique per core, so per connection
         self.consumers: list[EventConsumer] = []
@@ -162,6 +172,7 @@ class ServerCore:
         self.stop_requested: str | None = None
         self.error_log = RateLimitedLog()
         self.auth_backoff = Backoff()
+        self.registrations = WindowLimit()  # accounts registered per address
         self.knock_users = Throttle()
         self.knock_channels = Throttle()
         self.started = now.mono  # STATS u
@@ -184,6 +195,9 @@ class ServerCore:
         self.targets = target_limits(config)
         self.isupport = isupport_lines(config, self.targets)
         self.caps_offered = offered_caps(config)
+        if self.store is None:  # no authentication layer: neither is offered (sasl-3.2)
+            self.caps_offered.pop("sasl", None)
+            self.caps_offered.pop("draft/account-registration", None)
         self.registry.resize_whowas(config.limits.whowas_size)
         self.output.configure(config.server.name, config.limits.sendq)
         self.bans.capacity = config.limits.max_server_bans

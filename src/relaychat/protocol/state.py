@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.masks import Mask
     from relaychat.protocol.message import Message
+    from relaychat.protocol.sasl import SaslState
     from relaychat.protocol.timebase import Now
 
 __all__ = [
@@ -187,6 +188,7 @@ class Session:
         "recv_bytes",
         "recv_lines",
         "client_batch",
+        "sasl",
         "__weakref__",
     )
 
@@ -226,6 +228,7 @@ class Session:
         self.recv_bytes = 0
         self.recv_lines = 0
         self.client_batch: ClientBatch | None = None  # a batch it has open (draft/multiline)
+        self.sasl: SaslState | None = None  # an AUTHENTICATE exchange in progress
 
     @property
     def registered(self) -> bool:

@@ -36,11 +36,13 @@ from relaychat.protocol.commands import build_core
 from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
 from relaychat.protocol.timebase import Now
+from relaychat.store.base import open_store
 
 if TYPE_CHECKING:
     from relaychat.config import Config
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.state import Session
+    from relaychat.protocol.storage import Store
 
 __all__ = ["CLOSE_DEADLINE", "Driver", "Engine", "clock"]
 
@@ -93,7 +95,10 @@ class Driver:
         self.config = config
         self.engine = engine
         self.config_loader = config_loader
-        self.core: ServerCore = build_core(config, clock(), secrets.token_hex(8))
+        # opened (and migrated) before anything listens: a bad file is an error
+        # at start naming it (StoreError), not a failure at the first login
+        self.store: Store = open_store(config.store)
+        self.core: ServerCore = build_core(config, clock(), secrets.token_hex(8), store=self.store)
         self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
         self._timer_at: float | None = None
 
@@ -150,6 +155,14 @@ class Driver:
 
     def shutdown(self, reason: str) -> None:
         self.core.shutdown(reason, clock())
+
+    def close_store(self) -> None:
+        """After the last connection: commit what is queued and close the store
+        (an op still running gets a StoreError, contained like any op error)."""
+        try:
+            self.store.close()
+        except Exception:
+            log.exception("closing the store failed")
 
     # ---------------------------------------------------------- end of a turn
     def take_output(self) -> list[tuple[Any, bytes, bool]]:

@@ -136,6 +136,7 @@ class LoopServer:
         assert self._stop is not None
         await self._stop.wait()
         await self.close_all(self._stop_reason)
+        self.driver.close_store()
 
     def request_stop(self, reason: str = "Server shutting down") -> None:
         """Stop serving; safe to call from any thread or a signal handler."""

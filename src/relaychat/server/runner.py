@@ -19,6 +19,7 @@ from typing import Protocol
 
 from relaychat.config import Config
 from relaychat.protocol.core import ServerCore
+from relaychat.protocol.storage import Store
 
 __all__ = ["RunningServer", "serve", "start_in_thread", "raise_fd_limit"]
 
@@ -57,7 +58,7 @@ def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> 
 
         tserver = ThreadedServer(config, config_loader)
         tserver.start()
-        _log_configuration(config)
+        _log_configuration(config, tserver.driver.store)
         # handlers must not take locks: the main thread they interrupt may hold one
         signal.signal(signal.SIGINT, lambda *_: tserver.signal_stop("Server shutting down"))
         signal.signal(signal.SIGTERM, lambda *_: tserver.signal_stop("Server shutting down"))
@@ -76,7 +77,7 @@ def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> 
 
     async def main() -> None:
         await server.start()
-        _log_configuration(config)
+        _log_configuration(config, server.driver.store)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_stop, "Server shutting down")
@@ -88,9 +89,10 @@ def serve(config: Config, config_loader: Callable[[], Config] | None = None) -> 
     return 0
 
 
-def _log_configuration(config: Config) -> None:
+def _log_configuration(config: Config, store: Store) -> None:
     """Once the listeners are bound (a failure to bind stays a one-line error)."""
     log.info("configuration: %s", config.path or "embedded defaults")
+    log.info("store: %s", store.describe())
 
 
 class _ThreadHandle:

@@ -224,6 +224,7 @@ class ThreadedServer:
             self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
+        self.driver.close_store()
         log.info("stopped: %s", self._stop_reason)
 
     # ------------------------------------------------------------ per conn

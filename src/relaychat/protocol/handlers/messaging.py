@@ -109,7 +109,11 @@ def _deliver(
         else:
             dest = core.find_user(name)
             if dest is None or status:
-                if errors:
+                service = core.services.get(core.fold(name)) if dest is None else None
+                if service is not None:
+                    if command == "PRIVMSG":  # a NOTICE or TAGMSG to a service is dropped
+                        service(core, sess, text, now)
+                elif errors:
                     core.reply(sess, N.ERR_NOSUCHNICK, safe_param(name), "No such nick/channel")
                 continue
             chan = None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from relaychat import __version__
 from relaychat.protocol import numerics as N
+from relaychat.protocol.accounts import check_nick
 from relaychat.protocol.caps import cap_lines, set_caps
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.common import parse_int, safe_param
@@ -101,6 +102,9 @@ def _cap_end(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
     if sess.registered:
         return
     sess.cap_negotiating = False
+    if sess.sasl is not None:  # registration goes on without it (sasl-3.1)
+        sess.sasl = None
+        core.reply(sess, N.ERR_SASLABORTED, "SASL authentication aborted")
     try_register(core, sess, now)
 
 
@@ -133,6 +137,9 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
     if not valid_nick(core, nick):
         core.reply(sess, N.ERR_ERRONEUSNICKNAME, safe_param(nick), "Erroneous nickname")
         return
+    if core.fold(nick) in core.services:
+        core.reply(sess, N.ERR_ERRONEUSNICKNAME, nick, "Reserved for services")
+        return
     user = sess.user
     holder = core.registry.nick_holder(nick)
     if holder is not None and holder is not user:
@@ -162,6 +169,8 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
     if core.registry.change_nick(user, nick, now.wall):
         core.emit(ev)
         core.monitor.nick_changed(user, old_nick, old_folded)
+        if old_folded != user.nick_folded:
+            check_nick(core, sess)
 
 
 # USER <username> <mode> <unused> <realname>
@@ -203,6 +212,7 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
     core.registered(sess, now)
     log.info("[%d] registered as %s", sess.conn_id, user.prefix)
     send_welcome(core, sess)
+    check_nick(core, sess)
     core.snotice(
         "c",
         "Client connecting: %s (%s@%s) [%s] [%s]",

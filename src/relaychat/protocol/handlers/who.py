@@ -200,6 +200,8 @@ def handle_whois(core: ServerCore, sess: Session, msg: Message, now: Now) -> Non
         )
     if target.oper_name is not None:
         core.reply(sess, N.RPL_WHOISOPERATOR, tn, "is an IRC operator")
+    if target.account is not None:
+        core.reply(sess, N.RPL_WHOISACCOUNT, tn, target.account, "is logged in as")
     if BOT_MODE in target.modes:
         core.reply(sess, N.RPL_WHOISBOT, tn, f"is a Bot on {core.config.server.network}")
     if target.away is not None:

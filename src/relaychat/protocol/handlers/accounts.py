@@ -1,0 +1,418 @@
+"""Account commands: REGISTER and VERIFY (IRCv3 ``draft/account-registration``),
+and the NickServ service (``/msg NickServ REGISTER|IDENTIFY|INFO|SET PASSWORD|
+DROP|GHOST|HELP``), whose replies are NOTICEs from ``NickServ!NickServ@services.``.
+
+The slow work (hashing, the store) is in :mod:`relaychat.protocol.accounts`;
+this module checks the input, words the replies, and logs in. REGISTER is only
+taken after connection registration (``FAIL REGISTER
+COMPLETE_CONNECTION_REQUIRED`` before; the capability does not advertise
+``before-connect``); the account name may differ from the nick
+(``custom-account-name``) and must be a valid nick. Email verification is not
+offered: VERIFY always answers ``INVALID_CODE``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from relaychat.protocol.accounts import (
+    UNAVAILABLE,
+    authenticate,
+    check_new_password,
+    create_account,
+    is_service_name,
+    log_in,
+    log_out,
+    new_credentials,
+    registration_wait,
+    store_failed,
+)
+from relaychat.protocol.handlers.registration import valid_nick
+from relaychat.protocol.message import sanitize_text
+from relaychat.protocol.ops import Op
+from relaychat.protocol.storage import AccountRecord, StoreError
+from relaychat.protocol.timebase import ctime_utc
+
+if TYPE_CHECKING:
+    from relaychat.protocol.core import ServerCore
+    from relaychat.protocol.message import Message
+    from relaychat.protocol.state import Session
+    from relaychat.protocol.timebase import Now
+
+log = logging.getLogger("relaychat.accounts")
+
+NICKSERV = "NickServ!NickServ@services."
+EMAIL_MAX = 254
+
+
+def _valid_email(email: str) -> bool:
+    local, at, domain = email.partition("@")
+    return bool(
+        at
+        and local
+        and "." in domain
+        and len(email) <= EMAIL_MAX
+        and not any(c in email for c in " ,:\x00\r\n")
+    )
+
+
+def _account_name_problem(core: ServerCore, name: str) -> str | None:
+    if not valid_nick(core, name):
+        return "Account names follow the rules of nicks"
+    if is_service_name(core, name):
+        return "That name is reserved for services"
+    return None
+
+
+# REGISTER <account|*> <email|*> <password>
+def handle_register(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    user = sess.user
+    if not user.registered:
+        core.fail(
+            sess, "REGISTER", "COMPLETE_CONNECTION_REQUIRED", "Register your connection first"
+        )
+        return
+    account, email, password = msg.params[0], msg.params[1], msg.params[2]
+    name = user.name if account == "*" else account
+    if user.account is not None:
+        core.fail(
+            sess, "REGISTER", "ALREADY_AUTHENTICATED", user.account, "You are already logged in"
+        )
+        return
+    if not core.config.accounts.registration or core.store is None:
+        core.fail(
+            sess,
+            "REGISTER",
+            "TEMPORARILY_UNAVAILABLE",
+            name,
+            "Account registration is not available",
+        )
+        return
+    problem = _account_name_problem(core, name)
+    if problem is not None:
+        core.fail(sess, "REGISTER", "BAD_ACCOUNT_NAME", name, problem)
+        return
+    if email != "*" and not _valid_email(email):
+        core.fail(sess, "REGISTER", "INVALID_EMAIL", name, "That is not an email address")
+        return
+    why = check_new_password(core, password)
+    if why is not None:
+        core.fail(sess, "REGISTER", why, name, _PASSWORD_TEXT[why])
+        return
+    wait = registration_wait(core, sess)
+    if wait > 0:
+        core.fail(sess, "REGISTER", "TEMPORARILY_UNAVAILABLE", name, _too_many(wait))
+        return
+
+    def then(result: object) -> None:
+        if result is UNAVAILABLE:
+            core.fail(sess, "REGISTER", "TEMPORARILY_UNAVAILABLE", name, "Try again later")
+        elif not result:
+            core.fail(sess, "REGISTER", "ACCOUNT_EXISTS", name, "That account already exists")
+        else:
+            log.info("[%d] account %r registered from %s", sess.conn_id, name, sess.ip)
+            core.send_line(sess, f":{core.server_name} REGISTER SUCCESS {name} :Account created")
+            log_in(core, sess, name)
+
+    create_account(core, sess, name, password, None if email == "*" else email, then)
+
+
+def _too_many(wait: float) -> str:
+    return f"Too many accounts registered from your address; try again in {int(wait) + 1} s"
+
+
+_PASSWORD_TEXT = {
+    "WEAK_PASSWORD": "That password is too short",
+    "UNACCEPTABLE_PASSWORD": "Passwords are at most 300 bytes, without control characters",
+}
+
+
+# VERIFY <account> <code>
+def handle_verify(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
+    account = msg.params[0]
+    if not sess.user.registered:
+        core.fail(sess, "VERIFY", "COMPLETE_CONNECTION_REQUIRED", "Register your connection first")
+    elif sess.user.account is not None:
+        core.fail(
+            sess, "VERIFY", "ALREADY_AUTHENTICATED", sess.user.account, "You are already logged in"
+        )
+    else:
+        core.fail(sess, "VERIFY", "INVALID_CODE", account, "No verification is pending")
+
+
+# --------------------------------------------------------------- NickServ
+def _ns(core: ServerCore, sess: Session, text: str) -> None:
+    core.send_line(sess, f":{NICKSERV} NOTICE {sess.name} :{sanitize_text(text) or '-'}")
+
+
+def nickserv(core: ServerCore, sess: Session, text: str, now: Now) -> None:
+    """A PRIVMSG to NickServ: ``text`` is the command line."""
+    words = [w for w in text.split(" ") if w]  # IRC spaces only: a password may hold U+00A0
+    if not words:
+        _ns(core, sess, "Commands: " + ", ".join(_NS_COMMANDS) + ". /msg NickServ HELP")
+        return
+    command = words[0].upper()
+    if command == "SET" and len(words) > 1:
+        command = "SET " + words[1].upper()
+        words = [command, *words[2:]]
+    handler = _NS_COMMANDS.get(command)
+    if handler is None:
+        _ns(core, sess, f"Unknown command {words[0][:32]}. /msg NickServ HELP")
+        return
+    if core.store is None:
+        _ns(core, sess, "Accounts are not available on this server")
+        return
+    handler(core, sess, words[1:], now)
+
+
+def _ns_help(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    for line in (
+        "REGISTER <password> [<email>]: register your current nick as an account",
+        "IDENTIFY [<account>] <password>: log in",
+        "INFO [<account>]: show an account",
+        "SET PASSWORD <new password>: change your password (logged in)",
+        "DROP <password>: delete the account you are logged in to",
+        "GHOST <nick> [<password>]: disconnect a session using your account's nick",
+    ):
+        _ns(core, sess, line)
+
+
+def _ns_register(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    user = sess.user
+    if not args:
+        _ns(core, sess, "Syntax: REGISTER <password> [<email>]")
+        return
+    if user.account is not None:
+        _ns(core, sess, f"You are already logged in as {user.account}")
+        return
+    if not core.config.accounts.registration:
+        _ns(core, sess, "Account registration is disabled")
+        return
+    name = user.name
+    problem = _account_name_problem(core, name)
+    if problem is not None:
+        _ns(core, sess, problem)
+        return
+    password, email = args[0], args[1] if len(args) > 1 else None
+    if email is not None and not _valid_email(email):
+        _ns(core, sess, "That is not an email address")
+        return
+    why = check_new_password(core, password)
+    if why is not None:
+        _ns(core, sess, _PASSWORD_TEXT[why])
+        return
+    wait = registration_wait(core, sess)
+    if wait > 0:
+        _ns(core, sess, _too_many(wait))
+        return
+
+    def then(result: object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        elif not result:
+            _ns(core, sess, f"Account {name} already exists")
+        else:
+            log.info("[%d] account %r registered from %s", sess.conn_id, name, sess.ip)
+            _ns(core, sess, f"Account {name} registered")
+            log_in(core, sess, name)
+
+    create_account(core, sess, name, password, email, then)
+
+
+def _ns_identify(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    if not args or len(args) > 2:
+        _ns(core, sess, "Syntax: IDENTIFY [<account>] <password>")
+        return
+    user = sess.user
+    if user.account is not None:
+        _ns(core, sess, f"You are already logged in as {user.account}")
+        return
+    name, password = (args[0], args[1]) if len(args) == 2 else (user.name, args[0])
+
+    def then(result: AccountRecord | None | object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        elif isinstance(result, AccountRecord):
+            _ns(core, sess, f"You are now identified for {result.name}")
+            log_in(core, sess, result.name)
+        else:
+            _ns(core, sess, "Invalid account or password")
+
+    authenticate(core, sess, name, password, then, "NickServ IDENTIFY")
+
+
+def _ns_info(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    name = args[0] if args else (sess.user.account or sess.user.name)
+    store = core.store
+    folded = core.fold(name)
+
+    def run() -> AccountRecord | None | object:
+        if store is None:
+            return UNAVAILABLE
+        try:
+            return store.get_account(folded)
+        except StoreError as exc:
+            store_failed(sess, "NickServ INFO", exc)
+            return UNAVAILABLE
+
+    def then(result: AccountRecord | None | object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        elif not isinstance(result, AccountRecord):
+            _ns(core, sess, f"{name[:64]} is not a registered account")
+        else:
+            _ns(core, sess, f"Information on {result.name}:")
+            _ns(core, sess, f"Registered: {ctime_utc(result.created)}")
+            own = sess.user.account is not None and core.fold(sess.user.account) == folded
+            if own and result.email:
+                _ns(core, sess, f"Email: {result.email}")
+            online = sorted(
+                u.nick
+                for u in core.registry.nicks.values()
+                if u.nick and u.account is not None and core.fold(u.account) == folded
+            )
+            if online:
+                _ns(core, sess, "Logged in now: " + " ".join(online[:20]))
+
+    core.submit(Op(run, then, sess, pool="store"))
+
+
+def _ns_set_password(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    account = sess.user.account
+    if account is None:
+        _ns(core, sess, "You are not logged in")
+        return
+    if len(args) != 1:
+        _ns(core, sess, "Syntax: SET PASSWORD <new password>")
+        return
+    why = check_new_password(core, args[0])
+    if why is not None:
+        _ns(core, sess, _PASSWORD_TEXT[why])
+        return
+    password = args[0]
+    store = core.store
+    folded = core.fold(account)
+    iterations = core.config.accounts.scram_iterations
+
+    def run() -> object:
+        if store is None:
+            return UNAVAILABLE
+        pw_hash, scram = new_credentials(password, iterations)
+        try:
+            return store.set_password(folded, pw_hash, scram)
+        except StoreError as exc:
+            store_failed(sess, "NickServ SET PASSWORD", exc)
+            return UNAVAILABLE
+
+    def then(result: object) -> None:
+        if result is True:
+            log.info("[%d] password of %r changed from %s", sess.conn_id, account, sess.ip)
+            _ns(core, sess, "Password changed")
+        elif result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        else:
+            _ns(core, sess, f"Account {account} no longer exists")
+
+    core.submit(Op(run, then, sess, pool="hash"))
+
+
+def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    account = sess.user.account
+    if account is None:
+        _ns(core, sess, "You are not logged in")
+        return
+    if len(args) != 1:
+        _ns(core, sess, "Syntax: DROP <password> (drops the account you are logged in to)")
+        return
+    store = core.store
+    folded = core.fold(account)
+
+    def dropped(result: object) -> None:
+        if result is True:
+            log.warning("[%d] account %r dropped from %s", sess.conn_id, account, sess.ip)
+            _ns(core, sess, f"Account {account} dropped")
+            for user in list(core.registry.nicks.values()):
+                if user.account is not None and core.fold(user.account) == folded:
+                    log_out(core, user)
+        elif result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        else:
+            _ns(core, sess, f"Account {account} no longer exists")
+
+    def drop() -> object:
+        if store is None:
+            return UNAVAILABLE
+        try:
+            return store.drop_account(folded)
+        except StoreError as exc:
+            store_failed(sess, "NickServ DROP", exc)
+            return UNAVAILABLE
+
+    def then(result: AccountRecord | None | object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        elif not isinstance(result, AccountRecord):
+            _ns(core, sess, "Invalid account or password")
+        else:
+            core.submit(Op(drop, dropped, sess, pool="store"))
+
+    authenticate(core, sess, account, args[0], then, "NickServ DROP")
+
+
+def _ns_ghost(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    if not args or len(args) > 2:
+        _ns(core, sess, "Syntax: GHOST <nick> [<password>]")
+        return
+    nick = args[0]
+    target = core.find_user(nick)
+    me = sess.user
+    if target is None or target.nick is None:
+        _ns(core, sess, f"{nick[:64]} is not online")
+        return
+    if target is me:
+        _ns(core, sess, "You cannot ghost yourself")
+        return
+
+    def kill() -> None:
+        victim = core.find_user(nick)
+        if victim is not target:
+            _ns(core, sess, f"{nick[:64]} is not online")
+            return
+        log.info("[%d] GHOST %s by %s (%s)", sess.conn_id, target.prefix, me.prefix, sess.ip)
+        for s in list(target.sessions):
+            core.disconnect(s, f"GHOST command used by {me.name}", core.now)
+        _ns(core, sess, f"{nick} has been ghosted")
+
+    # logged in to the account the target uses, or to the account named like the nick
+    mine = me.account is not None and (
+        (target.account is not None and core.fold(target.account) == core.fold(me.account))
+        or core.fold(me.account) == core.fold(target.nick)
+    )
+    if mine:
+        kill()
+        return
+    if len(args) < 2:
+        _ns(core, sess, "Access denied: log in, or give the account's password")
+        return
+
+    def then(result: AccountRecord | None | object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        elif isinstance(result, AccountRecord):
+            kill()
+        else:
+            _ns(core, sess, "Invalid account or password")
+
+    authenticate(core, sess, target.nick, args[1], then, "NickServ GHOST")
+
+
+_NS_COMMANDS = {
+    "HELP": _ns_help,
+    "REGISTER": _ns_register,
+    "IDENTIFY": _ns_identify,
+    "INFO": _ns_info,
+    "SET PASSWORD": _ns_set_password,
+    "DROP": _ns_drop,
+    "GHOST": _ns_ghost,
+}

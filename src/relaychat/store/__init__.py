@@ -1,0 +1,1 @@
+"""Storage backends behind :mod:`relaychat.store.base` (SQLite is the default)."""
