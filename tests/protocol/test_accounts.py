@@ -484,3 +484,25 @@ def test_a_store_closed_at_shutdown_is_no_error_in_the_log(
     assert ns(p.take()) == ["Accounts are temporarily unavailable; try again later"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("the store is closed" in r.getMessage() for r in caplog.records)
+
+
+def test_nick_protection_knows_the_accounts_already_in_the_store(clock: Clock) -> None:
+    """Account names are read from the store when the core starts (nick
+    protection checks them in memory): a restart keeps protecting them."""
+    core = protected_core(clock, "warn")
+    assert core.store is not None
+    restarted = build_core(core.config, clock.now, msgid_prefix="r", store=core.store)
+    assert "wanda" in restarted.account_names
+    from coreharness import _CLOCKS
+
+    _CLOCKS[id(restarted)] = clock
+    p = Peer(restarted, clock)
+    p.send("NICK Wanda")
+    p.send("USER u 0 * :x")
+    assert ns(only(p.take(), "NOTICE")) == [
+        "Wanda is a registered account: identify with /msg NickServ IDENTIFY <password>"
+    ]
+    q = Peer(restarted, clock)
+    q.send("NICK nobody")
+    q.send("USER u 0 * :x")
+    assert only(q.take(), "NOTICE") == []  # a nick no account has: nothing said

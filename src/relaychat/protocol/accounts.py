@@ -199,6 +199,7 @@ def create_account(
 
     def done(result: bool | _Unavailable) -> None:
         if result is True:
+            core.account_names.add(folded)
             core.registrations.hit("ip:" + sess.ip, core.now.mono, settings.register_window)
         then(result)
 
@@ -316,6 +317,8 @@ def check_nick(core: ServerCore, sess: Session) -> None:
     if settings.nick_protection == "off" or store is None or nick is None:
         return
     folded = core.fold(nick)
+    if folded not in core.account_names:
+        return  # the usual case: no account has this name, no store query
     if user.account is not None and core.fold(user.account) == folded:
         return
 

@@ -141,6 +141,9 @@ class ServerCore:
         # accounts (and later history) live here; called only from Ops, on
         # worker threads. None: a core without storage (account commands say so)
         self.store = store
+        # every account's folded name (the store's, loaded at start, kept up to
+        # date here): nick protection checks a nick without a store query
+        self.account_names: set[str] = set(store.account_names()) if store is not None else set()
         self.commands = commands
         self.services: dict[str, Service] = {}  # folded nick -> service (build_core fills it)
         self.created = now.wall

@@ -85,6 +85,11 @@ class AccountStore(Protocol):
         """Delete an account; False if there was none."""
         ...
 
+    def account_names(self) -> list[str]:
+        """Every account's folded name: read once at start, so that nick
+        protection checks a nick in memory instead of asking the store."""
+        ...
+
 
 class Store(AccountStore, Protocol):
     """Everything the core may ask of storage."""

@@ -381,6 +381,17 @@ class SQLiteStore:
 
         return self._write(update)
 
+    def account_names(self) -> list[str]:
+        conn, lock = self._reader()
+        try:
+            with lock:
+                rows = conn.execute("SELECT folded FROM accounts").fetchall()
+        except sqlite3.Error as exc:
+            if self._closed:
+                raise StoreClosed(f"{self.path}: the store is closed") from None
+            raise StoreError(f"{self.path}: {exc}") from None
+        return [row[0] for row in rows]
+
     def drop_account(self, folded: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM accounts WHERE folded = ?", (folded,)).rowcount == 1

@@ -330,6 +330,7 @@ def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
 
     def dropped(result: object) -> None:
         if result is True:
+            core.account_names.discard(folded)
             log.warning("[%d] account %r dropped from %s", sess.conn_id, account, sess.ip)
             _ns(core, sess, f"Account {account} dropped")
             for user in list(core.registry.nicks.values()):
