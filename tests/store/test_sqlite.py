@@ -14,7 +14,12 @@ import pytest
 
 from ircutil import child_env
 from relaychat.config import StoreConfig
-from relaychat.protocol.storage import AccountRecord, ScramCredentials, StoreError
+from relaychat.protocol.storage import (
+    AccountRecord,
+    ScramCredentials,
+    ServerBanRecord,
+    StoreError,
+)
 from relaychat.store.base import open_store
 from relaychat.store.sqlite import MIGRATIONS, SQLiteStore
 
@@ -303,3 +308,64 @@ def test_describe_names_the_file_and_a_migration(db: Path) -> None:
         assert "migrated" not in s.describe()
     finally:
         s.close()
+
+
+# ------------------------------------------------------------ server bans
+T0 = 1_700_000_000.0
+
+
+def ban(kind: str, mask: str, expires: float | None = None, set_at: float = T0) -> ServerBanRecord:
+    return ServerBanRecord(kind, mask, "go away", "oper!o@h", set_at, expires)
+
+
+def test_a_version_1_file_is_migrated_keeping_its_accounts(db: Path) -> None:
+    old = SQLiteStore(str(db), migrations=MIGRATIONS[:1])
+    assert old.version == 1
+    assert old.create_account(record("Alice"))
+    old.close()
+    s = SQLiteStore(str(db))
+    try:
+        assert s.version == 2 and s.migrated_from == 1
+        assert s.get_account("alice") is not None
+        assert s.server_bans(T0) == []
+        s.add_server_ban(ban("D", "192.0.2.0/24"))
+        assert [b.mask for b in s.server_bans(T0)] == ["192.0.2.0/24"]
+    finally:
+        s.close()
+
+
+def test_server_bans_add_replace_remove_and_reload(db: Path) -> None:
+    s = SQLiteStore(str(db))
+    s.add_server_ban(ban("K", "*@bad.example", set_at=T0 + 1))
+    s.add_server_ban(ban("D", "192.0.2.7", expires=T0 + 3600))
+    s.add_server_ban(ban("K", "*@other.example", set_at=T0 + 2))
+    s.add_server_ban(
+        ServerBanRecord("K", "*@bad.example", "new reason", "o2!o@h", T0 + 3, None)
+    )  # same kind and mask: replaced
+    s.add_server_ban(ban("D", "*@bad.example"))  # another kind: another row
+    assert s.remove_server_ban("D", "*@bad.example")
+    assert not s.remove_server_ban("D", "*@bad.example")
+    assert s.remove_server_ban("K", "*@other.example")
+    s.close()
+    s = SQLiteStore(str(db))
+    try:
+        assert s.server_bans(T0 + 10) == [
+            ServerBanRecord("D", "192.0.2.7", "go away", "oper!o@h", T0, T0 + 3600),
+            ServerBanRecord("K", "*@bad.example", "new reason", "o2!o@h", T0 + 3, None),
+        ]
+    finally:
+        s.close()
+
+
+def test_expired_server_bans_are_not_loaded_and_are_deleted(db: Path) -> None:
+    s = SQLiteStore(str(db))
+    s.add_server_ban(ban("D", "192.0.2.1", expires=T0 + 60))
+    s.add_server_ban(ban("D", "192.0.2.2", expires=T0 + 120))
+    s.add_server_ban(ban("K", "*@perm"))
+    try:
+        assert [b.mask for b in s.server_bans(T0 + 60)] == ["192.0.2.2", "*@perm"]
+    finally:
+        s.close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT mask FROM server_bans ORDER BY mask").fetchall()
+    assert rows == [("*@perm",), ("192.0.2.2",)]  # the expired row is gone from the file

@@ -24,6 +24,8 @@ __all__ = [
     "AccountRecord",
     "AccountStore",
     "ScramCredentials",
+    "ServerBanRecord",
+    "ServerBanStore",
     "Store",
     "StoreClosed",
     "StoreError",
@@ -91,7 +93,36 @@ class AccountStore(Protocol):
         ...
 
 
-class Store(AccountStore, Protocol):
+@dataclass(frozen=True, slots=True)
+class ServerBanRecord:
+    """One persisted K-line or D-line. ``kind`` is ``"K"`` or ``"D"``; ``mask`` is
+    as the operator's ban shows it (canonical); times are wall times, seconds
+    since the epoch; ``expires`` is None for a permanent ban."""
+
+    kind: str
+    mask: str
+    reason: str
+    setter: str
+    set_at: float
+    expires: float | None
+
+
+class ServerBanStore(Protocol):
+    def server_bans(self, now: float) -> list[ServerBanRecord]:
+        """Every ban still in force at wall time ``now``, oldest first: read once
+        at start. Rows that ended by ``now`` are deleted, not returned."""
+        ...
+
+    def add_server_ban(self, record: ServerBanRecord) -> None:
+        """Insert a ban, replacing the one of the same kind and mask."""
+        ...
+
+    def remove_server_ban(self, kind: str, mask: str) -> bool:
+        """Delete a ban; False if there was none."""
+        ...
+
+
+class Store(AccountStore, ServerBanStore, Protocol):
     """Everything the core may ask of storage."""
 
     def describe(self) -> str:

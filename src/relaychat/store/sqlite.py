@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from relaychat.protocol.storage import (
     AccountRecord,
     ScramCredentials,
+    ServerBanRecord,
     StoreClosed,
     StoreError,
 )
@@ -69,6 +70,18 @@ MIGRATIONS: list[str] = [
         email TEXT,
         verified INTEGER NOT NULL DEFAULT 1
     ) WITHOUT ROWID;
+    """,
+    # 2: server bans (K-lines, D-lines); times are wall times, expires NULL: permanent
+    """
+    CREATE TABLE server_bans (
+        kind TEXT NOT NULL,
+        mask TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        setter TEXT NOT NULL,
+        set_at REAL NOT NULL,
+        expires REAL,
+        PRIMARY KEY (kind, mask)
+    );
     """,
 ]
 
@@ -395,6 +408,65 @@ class SQLiteStore:
     def drop_account(self, folded: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM accounts WHERE folded = ?", (folded,)).rowcount == 1
+
+        return self._write(delete)
+
+    # ------------------------------------------------------------ server bans
+    def server_bans(self, now: float) -> list[ServerBanRecord]:
+        def drop_expired(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM server_bans WHERE expires IS NOT NULL AND expires <= ?", (now,)
+            )
+            return cur.rowcount
+
+        dropped = self._write(drop_expired)
+        if dropped:
+            log.info("%s: %d expired server ban(s) deleted", self.path, dropped)
+        conn, lock = self._reader()
+        try:
+            with lock:
+                rows = conn.execute(
+                    "SELECT kind, mask, reason, setter, set_at, expires FROM server_bans"
+                    " WHERE expires IS NULL OR expires > ? ORDER BY set_at, rowid",
+                    (now,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            if self._closed:
+                raise StoreClosed(f"{self.path}: the store is closed") from None
+            raise StoreError(f"{self.path}: {exc}") from None
+        return [
+            ServerBanRecord(
+                str(kind),
+                str(mask),
+                str(reason),
+                str(setter),
+                float(set_at),
+                None if expires is None else float(expires),
+            )
+            for kind, mask, reason, setter, set_at, expires in rows
+        ]
+
+    def add_server_ban(self, record: ServerBanRecord) -> None:
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO server_bans (kind, mask, reason, setter, set_at, expires)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.kind,
+                    record.mask,
+                    record.reason,
+                    record.setter,
+                    record.set_at,
+                    record.expires,
+                ),
+            )
+
+        self._write(upsert)
+
+    def remove_server_ban(self, kind: str, mask: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM server_bans WHERE kind = ? AND mask = ?", (kind, mask))
+            return cur.rowcount == 1
 
         return self._write(delete)
 
