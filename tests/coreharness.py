@@ -44,12 +44,20 @@ _CLOCKS: dict[int, Clock] = {}
 
 
 def new_core(
-    config: Config, clock: Clock, loader: Callable[[], Config] | None = None
+    config: Config,
+    clock: Clock,
+    loader: Callable[[], Config] | None = None,
+    store: SQLiteStore | None = None,
 ) -> ServerCore:
-    # an in-memory SQLite store (the test double: no mock store, no file)
-    store = SQLiteStore(":memory:", commit_ms=0.0)
-    core = build_core(config, clock.now, msgid_prefix="t", store=store)
-    weakref.finalize(core, store.close)
+    """A core on ``store`` (the caller closes it: several cores in turn on one
+    store are restarts), or on an in-memory SQLite store of its own (the test
+    double: no mock store, no file), closed with the core."""
+    if store is None:
+        store = SQLiteStore(":memory:", commit_ms=0.0)
+        core = build_core(config, clock.now, msgid_prefix="t", store=store)
+        weakref.finalize(core, store.close)
+    else:
+        core = build_core(config, clock.now, msgid_prefix="t", store=store)
     _CLOCKS[id(core)] = clock
     if loader is not None:
         _LOADERS[id(core)] = loader

@@ -3,12 +3,14 @@ and registration, their expiry, and the ServerBans class on its own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from coreharness import OPER_HASH, Clock, Peer, advance, only, oper_up, user
-from relaychat.config import Config, OperConfig
+from coreharness import OPER_HASH, Clock, Peer, advance, new_core, only, oper_up, user
+from relaychat.config import Config, LimitsConfig, OperConfig
 from relaychat.protocol import numerics as N
 from relaychat.protocol.core import ServerCore
 from relaychat.protocol.message import Message
@@ -22,6 +24,7 @@ from relaychat.protocol.serverbans import (
     normalize_kline,
     parse_duration,
 )
+from relaychat.store.sqlite import SQLiteStore
 
 OPERS = {"admin": OperConfig(OPER_HASH)}
 
@@ -488,3 +491,102 @@ def test_long_masks_and_reasons_keep_every_line_within_512_bytes(
     assert victim.closed
     for line in lines:
         line.decode("utf-8")  # never cut inside a character
+
+
+# ------------------------------------------------------------ persistence
+@pytest.fixture
+def file_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(str(tmp_path / "bans.db"), commit_ms=0.0)
+    yield s
+    s.close()
+
+
+def start(store: SQLiteStore, clock: Clock) -> ServerCore:
+    """A core on ``store``: a second one on the same store is a restart."""
+    limits = dataclasses.replace(
+        LimitsConfig(), flood_rate=0.0, max_connections_per_ip=0, ping_interval=86400.0
+    )
+    return new_core(Config(opers=OPERS, limits=limits), clock, store=store)
+
+
+def oper_on(core: ServerCore, clock: Clock) -> Peer:
+    p = user(core, clock, "oper")
+    oper_up(p)
+    p.take()
+    return p
+
+
+def test_bans_survive_a_restart_on_the_same_store(clock: Clock, file_store: SQLiteStore) -> None:
+    first = start(file_store, clock)
+    oper = oper_on(first, clock)
+    oper.send("KLINE ~bot@10.0.0.* :no bots")
+    oper.send("DLINE 1h 192.0.2.0/24 :bad network")
+    assert not any("not persisted" in n for n in notices(oper.take()))
+
+    clock.advance(600)  # down for ten minutes
+    second = start(file_store, clock)
+    got = [(b.kind, b.mask, b.reason, b.setter) for b in second.bans.entries()]
+    assert got == [
+        (KLINE, "~bot@10.0.0.*", "no bots", oper.user.prefix),
+        (DLINE, "192.0.2.0/24", "bad network", oper.user.prefix),
+    ]
+    refused = Peer(second, clock, "192.0.2.5")
+    assert refused.closed
+    bot = Peer(second, clock, "10.0.0.1")
+    bot.send("NICK bot")
+    bot.send("USER bot 0 * :b")
+    assert bot.closed
+    # the D-line ends when it would have: at 1h after it was set, not 1h after the restart
+    dline = second.bans.get(DLINE, "192.0.2.0/24")
+    assert dline is not None and dline.expires == pytest.approx(clock.mono + 3000)
+    advance(second, clock, 3001, step=600)
+    assert second.bans.get(DLINE, "192.0.2.0/24") is None
+    # and its expiry deleted it from the store
+    assert [r.mask for r in file_store.server_bans(clock.wall - 3600)] == ["~bot@10.0.0.*"]
+
+
+def test_unkline_and_undline_persist(clock: Clock, file_store: SQLiteStore) -> None:
+    first = start(file_store, clock)
+    oper = oper_on(first, clock)
+    oper.send("KLINE *@10.0.0.9 :x")
+    oper.send("DLINE 198.51.100.7 :y")
+    oper.send("UNKLINE *@10.0.0.9")
+    oper.send("UNDLINE 198.51.100.7")
+    assert len(first.bans) == 0
+    assert len(start(file_store, clock).bans) == 0
+    assert file_store.server_bans(clock.wall) == []
+
+
+def test_a_ban_replaced_under_another_spelling_is_one_row(
+    clock: Clock, file_store: SQLiteStore
+) -> None:
+    oper = oper_on(start(file_store, clock), clock)
+    oper.send("KLINE *@Host.Example :first")
+    oper.send("KLINE 1d *@host.example :second")
+    rows = file_store.server_bans(clock.wall)
+    assert [(r.mask, r.reason, r.expires) for r in rows] == [
+        ("*@host.example", "second", clock.wall + 86400)
+    ]
+
+
+def test_an_expired_ban_is_not_loaded(clock: Clock, file_store: SQLiteStore) -> None:
+    oper = oper_on(start(file_store, clock), clock)
+    oper.send("DLINE 60 192.0.2.1 :short")
+    oper.send("KLINE *@kept :long")
+    clock.advance(120)  # the server was down when the D-line ended
+    second = start(file_store, clock)
+    assert [b.mask for b in second.bans.entries()] == ["*@kept"]
+    assert not Peer(second, clock, "192.0.2.1").closed
+    assert [r.mask for r in file_store.server_bans(0.0)] == ["*@kept"]  # the row is gone
+
+
+def test_a_ban_the_store_cannot_write_is_in_force_and_the_oper_is_told(
+    core: ServerCore, clock: Clock, oper: Peer
+) -> None:
+    assert core.store is not None
+    core.store.close()
+    oper.send("KLINE *@10.0.0.10 :unsaved")
+    assert core.bans.get(KLINE, "*@10.0.0.10") is not None
+    said = notices(oper.take())
+    assert any("K-line for *@10.0.0.10 added" in n for n in said)
+    assert any("not persisted" in n for n in said), said

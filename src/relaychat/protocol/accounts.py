@@ -118,14 +118,15 @@ def _prepared(password: str) -> str:
         return password
 
 
-def store_failed(sess: Session, what: str, exc: StoreError) -> None:
+def store_failed(sess: Session | None, what: str, exc: StoreError) -> None:
     """Log a store failure loudly (the affected command gets an error; the
     server goes on), or quietly when the store was closed because the server
-    is stopping."""
+    is stopping. ``sess`` None: a server task (a ban expiring)."""
+    conn = "-" if sess is None else str(sess.conn_id)
     if isinstance(exc, StoreClosed):
-        log.info("[%d] %s: %s", sess.conn_id, what, exc)
+        log.info("[%s] %s: %s", conn, what, exc)
     else:
-        log.error("[%d] %s failed: %s", sess.conn_id, what, exc)
+        log.error("[%s] %s failed: %s", conn, what, exc)
 
 
 def scram_credentials(

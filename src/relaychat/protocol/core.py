@@ -35,7 +35,9 @@ so at most a few times a minute.
 
 Operator features the core owns because they sit on its entry points: server
 bans (``bans``: a D-line refuses a connection in ``connect``; expiry runs from a
-server timer), IP cloaking (``cloaker``: the host others see is fixed in
+server timer; with a store they are loaded from it at start and every change is
+written through to it by an unordered op in the one-at-a-time ``bans`` pool, so
+the writes keep their order), IP cloaking (``cloaker``: the host others see is fixed in
 ``connect``), server notices (``snotice``: a no-op while no operator has ``+s``
 for that letter), and the counters STATS reads (``command_counts``: one dict
 increment per dispatched command; lines received per session).
@@ -52,6 +54,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol import numerics as N
+from relaychat.protocol.accounts import store_failed
 from relaychat.protocol.backoff import Backoff, Throttle, WindowLimit
 from relaychat.protocol.caps import (
     cap_changes,
@@ -71,8 +74,17 @@ from relaychat.protocol.monitor import Monitor
 from relaychat.protocol.ops import Batcher, Op, Ops
 from relaychat.protocol.output import Output
 from relaychat.protocol.registry import Registry
-from relaychat.protocol.serverbans import ServerBan, ServerBans, format_duration
+from relaychat.protocol.serverbans import (
+    DLINE,
+    KLINE,
+    ServerBan,
+    ServerBans,
+    format_duration,
+    normalize_dline,
+    normalize_kline,
+)
 from relaychat.protocol.state import Channel, Session, User
+from relaychat.protocol.storage import ServerBanRecord, StoreError
 from relaychat.protocol.timebase import ctime_utc
 from relaychat.protocol.timers import Timers
 
@@ -165,7 +177,8 @@ class ServerCore:
         self.monitor = Monitor(self.output)
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
-        self.ops = Ops({"hash": 2, "store": 16})
+        # "bans": server ban writes, one at a time so that they commit in order
+        self.ops = Ops({"hash": 2, "store": 16, "bans": 1})
         self.msgid = msgid_source(msgid_prefix)
         # BATCH references: unique per core, so per connection
         self.consumers: list[EventConsumer] = []
@@ -189,6 +202,8 @@ class ServerCore:
         self._overflowed: list[Session] = []
         self._apply_config(config)
         self.inbound = Inbound(self)
+        if store is not None:
+            self._load_bans(store, now)
 
     # ------------------------------------------------------------ config
     def _apply_config(self, config: Config) -> None:
@@ -627,6 +642,7 @@ class ServerCore:
             now = self._now
             for ban in self.bans.expire(now.mono):
                 log.info("%s-line for %s expired", ban.kind, ban.mask)
+                self.unpersist_ban(ban, None)
                 self.snotice(
                     "x",
                     "%s-line for %s expired (set by %s, %s): %s",
@@ -639,6 +655,88 @@ class ServerCore:
             self.watch_ban_expiry()
 
         self.call_at(when, None, expire)
+
+    def _load_bans(self, store: Store, now: Now) -> None:
+        """At start: the bans the store holds (it drops those that ended), with
+        their wall-time ends turned into monotonic deadlines."""
+        loaded = 0
+        for rec in store.server_bans(now.wall):
+            normalize = {KLINE: normalize_kline, DLINE: normalize_dline}.get(rec.kind)
+            mask = normalize(rec.mask) if normalize is not None else None
+            if mask is None:
+                log.warning("store: skipped a server ban of kind %r on %r", rec.kind, rec.mask)
+                continue
+            duration = 0 if rec.expires is None else max(1, round(rec.expires - rec.set_at))
+            mono = now.mono + (rec.set_at - now.wall)  # so that it ends at rec.expires
+            added = self.bans.add(
+                rec.kind, mask, duration, rec.reason, rec.setter, mono, rec.set_at
+            )
+            if added is None:
+                log.warning("store: the server ban list is full; later bans were not loaded")
+                break
+            loaded += 1
+        if loaded:
+            log.info("%d server ban(s) loaded from the store", loaded)
+            self.watch_ban_expiry()
+
+    def persist_ban(self, ban: ServerBan, replaced: ServerBan | None, sess: Session | None) -> None:
+        """Write a new (or replacing) ban to the store, if there is one; ``sess``
+        (the operator) hears if that failed. The ban is in force either way."""
+        record = ServerBanRecord(
+            ban.kind,
+            ban.mask,
+            ban.reason,
+            ban.setter,
+            ban.set_at,
+            ban.set_at + ban.duration if ban.duration else None,
+        )
+        # a K-line replaced under another spelling (*@Host for *@host) is another row
+        stale = replaced.mask if replaced is not None and replaced.mask != ban.mask else None
+
+        def change(store: Store) -> None:
+            if stale is not None:
+                store.remove_server_ban(ban.kind, stale)
+            store.add_server_ban(record)
+
+        self._store_ban_change(sess, f"storing the {ban.kind}-line for {ban.mask}", change)
+
+    def unpersist_ban(self, ban: ServerBan, sess: Session | None) -> None:
+        """Delete a removed or expired ban from the store, if there is one."""
+
+        def change(store: Store) -> None:
+            store.remove_server_ban(ban.kind, ban.mask)
+
+        self._store_ban_change(sess, f"deleting the {ban.kind}-line for {ban.mask}", change)
+
+    def _store_ban_change(
+        self, sess: Session | None, what: str, change: Callable[[Store], None]
+    ) -> None:
+        store = self.store
+        if store is None:
+            return
+
+        def run() -> bool:
+            try:
+                change(store)
+            except StoreError as exc:
+                store_failed(sess, what, exc)
+                return False
+            return True
+
+        def then(ok: bool) -> None:
+            if not ok and sess is not None and sess.closing is None:
+                self.server_notice(
+                    sess,
+                    truncate_utf8(
+                        f"The store failed {what}: the change is in force but not persisted "
+                        "(it is lost at a restart; see the server log)",
+                        400,
+                    ),
+                )
+
+        run.__name__ = what
+        # no session on the op: a write is not cancelled when the operator leaves
+        self.submit(Op(run, then, None, ordered=False, pool="bans"))
 
     def registered(self, sess: Session, now: Now) -> None:
         """Registration completed: the PING clock starts (its pending check, the

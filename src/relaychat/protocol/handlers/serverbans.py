@@ -28,7 +28,9 @@ gets ``ERROR`` and is closed before it can register); a K-line when
 registration completes (:func:`refuse_if_klined`). Errors are IRCv3 standard
 replies (``FAIL KLINE INVALID_DURATION|INVALID_MASK|MATCHES_YOU|LIST_FULL``,
 ``FAIL UNKLINE NOT_FOUND``); on an error nothing changes. Every change is
-logged, told to the operator (NOTICE) and to the ``x`` snomask.
+logged, told to the operator (NOTICE) and to the ``x`` snomask, and written
+through to the store when there is one (``ServerCore.persist_ban``; the ban is
+in force at once, and the operator gets a NOTICE if the write failed).
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ def _add(
     )
     core.snotice("x", "%s %s %s-line for %s (%s): %s", user.name, verb, kind, mask, shown, reason)
     core.watch_ban_expiry()
+    core.persist_ban(ban, replaced, sess)
     dropped = _enforce(core, ban, covers, now)
     if dropped:
         core.server_notice(sess, f"{kind}-line for {mask} disconnected {dropped} client(s)")
@@ -237,4 +240,5 @@ def _remove(
         "[%d] %s (%s) removed %s-line for %s", sess.conn_id, user.prefix, sess.ip, kind, ban.mask
     )
     core.server_notice(sess, f"{kind}-line for {ban.mask} removed")
+    core.unpersist_ban(ban, sess)
     core.snotice("x", "%s removed %s-line for %s", user.name, kind, ban.mask)
