@@ -1,6 +1,6 @@
 """``relaychat serve`` as a real process, for both engines: signals, a taken port,
 bad and sample configuration files, listeners, log formats, SIGHUP reload,
-mkpasswd + OPER, DIE.
+mkpasswd + OPER, DIE, a D-line kept across a restart.
 
 Every process is killed and reaped at teardown, so no process or port is left behind.
 """
@@ -12,6 +12,7 @@ import logging
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -489,3 +490,57 @@ def test_mkpasswd_hash_is_an_oper_password_and_die_stops_the_server(
     finally:
         c.close()
         bystander.close()
+
+
+# ------------------------------------------------------------ server bans
+def test_a_dline_survives_a_restart_with_the_same_store_file(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    made = run_cli("mkpasswd", "secret")
+    assert made.returncode == 0, made.stderr
+    db = tmp_path / "bans.db"
+    conf = tmp_path / "bans.toml"
+    conf.write_text(
+        f'[server]\nlog_level = "WARNING"\n\n[opers.admin]\npassword = "{made.stdout.strip()}"\n'
+        f'host = "*@127.0.0.1"\n\n[store]\npath = "{db}"\n'
+    )
+
+    def stored() -> list[tuple[str, str]]:
+        conn = sqlite3.connect(db)
+        try:
+            return conn.execute("SELECT kind, mask FROM server_bans").fetchall()
+        finally:
+            conn.close()
+
+    first = spawn(engine, "--config", str(conf))
+    c = first.client("boss")
+    try:
+        c.send("OPER admin secret")
+        c.expect("381")
+        c.send("DLINE 1d 192.0.2.0/24 :bad network")
+        c.expect(
+            lambda m: m.command == "NOTICE" and "D-line for 192.0.2.0/24 added" in m.params[-1]
+        )
+        # the write is asynchronous: wait until it is committed to the file
+        wait_for(lambda: stored() == [("D", "192.0.2.0/24")])
+    finally:
+        c.close()
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.exit_code_within(5) == 0, first.stderr()
+
+    second = spawn(engine, "--config", str(conf))
+    c = second.client("boss")
+    try:
+        c.send("OPER admin secret")
+        c.expect("381")
+        c.send("STATS k")
+        line = c.expect("216")
+        assert line.params[1:3] == ["D", "192.0.2.0/24"] and line.params[-1] == "bad network"
+        assert line.params[4] == "86400"
+        c.expect("219")
+        c.send("UNDLINE 192.0.2.0/24")
+        c.expect(lambda m: m.command == "NOTICE" and "removed" in m.params[-1])
+        wait_for(lambda: stored() == [])
+    finally:
+        c.close()
+    assert "Traceback" not in second.stderr()
