@@ -7,10 +7,10 @@ Theory of operation
 match a D-line (asked when a connection is accepted, before registration), and
 does this ``ident``/``host``/``ip`` match a K-line (asked when registration
 completes, and of every connected client when a ban is added). Handlers add and
-remove bans through it and nothing else edits its tables, so a later store can
-persist them by wrapping :meth:`ServerBans.add` and :meth:`ServerBans.remove`
-(each :class:`ServerBan` carries what a store needs: kind, mask, reason, setter,
-wall time set and duration) and restore them with ``add`` at start.
+remove bans through it and nothing else edits its tables; the core persists
+each change in the store (``ServerCore.persist_ban``: each :class:`ServerBan`
+carries what a store needs: kind, mask, reason, setter, wall time set and
+duration) and restores them with ``add`` at start (``ServerCore._load_bans``).
 
 Time is passed in (``Now``: monotonic for expiry, wall for display); nothing
 here reads a clock. A ban with a duration expires at a monotonic deadline:
