@@ -544,3 +544,40 @@ def test_a_dline_survives_a_restart_with_the_same_store_file(
     finally:
         c.close()
     assert "Traceback" not in second.stderr()
+
+
+def test_bans_set_just_before_sigterm_are_all_written(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    """Ban writes queue one at a time; a SIGTERM right after many of them still
+    writes every one before the store closes (nothing acknowledged is lost)."""
+    made = run_cli("mkpasswd", "secret")
+    assert made.returncode == 0, made.stderr
+    db = tmp_path / "bans.db"
+    conf = tmp_path / "bans.toml"
+    conf.write_text(
+        f'[server]\nlog_level = "WARNING"\n\n[opers.admin]\npassword = "{made.stdout.strip()}"\n'
+        f'host = "*@127.0.0.1"\n\n[store]\npath = "{db}"\n'
+    )
+    server = spawn(engine, "--config", str(conf))
+    c = server.client("boss")
+    try:
+        c.send("OPER admin secret")
+        c.expect("381")
+        nets = [f"198.51.{i}.0/24" for i in range(30)]
+        c.send(b"".join(f"DLINE 1d {n} :x\r\n".encode() for n in nets))
+        for n in nets:  # each acknowledged (in force) before the signal
+            c.expect(
+                lambda m, n=n: m.command == "NOTICE" and f"D-line for {n} added" in m.params[-1]
+            )
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.exit_code_within(10) == 0, server.stderr()
+    finally:
+        c.close()
+    conn = sqlite3.connect(db)
+    try:
+        rows = {mask for (mask,) in conn.execute("SELECT mask FROM server_bans")}
+    finally:
+        conn.close()
+    assert rows == set(nets), server.stderr()
+    assert "Traceback" not in server.stderr()

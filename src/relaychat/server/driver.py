@@ -157,8 +157,21 @@ class Driver:
         self.core.shutdown(reason, clock())
 
     def close_store(self) -> None:
-        """After the last connection: commit what is queued and close the store
-        (an op still running gets a StoreError, contained like any op error)."""
+        """After the last connection (and the engine's in-flight operations):
+        run here the operations still waiting for a worker (the writes of server
+        bans queue one at a time), then commit what the store has queued and
+        close it. What the server did before it stopped is not lost."""
+        core = self.core
+        for _ in range(10_000):  # each round finishes ops, which may ready the next
+            ops = core.ops_to_run()
+            if not ops:
+                break
+            for op in ops:
+                try:
+                    op.result = op.run()
+                except Exception as exc:  # handed back as the op's error
+                    op.error = exc
+                self.op_finished(op)
         try:
             self.store.close()
         except Exception:

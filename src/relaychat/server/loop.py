@@ -109,6 +109,7 @@ class LoopServer:
         self.ports: list[int] = []
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._servers: list[asyncio.Server] = []
+        self._in_flight: set[asyncio.Future[Any]] = set()  # operations on worker threads
         self._flush_scheduled = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = "Server shutting down"
@@ -136,6 +137,12 @@ class LoopServer:
         assert self._stop is not None
         await self._stop.wait()
         await self.close_all(self._stop_reason)
+        # operations on worker threads finish (a store write among them); each
+        # one done may start the next of its pool, so wait until none is left
+        deadline = time.monotonic() + 5.0
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.wait(set(self._in_flight), timeout=deadline - time.monotonic())
+            await asyncio.sleep(0)  # the completions' callbacks run (and start the next)
         self.driver.close_store()
 
     def request_stop(self, reason: str = "Server shutting down") -> None:
@@ -198,6 +205,8 @@ class LoopServer:
 
     def run_op(self, op: Op) -> None:
         fut = self.loop.run_in_executor(None, op.run)
+        self._in_flight.add(fut)
+        fut.add_done_callback(self._in_flight.discard)
         fut.add_done_callback(lambda f, op=op: self._op_finished(op, f))  # type: ignore[misc]
 
     def set_timer(self, when: float) -> None:

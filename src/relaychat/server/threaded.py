@@ -106,6 +106,7 @@ class ThreadedServer:
     def __init__(self, config: Config, config_loader: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.lock = threading.Lock()
+        self._late_ops: list[Op] = []  # operations readied while stopping
         self.flush_lock = threading.Lock()
         self.driver = Driver(config, self, config_loader)
         self.core = self.driver.core
@@ -219,7 +220,18 @@ class ThreadedServer:
         self._wake()
         if self._service is not None:
             self._service.join(0.2)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # operations already handed to the pool finish (a store write among them),
+        # then those started since the stop began run here; the ones still
+        # waiting in the core run in close_store below
+        self._pool.shutdown(wait=True)
+        for op in self._late_ops:
+            try:
+                op.result = op.run()
+            except Exception as exc:  # handed back to the core
+                op.error = exc
+            with self.lock:
+                self.driver.op_finished(op)
+        self._late_ops.clear()
         with contextlib.suppress(OSError):
             self._selector.close()
         self._wake_r.close()
@@ -428,7 +440,13 @@ class ThreadedServer:
         self._kill(conn)
 
     def run_op(self, op: Op) -> None:
-        self._pool.submit(self._run_op, op)
+        if not self._stopping.is_set():
+            try:
+                self._pool.submit(self._run_op, op)
+                return
+            except RuntimeError:  # the pool has shut down
+                pass
+        self._late_ops.append(op)  # run by the stopping thread once the pool is done
 
     def set_timer(self, when: float) -> None:
         if self._timer_at is None or when < self._timer_at:
