@@ -27,7 +27,7 @@ import os
 import stringprep
 import unicodedata
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from relaychat.passwords import DUMMY_HASH, hash_password, verify_password
 from relaychat.protocol import numerics as N
@@ -36,6 +36,7 @@ from relaychat.protocol.ops import Op
 from relaychat.protocol.storage import (
     AccountRecord,
     ScramCredentials,
+    Store,
     StoreClosed,
     StoreError,
 )
@@ -58,8 +59,11 @@ __all__ = [
     "log_out",
     "new_credentials",
     "scram_credentials",
+    "store_call",
     "store_failed",
 ]
+
+T = TypeVar("T")
 
 log = logging.getLogger("relaychat.accounts")
 
@@ -129,6 +133,21 @@ def store_failed(sess: Session | None, what: str, exc: StoreError) -> None:
         log.error("[%s] %s failed: %s", conn, what, exc)
 
 
+def store_call(
+    core: ServerCore, sess: Session | None, what: str, call: Callable[[Store], T]
+) -> T | _Unavailable:
+    """``call(core.store)`` on a worker thread: its result, or UNAVAILABLE when
+    there is no store or it failed (logged by :func:`store_failed`)."""
+    store = core.store
+    if store is None:
+        return UNAVAILABLE
+    try:
+        return call(store)
+    except StoreError as exc:
+        store_failed(sess, what, exc)
+        return UNAVAILABLE
+
+
 def scram_credentials(
     password: str, iterations: int, salt: bytes | None = None
 ) -> ScramCredentials:
@@ -192,11 +211,8 @@ def create_account(
         if store is None:
             return UNAVAILABLE
         pw_hash, scram = new_credentials(password, iterations)
-        try:
-            return store.create_account(AccountRecord(name, folded, pw_hash, scram, created, email))
-        except StoreError as exc:
-            store_failed(sess, "account registration", exc)
-            return UNAVAILABLE
+        record = AccountRecord(name, folded, pw_hash, scram, created, email)
+        return store_call(core, sess, "account registration", lambda s: s.create_account(record))
 
     def done(result: bool | _Unavailable) -> None:
         if result is True:
@@ -228,17 +244,12 @@ def authenticate(
     docstring); ``then(record)`` on success, ``then(None)`` on any failure
     (unknown account or wrong password alike), ``then(UNAVAILABLE)`` when the
     store failed. Logged with the address, never with the password."""
-    store = core.store
     folded = core.fold(name)
 
     def run() -> AccountRecord | None | _Unavailable:
-        if store is None:
-            return UNAVAILABLE
-        try:
-            record = store.get_account(folded)
-        except StoreError as exc:
-            store_failed(sess, f"{what}: account lookup", exc)
-            return UNAVAILABLE
+        record = store_call(core, sess, f"{what}: account lookup", lambda s: s.get_account(folded))
+        if isinstance(record, _Unavailable):
+            return record
         stored = record.password_hash if record is not None else DUMMY_HASH
         ok = verify_password(_prepared(password), stored)
         return record if ok and record is not None else None
@@ -324,11 +335,8 @@ def check_nick(core: ServerCore, sess: Session) -> None:
         return
 
     def run() -> bool:
-        try:
-            return store.get_account(folded) is not None
-        except StoreError as exc:
-            store_failed(sess, "nick protection lookup", exc)
-            return False
+        found = store_call(core, sess, "nick protection lookup", lambda s: s.get_account(folded))
+        return isinstance(found, AccountRecord)
 
     def then(registered: bool) -> None:
         if not registered or not _still_unidentified(core, sess, folded):

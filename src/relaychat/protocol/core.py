@@ -54,7 +54,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.accounts import store_failed
+from relaychat.protocol.accounts import UNAVAILABLE, store_call
 from relaychat.protocol.backoff import Backoff, Throttle, WindowLimit
 from relaychat.protocol.caps import (
     cap_changes,
@@ -84,7 +84,7 @@ from relaychat.protocol.serverbans import (
     normalize_kline,
 )
 from relaychat.protocol.state import Channel, Session, User
-from relaychat.protocol.storage import ServerBanRecord, StoreError
+from relaychat.protocol.storage import ServerBanRecord
 from relaychat.protocol.timebase import ctime_utc
 from relaychat.protocol.timers import Timers
 
@@ -716,12 +716,7 @@ class ServerCore:
             return
 
         def run() -> bool:
-            try:
-                change(store)
-            except StoreError as exc:
-                store_failed(sess, what, exc)
-                return False
-            return True
+            return store_call(self, sess, what, change) is not UNAVAILABLE
 
         def then(ok: bool) -> None:
             if not ok and sess is not None and sess.closing is None:

@@ -26,12 +26,12 @@ from relaychat.protocol.accounts import (
     log_out,
     new_credentials,
     registration_wait,
-    store_failed,
+    store_call,
 )
 from relaychat.protocol.handlers.registration import valid_nick
 from relaychat.protocol.message import sanitize_text
 from relaychat.protocol.ops import Op
-from relaychat.protocol.storage import AccountRecord, StoreError
+from relaychat.protocol.storage import AccountRecord
 from relaychat.protocol.timebase import ctime_utc
 
 if TYPE_CHECKING:
@@ -244,17 +244,10 @@ def _ns_identify(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
 
 def _ns_info(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     name = args[0] if args else (sess.user.account or sess.user.name)
-    store = core.store
     folded = core.fold(name)
 
     def run() -> AccountRecord | None | object:
-        if store is None:
-            return UNAVAILABLE
-        try:
-            return store.get_account(folded)
-        except StoreError as exc:
-            store_failed(sess, "NickServ INFO", exc)
-            return UNAVAILABLE
+        return store_call(core, sess, "NickServ INFO", lambda s: s.get_account(folded))
 
     def then(result: AccountRecord | None | object) -> None:
         if result is UNAVAILABLE:
@@ -291,19 +284,16 @@ def _ns_set_password(core: ServerCore, sess: Session, args: list[str], now: Now)
         _ns(core, sess, _PASSWORD_TEXT[why])
         return
     password = args[0]
-    store = core.store
     folded = core.fold(account)
     iterations = core.config.accounts.scram_iterations
 
     def run() -> object:
-        if store is None:
+        if core.store is None:
             return UNAVAILABLE
         pw_hash, scram = new_credentials(password, iterations)
-        try:
-            return store.set_password(folded, pw_hash, scram)
-        except StoreError as exc:
-            store_failed(sess, "NickServ SET PASSWORD", exc)
-            return UNAVAILABLE
+        return store_call(
+            core, sess, "NickServ SET PASSWORD", lambda s: s.set_password(folded, pw_hash, scram)
+        )
 
     def then(result: object) -> None:
         if result is True:
@@ -325,7 +315,6 @@ def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
     if len(args) != 1:
         _ns(core, sess, "Syntax: DROP <password> (drops the account you are logged in to)")
         return
-    store = core.store
     folded = core.fold(account)
 
     def dropped(result: object) -> None:
@@ -342,13 +331,7 @@ def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
             _ns(core, sess, f"Account {account} no longer exists")
 
     def drop() -> object:
-        if store is None:
-            return UNAVAILABLE
-        try:
-            return store.drop_account(folded)
-        except StoreError as exc:
-            store_failed(sess, "NickServ DROP", exc)
-            return UNAVAILABLE
+        return store_call(core, sess, "NickServ DROP", lambda s: s.drop_account(folded))
 
     def then(result: AccountRecord | None | object) -> None:
         if result is UNAVAILABLE:

@@ -34,7 +34,7 @@ from relaychat.protocol.accounts import (
     authenticate,
     log_in,
     note_attempt,
-    store_failed,
+    store_call,
 )
 from relaychat.protocol.ops import Op
 from relaychat.protocol.sasl import (
@@ -46,7 +46,7 @@ from relaychat.protocol.sasl import (
     b64chunks,
     parse_plain,
 )
-from relaychat.protocol.storage import AccountRecord, StoreError
+from relaychat.protocol.storage import AccountRecord
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -150,17 +150,10 @@ def _scram_first(core: ServerCore, sess: Session, state: SaslState, data: bytes)
     name = scram.client_first(data)
     state.scram = scram
     folded = core.fold(name)
-    store = core.store
     iterations = core.config.accounts.scram_iterations
 
     def run() -> AccountRecord | None | object:
-        if store is None:
-            return UNAVAILABLE
-        try:
-            return store.get_account(folded)
-        except StoreError as exc:
-            store_failed(sess, "SASL account lookup", exc)
-            return UNAVAILABLE
+        return store_call(core, sess, "SASL account lookup", lambda s: s.get_account(folded))
 
     def then(result: AccountRecord | None | object) -> None:
         if sess.sasl is not state:
