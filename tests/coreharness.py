@@ -61,6 +61,7 @@ def new_core(
     _CLOCKS[id(core)] = clock
     if loader is not None:
         _LOADERS[id(core)] = loader
+    pump(core)  # what the core started with (the first history retention pass)
     return core
 
 

@@ -19,6 +19,7 @@ from relaychat.config import (
     CloakingConfig,
     Config,
     ConfigError,
+    HistoryConfig,
     LimitsConfig,
     ListenConfig,
     MetadataConfig,
@@ -80,6 +81,7 @@ def test_every_key_has_a_rule() -> None:
             ("cloaking", CloakingConfig),
             ("accounts", AccountsConfig),
             ("store", StoreConfig),
+            ("history", HistoryConfig),
             ("opers", OperConfig),
         )
         for f in dataclasses.fields(cls)
@@ -89,6 +91,15 @@ def test_every_key_has_a_rule() -> None:
 
 # (TOML text, the key the error must name). Every rule has at least one case.
 BAD_VALUES: list[tuple[str, str]] = [
+    ("[history]\nenabled = 1", "history.enabled"),
+    ("[history]\nprivate = 'yes'", "history.private"),
+    ("[history]\nmax_age = -1", "history.max_age"),
+    ("[history]\nmax_lines = -5", "history.max_lines"),
+    ("[history]\nchathistory_limit = 0", "history.chathistory_limit"),
+    ("[history]\nautoreplay_lines = 5000", "history.autoreplay_lines"),
+    ("[history]\nexclude_channels = ['nochan']", "history.exclude_channels"),
+    ("[history]\nexclude_channels = ['#a b']", "history.exclude_channels"),
+    ("[history]\nprune_interval = 0", "history.prune_interval"),
     ("[server]\nname = 'irc'", "server.name"),
     ("[server]\nname = 'irc .example.org'", "server.name"),
     ("[server]\nname = '-irc.example.org'", "server.name"),

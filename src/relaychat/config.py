@@ -46,6 +46,7 @@ __all__ = [
     "OperConfig",
     "ServerConfig",
     "StoreConfig",
+    "HistoryConfig",
     "check_value",
     "load_config",
     "parse_config",
@@ -194,6 +195,22 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """``[history]``: messages kept in the store and served by CHATHISTORY (see
+    :mod:`relaychat.protocol.history`). A message is relayed only once its row is
+    committed, so a crash never loses a line that a client saw."""
+
+    enabled: bool = True
+    private: bool = True  # keep private messages too (between the two parties)
+    max_age: float = 30.0  # days a message is kept (0: forever)
+    max_lines: int = 10_000  # messages kept per channel or conversation (0: no limit)
+    chathistory_limit: int = 100  # most messages one CHATHISTORY reply holds
+    autoreplay_lines: int = 0  # lines replayed on JOIN to clients without chathistory
+    exclude_channels: tuple[str, ...] = ()  # channel masks whose messages are not kept
+    prune_interval: float = 600.0  # seconds between retention passes
+
+
+@dataclass(frozen=True, slots=True)
 class OperConfig:
     password: str  # a hash from `relaychat mkpasswd`
     host: str = "*@*"  # user@host mask the oper must match
@@ -209,6 +226,7 @@ class Config:
     cloaking: CloakingConfig = field(default_factory=CloakingConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -228,6 +246,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "cloaking": CloakingConfig,
     "accounts": AccountsConfig,
     "store": StoreConfig,
+    "history": HistoryConfig,
 }
 
 # keys that moved: the message says where to
@@ -396,6 +415,13 @@ def _cloak_secret(value: str, section: Any) -> str | None:
     return None
 
 
+def _channel_masks(value: tuple[str, ...], _: Any) -> str | None:
+    for mask in value:
+        if not mask or mask[0] not in "#&" or any(c in mask for c in " ,\x07"):
+            return f"{mask!r} is not a channel mask (#name, wildcards * and ? allowed)"
+    return None
+
+
 def _store_path(value: str, _: Any) -> str | None:
     if not value or _CONTROL.search(value):
         return "must be a file name (not empty, no control characters)"
@@ -497,6 +523,14 @@ _RULES: dict[str, Rule] = {
     "store.synchronous": _one_of("normal", "full"),
     "store.commit_rows": _Range(1, 100_000),
     "store.commit_ms": _Range(0.0, 1000.0),
+    "history.enabled": _anything,  # true or false: checked by type
+    "history.private": _anything,
+    "history.max_age": _Range(0.0, 36500.0),
+    "history.max_lines": _Range(0, 100_000_000),
+    "history.chathistory_limit": _Range(1, 1000),
+    "history.autoreplay_lines": _Range(0, 1000),
+    "history.exclude_channels": _channel_masks,
+    "history.prune_interval": _Range(hi=86400.0, above=0.0),
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }

@@ -581,3 +581,80 @@ def test_bans_set_just_before_sigterm_are_all_written(
         conn.close()
     assert rows == set(nets), server.stderr()
     assert "Traceback" not in server.stderr()
+
+
+def test_kill_9_loses_no_message_that_any_client_received(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    """Three senders stream into a channel (and one privately) while two watchers
+    record what they receive; the server is killed with SIGKILL mid-stream and
+    started again on the same file. Every message any client received is in
+    CHATHISTORY, in the order it was received, exactly once."""
+    db = tmp_path / "history.db"
+    conf = tmp_path / "history.toml"
+    conf.write_text(
+        f'[server]\nlog_level = "WARNING"\n\n[limits]\nflood_rate = 0.0\n\n'
+        f'[store]\npath = "{db}"\n\n[history]\nchathistory_limit = 1000\nmax_lines = 0\n'
+    )
+    caps = ("batch", "server-time", "message-tags", "echo-message", "draft/chathistory")
+    first = spawn(engine, "--config", str(conf))
+    watchers = [first.client(f"watch{i}", caps) for i in range(2)]
+    senders = [first.client(f"send{i}", caps) for i in range(3)]
+    for c in watchers + senders:
+        c.join("#d")
+    for c in watchers + senders:
+        c.sync()
+    sent = 0
+    received: list[list[tuple[str, str]]] = [[] for _ in watchers + senders]
+    clients = watchers + senders
+
+    def collect() -> None:
+        for i, c in enumerate(clients):
+            c.poll()
+            for m in c.lines:
+                if m.command == "PRIVMSG" and m.params[0] == "#d":
+                    received[i].append((m.tags["msgid"], m.params[1]))
+            c.lines.clear()
+
+    try:
+        while min(len(r) for r in received[:2]) < 300:
+            for s in senders:
+                s.send(b"".join(f"PRIVMSG #d :{sent + k}\r\n".encode() for k in range(20)))
+                sent += 20
+            collect()
+        first.proc.kill()  # SIGKILL: no shutdown, no final commit
+        first.proc.wait(10)
+        for c in clients:
+            c.wait_closed()
+        collect()
+    finally:
+        for c in clients:
+            c.close()
+    seen = {msgid: text for r in received for msgid, text in r}
+    assert len(seen) >= 300
+
+    second = spawn(engine, "--config", str(conf))
+    reader = second.client("reader", caps)
+    try:
+        reader.join("#d")
+        history: list[tuple[str, str]] = []
+        ref = "timestamp=1970-01-01T00:00:00.000Z"
+        while True:
+            reader.send(f"CHATHISTORY AFTER #d {ref} 1000")
+            page = reader.take_until(lambda m: m.command == "BATCH" and m.params[0][0] == "-")
+            rows = [(m.tags["msgid"], m.params[1]) for m in page if m.command == "PRIVMSG"]
+            if not rows:
+                break
+            history += rows
+            ref = "msgid=" + rows[-1][0]
+    finally:
+        reader.close()
+    ids = [msgid for msgid, _ in history]
+    assert len(ids) == len(set(ids)), "a message is in history twice"
+    position = {msgid: i for i, msgid in enumerate(ids)}
+    missing = [msgid for msgid in seen if msgid not in position]
+    assert not missing, f"{len(missing)} of {len(seen)} received messages not in history"
+    for r in received:  # each client's order is history's order
+        places = [position[msgid] for msgid, _ in r]
+        assert places == sorted(places)
+    assert all(seen[msgid] == text for msgid, text in history if msgid in seen)

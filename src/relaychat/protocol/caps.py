@@ -55,6 +55,8 @@ SUPPORTED_CAPS: dict[str, str] = {
     "cap-notify": "",
     METADATA_CAP: "",  # its value comes from the configuration (offered_caps)
     "chghost": "",
+    "draft/chathistory": "",  # offered by a core that keeps history
+    "draft/event-playback": "",
     MULTILINE: "",  # max-bytes and max-lines, from the configuration (offered_caps)
     "echo-message": "",
     "extended-join": "",

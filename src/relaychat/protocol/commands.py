@@ -15,6 +15,7 @@ from relaychat.protocol.core import CommandSpec, Handler, ServerCore, Service
 from relaychat.protocol.handlers import (
     accounts,
     channel,
+    chathistory,
     knock,
     messaging,
     metadata,
@@ -218,6 +219,14 @@ COMMANDS: dict[str, CommandSpec] = {
         "Read or set key:value metadata on yourself (*) or a channel, and subscribe to"
         " changes (draft/metadata-2 capability).",
         pre=True,
+    ),
+    "CHATHISTORY": _c(
+        chathistory.handle_chathistory,
+        0,
+        "CHATHISTORY <LATEST|BEFORE|AFTER|AROUND> <target> <ref> <limit> |"
+        " BETWEEN <target> <ref> <ref> <limit> | TARGETS <timestamp> <timestamp> <limit>",
+        "Stored messages of a channel you are in or of a conversation (draft/chathistory);"
+        " ref: msgid=<id>, timestamp=<YYYY-MM-DDThh:mm:ss.sssZ> or * (LATEST).",
     ),
     "MONITOR": _c(
         monitor.handle_monitor,

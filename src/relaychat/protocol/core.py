@@ -67,6 +67,7 @@ from relaychat.protocol.caps import (
 from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.cloaking import Cloaker
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
+from relaychat.protocol.history import CHATHISTORY_CAP, EVENT_PLAYBACK_CAP, History
 from relaychat.protocol.identity import account_changed, change_host
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text, truncate_utf8
@@ -178,7 +179,10 @@ class ServerCore:
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
         # "bans": server ban writes, one at a time so that they commit in order
-        self.ops = Ops({"hash": 2, "store": 16, "bans": 1})
+        # "history": one commit at a time (rows recorded meanwhile go in the next)
+        self.ops = Ops(
+            {"hash": 2, "store": 16, "bans": 1, "history": 1, "history-read": 4, "prune": 1}
+        )
         self.msgid = msgid_source(msgid_prefix)
         # BATCH references: unique per core, so per connection
         self.consumers: list[EventConsumer] = []
@@ -200,10 +204,17 @@ class ServerCore:
         self._next_id = 1
         self._now = now
         self._overflowed: list[Session] = []
+        # message history: kept when there is a store and [history] enabled says so
+        self.history: History | None = None
+        if store is not None and config.history.enabled:
+            self.history = History(self, store, config.history)
+            self.add_consumer(self.history.record)
         self._apply_config(config)
         self.inbound = Inbound(self)
         if store is not None:
             self._load_bans(store, now)
+        if self.history is not None:
+            self._prune_history(now)
 
     # ------------------------------------------------------------ config
     def _apply_config(self, config: Config) -> None:
@@ -216,6 +227,17 @@ class ServerCore:
         if self.store is None:  # no authentication layer: neither is offered (sasl-3.2)
             self.caps_offered.pop("sasl", None)
             self.caps_offered.pop("draft/account-registration", None)
+        if self.history is None:
+            self.caps_offered.pop(CHATHISTORY_CAP, None)
+            self.caps_offered.pop(EVENT_PLAYBACK_CAP, None)
+        else:
+            if config.history.enabled != self.history.config.enabled:
+                log.warning("turning history on or off needs a restart")
+            self.history.configure(config.history)
+            self.isupport = [
+                *self.isupport,
+                [f"CHATHISTORY={config.history.chathistory_limit}", "MSGREFTYPES=msgid,timestamp"],
+            ]
         self.registry.resize_whowas(config.limits.whowas_size)
         self.output.configure(config.server.name, config.limits.sendq)
         self.bans.capacity = config.limits.max_server_bans
@@ -436,7 +458,11 @@ class ServerCore:
         """Each connection with output: (handle, all its pending bytes, close after)."""
         if self._overflowed:
             self.settle()
-        return self.output.data_to_send()
+        out = self.output.data_to_send()
+        history = self.history
+        if history is not None:
+            return history.gate(out)  # held until the turn's history rows are committed
+        return out
 
     def note_backlog(self, sess: Session, nbytes: int, now: Now) -> None:
         """The transport holds ``nbytes`` unsent for ``sess``; past SendQ it is dropped."""
@@ -503,6 +529,8 @@ class ServerCore:
         for sess in list(self.sessions.values()):
             if sess.closing is None:
                 self.disconnect(sess, reason, now, error=reason)
+        if self.history is not None:
+            self.history.stop()
 
     # -------------------------------------------------------------- output
     def server_notice(self, sess: Session, text: str) -> None:
@@ -732,6 +760,21 @@ class ServerCore:
         run.__name__ = what
         # no session on the op: a write is not cancelled when the operator leaves
         self.submit(Op(run, then, None, ordered=False, pool="bans"))
+
+    def _prune_history(self, now: Now) -> None:
+        """Apply history retention now and every ``prune_interval`` seconds."""
+        history = self.history
+        assert history is not None
+
+        def done(count: int) -> None:
+            if count:
+                log.info("history: %d rows past retention deleted", count)
+
+        def again() -> None:
+            self._prune_history(self._now)
+
+        self.submit(history.prune_op(now.wall, done))
+        self.call_at(now.mono + history.config.prune_interval, None, again)
 
     def registered(self, sess: Session, now: Now) -> None:
         """Registration completed: the PING clock starts (its pending check, the

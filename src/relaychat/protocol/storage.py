@@ -17,12 +17,16 @@ same few calls.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
     "AccountRecord",
     "AccountStore",
+    "Bound",
+    "HistoryRow",
+    "HistoryStore",
     "ScramCredentials",
     "ServerBanRecord",
     "ServerBanStore",
@@ -122,7 +126,84 @@ class ServerBanStore(Protocol):
         ...
 
 
-class Store(AccountStore, ServerBanStore, Protocol):
+@dataclass(slots=True)
+class HistoryRow:
+    """One stored message or event. ``target`` is the history key (a folded
+    channel name, or a conversation key for private messages, see
+    :mod:`relaychat.protocol.history`); ``seq`` orders a target's rows (1, 2, ...,
+    given by the core, so equal times keep their order); ``time`` is wall time in
+    milliseconds (what server-time shows); ``event`` is True for a
+    JOIN/PART/KICK/QUIT/NICK/TOPIC/MODE/TAGMSG (sent only with event-playback);
+    ``line`` is the relayed line without tags or CRLF; ``tags`` the client-only
+    tags as on the wire (``+a=1;+b``), ``""`` for none. ``peers`` (private
+    messages only, not a column): (owner, the other party's name as shown, that
+    name folded) for each party, so that CHATHISTORY finds a conversation by the
+    other party's nick and TARGETS lists a user's conversations."""
+
+    target: str
+    seq: int
+    msgid: str
+    time: int
+    event: bool
+    line: str
+    account: str | None = None
+    bot: bool = False
+    tags: str = ""
+    peers: tuple[tuple[str, str, str], ...] = ()
+
+
+# a query bound: ("seq" or "time", value, inclusive)
+Bound = tuple[str, int, bool]
+
+
+class HistoryStore(Protocol):
+    def history_heads(self) -> dict[str, int]:
+        """Each target's last ``seq``: read once at start (the core numbers on)."""
+        ...
+
+    def append_history(self, rows: Sequence[HistoryRow]) -> None:
+        """Insert ``rows`` in one transaction; returns once they are committed."""
+        ...
+
+    def history_locate(self, target: str, msgid: str) -> tuple[int, int] | None:
+        """(seq, time) of the row of ``target`` with ``msgid``, or None."""
+        ...
+
+    def history_window(
+        self,
+        target: str,
+        lower: Bound | None,
+        upper: Bound | None,
+        limit: int,
+        newest: bool,
+        events: bool,
+        since: int | None = None,
+    ) -> list[HistoryRow]:
+        """At most ``limit`` rows of ``target`` between the bounds, oldest first:
+        the newest ones if ``newest``, else the oldest. ``events`` False: messages
+        only. ``since``: no row older than this time (ms)."""
+        ...
+
+    def history_conversation(self, owner: str, peer: str) -> str | None:
+        """The key of ``owner``'s latest conversation with the party whose folded
+        name was ``peer``, or None."""
+        ...
+
+    def history_targets(
+        self, channels: Sequence[str], owner: str | None, after: int, before: int, limit: int
+    ) -> list[tuple[str, str, int]]:
+        """CHATHISTORY TARGETS: (key, name shown, time of the latest row) for each of
+        ``channels`` (keys) and each conversation of ``owner`` with a row strictly
+        between ``after`` and ``before`` (ms), by that time, at most ``limit``."""
+        ...
+
+    def prune_history(self, before: int | None, max_lines: int) -> int:
+        """Delete rows older than ``before`` (ms; None: no age limit) and all but
+        the last ``max_lines`` of each target (0: no limit); the count deleted."""
+        ...
+
+
+class Store(AccountStore, ServerBanStore, HistoryStore, Protocol):
     """Everything the core may ask of storage."""
 
     def describe(self) -> str:

@@ -36,11 +36,13 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from relaychat.protocol.storage import (
     AccountRecord,
+    Bound,
+    HistoryRow,
     ScramCredentials,
     ServerBanRecord,
     StoreClosed,
@@ -83,6 +85,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (kind, mask)
     );
     """,
+    # 3: history (CHATHISTORY): rows ordered per target by seq; heads hold each
+    # target's last seq; peers list each party's private conversations
+    """
+    CREATE TABLE history (
+        target TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        msgid TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        event INTEGER NOT NULL,
+        line TEXT NOT NULL,
+        account TEXT,
+        bot INTEGER NOT NULL DEFAULT 0,
+        tags TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (target, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX history_msgid ON history (msgid);
+    CREATE INDEX history_time ON history (target, time);
+    CREATE TABLE history_heads (
+        target TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        time INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE history_peers (
+        owner TEXT NOT NULL,
+        target TEXT NOT NULL,
+        name TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY (owner, target)
+    ) WITHOUT ROWID;
+    CREATE INDEX history_peers_peer ON history_peers (owner, peer);
+    """,
 ]
 
 WRITE_TIMEOUT = 30.0  # seconds a caller waits for its commit before giving up
@@ -90,10 +124,11 @@ _memory_names = itertools.count(1)
 
 
 class _Write:
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "urgent", "done", "result", "error")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], urgent: bool = False) -> None:
         self.fn = fn
+        self.urgent = urgent  # already a group (history): commit without waiting for more
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -102,7 +137,178 @@ class _Write:
 _STOP = object()
 
 
-class SQLiteStore:
+_HISTORY_COLUMNS = "target, seq, msgid, time, event, line, account, bot, tags"
+
+
+def _history_row(row: tuple[Any, ...]) -> HistoryRow:
+    target, seq, msgid, when, event, line, account, bot, tags = row
+    return HistoryRow(target, seq, msgid, when, bool(event), line, account, bool(bot), tags)
+
+
+class _HistoryMixin:
+    """The history half of :class:`SQLiteStore` (kept apart for reading)."""
+
+    path: str
+    _read: Callable[..., list[Any]]
+    _write: Callable[..., Any]
+
+    def history_heads(self) -> dict[str, int]:
+        return {str(t): int(seq) for t, seq in self._read("SELECT target, seq FROM history_heads")}
+
+    def append_history(self, rows: Sequence[HistoryRow]) -> None:
+        if not rows:
+            return
+        values = [
+            (r.target, r.seq, r.msgid, r.time, int(r.event), r.line, r.account, int(r.bot), r.tags)
+            for r in rows
+        ]
+        heads: dict[str, tuple[int, int]] = {}
+        peers: dict[tuple[str, str], tuple[str, str, int]] = {}
+        for r in rows:
+            heads[r.target] = (r.seq, r.time)
+            for owner, name, folded in r.peers:
+                peers[(owner, r.target)] = (name, folded, r.time)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO history ({_HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO history_heads (target, seq, time) VALUES (?, ?, ?)",
+                [(t, seq, when) for t, (seq, when) in heads.items()],
+            )
+            if peers:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO history_peers (owner, target, name, peer, time)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(o, t, n, folded, when) for (o, t), (n, folded, when) in peers.items()],
+                )
+
+        self._write(insert, urgent=True)
+
+    def history_locate(self, target: str, msgid: str) -> tuple[int, int] | None:
+        rows = self._read(
+            "SELECT seq, time FROM history WHERE msgid = ? AND target = ?", (msgid, target)
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def _seq_bound(self, target: str, bound: Bound, lower: bool) -> int | None:
+        """A bound as an inclusive seq: the first (lower) or last (upper) seq it
+        lets through; None if no row of the target passes it."""
+        kind, value, inclusive = bound
+        if kind == "seq":
+            if inclusive:
+                return value
+            return value + 1 if lower else value - 1
+        if lower:
+            op = ">=" if inclusive else ">"
+            sql = (
+                f"SELECT seq FROM history WHERE target = ? AND time {op} ?"
+                " ORDER BY time, seq LIMIT 1"
+            )
+        else:
+            op = "<=" if inclusive else "<"
+            sql = (
+                f"SELECT seq FROM history WHERE target = ? AND time {op} ?"
+                " ORDER BY time DESC, seq DESC LIMIT 1"
+            )
+        rows = self._read(sql, (target, value))
+        return int(rows[0][0]) if rows else None
+
+    def history_window(
+        self,
+        target: str,
+        lower: Bound | None,
+        upper: Bound | None,
+        limit: int,
+        newest: bool,
+        events: bool,
+        since: int | None = None,
+    ) -> list[HistoryRow]:
+        if limit <= 0:
+            return []
+        where = ["target = ?"]
+        args: list[Any] = [target]
+        bounds = [(lower, True), (upper, False)]
+        if since is not None:
+            bounds.append((("time", since, True), True))
+        for bound, is_lower in bounds:
+            if bound is None:
+                continue
+            seq = self._seq_bound(target, bound, is_lower)
+            if seq is None:
+                return []
+            where.append("seq >= ?" if is_lower else "seq <= ?")
+            args.append(seq)
+        if not events:
+            where.append("event = 0")
+        order = "DESC" if newest else "ASC"
+        rows = self._read(
+            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE {' AND '.join(where)}"
+            f" ORDER BY seq {order} LIMIT ?",
+            (*args, limit),
+        )
+        if newest:
+            rows.reverse()
+        return [_history_row(r) for r in rows]
+
+    def history_conversation(self, owner: str, peer: str) -> str | None:
+        rows = self._read(
+            "SELECT target FROM history_peers WHERE owner = ? AND peer = ? ORDER BY time DESC"
+            " LIMIT 1",
+            (owner, peer),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def history_targets(
+        self, channels: Sequence[str], owner: str | None, after: int, before: int, limit: int
+    ) -> list[tuple[str, str, int]]:
+        found: list[tuple[str, str, int]] = []
+        named = [(key, key) for key in channels]
+        if owner is not None:
+            named += [
+                (str(t), str(n))
+                for t, n in self._read(
+                    "SELECT target, name FROM history_peers WHERE owner = ?", (owner,)
+                )
+            ]
+        for key, name in named:
+            rows = self._read(
+                "SELECT max(time) FROM history WHERE target = ? AND time > ? AND time < ?",
+                (key, after, before),
+            )
+            if rows and rows[0][0] is not None:
+                found.append((key, name, int(rows[0][0])))
+        found.sort(key=lambda item: (item[2], item[0]))
+        return found[:limit]
+
+    def prune_history(self, before: int | None, max_lines: int) -> int:
+        heads = self.history_heads()
+        targets = sorted(heads)
+        deleted = 0
+        for start in range(0, len(targets), 200):  # short transactions: messages keep flowing
+            chunk = targets[start : start + 200]
+
+            def prune(conn: sqlite3.Connection, chunk: list[str] = chunk) -> int:
+                count = 0
+                for target in chunk:
+                    if before is not None:
+                        count += conn.execute(
+                            "DELETE FROM history WHERE target = ? AND time < ?", (target, before)
+                        ).rowcount
+                    if max_lines > 0:
+                        count += conn.execute(
+                            "DELETE FROM history WHERE target = ? AND seq <= ?",
+                            (target, heads[target] - max_lines),
+                        ).rowcount
+                return count
+
+            deleted += int(self._write(prune))
+        return deleted
+
+
+class SQLiteStore(_HistoryMixin):
     def __init__(
         self,
         path: str,
@@ -214,11 +420,13 @@ class SQLiteStore:
         return len(migrations)
 
     # ----------------------------------------------------------------- writer
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Queue ``fn(conn)`` for the writer; return its result once committed."""
+    def _write(self, fn: Callable[[sqlite3.Connection], T], urgent: bool = False) -> T:
+        """Queue ``fn(conn)`` for the writer; return its result once committed.
+        ``urgent``: the change is a group already; the writer commits it with
+        what is queued now instead of waiting ``commit_ms`` for more."""
         if self._closed:
             raise StoreClosed(f"{self.path}: the store is closed")
-        item = _Write(fn)
+        item = _Write(fn, urgent)
         self._queue.put(item)
         if not item.done.wait(WRITE_TIMEOUT):
             raise StoreError(f"{self.path}: no commit within {WRITE_TIMEOUT:g} s")
@@ -237,7 +445,7 @@ class SQLiteStore:
             if first is _STOP:
                 break
             batch: list[_Write] = [first]
-            deadline = time.monotonic() + self.commit_seconds
+            deadline = time.monotonic() + (0.0 if first.urgent else self.commit_seconds)
             while len(batch) < self.commit_rows:
                 left = deadline - time.monotonic()
                 try:
@@ -320,6 +528,17 @@ class SQLiteStore:
         for conn, lock in readers:
             with lock:  # a read in progress on another thread finishes first
                 conn.close()
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Rows of one query on this thread's reader connection."""
+        conn, lock = self._reader()
+        try:
+            with lock:
+                return conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            if self._closed:  # closed under us (ProgrammingError)
+                raise StoreClosed(f"{self.path}: the store is closed") from None
+            raise StoreError(f"{self.path}: read failed: {exc}") from None
 
     # --------------------------------------------------------------- accounts
     def get_account(self, folded: str) -> AccountRecord | None:

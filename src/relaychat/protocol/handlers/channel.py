@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import mask_matches
 from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, USER
+from relaychat.protocol.handlers.chathistory import replay_on_join
 from relaychat.protocol.handlers.common import (
     channel_visible,
     is_chanop,
@@ -29,6 +30,7 @@ from relaychat.protocol.handlers.common import (
 )
 from relaychat.protocol.handlers.metadata import sync_after_join
 from relaychat.protocol.handlers.silence import silences
+from relaychat.protocol.history import CHATHISTORY_CAP
 from relaychat.protocol.identity import join_events
 from relaychat.protocol.message import pack, truncate_utf8
 
@@ -105,6 +107,9 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
         send_names(core, sess, chan)
     if sess.metadata is not None and sess.closing is None:
         sync_after_join(core, sess, chan, now)
+    history = core.history
+    if history is not None and history.config.autoreplay_lines and CHATHISTORY_CAP not in sess.caps:
+        replay_on_join(core, sess, chan, history.config.autoreplay_lines)
 
 
 def _join_error(

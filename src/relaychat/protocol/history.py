@@ -1,0 +1,302 @@
+"""Persistent history: every relayed message written to the store, and relayed
+only once it is committed.
+
+Theory of operation
+-------------------
+* **Recording.** :class:`History` is an event consumer (``core.add_consumer``).
+  A PRIVMSG or NOTICE to a channel or a user, and (for ``draft/event-playback``)
+  a TAGMSG, JOIN, PART, KICK, QUIT, NICK, TOPIC or MODE in a channel, becomes a
+  :class:`~relaychat.protocol.storage.HistoryRow` under its target's key, with
+  the next ``seq`` of that target (numbered here, so rows of equal time keep the
+  order in which they were relayed). A QUIT or NICK is kept in each channel of
+  the user. Channel keys are folded channel names; a private conversation's key
+  names both parties (:func:`conversation_key`).
+* **Relayed after the commit.** The output of a turn that recorded rows is held
+  (``gate``) until a store operation has committed them; output of later turns
+  waits behind it, so every connection still gets its bytes in order. One
+  commit runs at a time: rows recorded meanwhile wait and go in the next one
+  (group commit in the core: under load, one transaction carries the rows of
+  many turns). A client therefore never receives a message that a ``kill -9``
+  could take out of CHATHISTORY. If the store fails, the output is released all
+  the same (the chat goes on) and the failure is logged loudly; held output over
+  :data:`HELD_MAX` bytes (a stalled disk) is released too.
+* **Retention.** A server timer prunes rows older than ``max_age`` days and all
+  but the last ``max_lines`` of each target; channels matching
+  ``exclude_channels`` are never recorded.
+
+Private conversations: a party is ``a:<account>`` when logged in, else
+``n:<nick>`` (both folded). A querier who is not logged in sees only rows from
+after it connected, so a nick's next owner cannot read its predecessor's
+messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from relaychat.protocol.events import CHANNEL, PEERS, USER, Event
+from relaychat.protocol.masks import match_mask
+from relaychat.protocol.message import escape_tag_value
+from relaychat.protocol.ops import Op
+from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME
+from relaychat.protocol.storage import HistoryRow
+from relaychat.protocol.timebase import server_time
+
+if TYPE_CHECKING:
+    from relaychat.config import HistoryConfig
+    from relaychat.protocol.core import ServerCore
+    from relaychat.protocol.state import Channel, Session, User
+    from relaychat.protocol.storage import Store
+
+__all__ = [
+    "CHATHISTORY_CAP",
+    "EVENT_PLAYBACK_CAP",
+    "HELD_MAX",
+    "History",
+    "conversation_key",
+    "party",
+    "row_bytes",
+]
+
+log = logging.getLogger("relaychat.history")
+
+CHATHISTORY_CAP = "draft/chathistory"
+EVENT_PLAYBACK_CAP = "draft/event-playback"
+
+# command -> is it an event (sent only to event-playback clients)?
+RECORDED: dict[str, bool] = {
+    "PRIVMSG": False,
+    "NOTICE": False,
+    "TAGMSG": True,
+    "JOIN": True,
+    "PART": True,
+    "KICK": True,
+    "QUIT": True,
+    "NICK": True,
+    "TOPIC": True,
+    "MODE": True,
+}
+PRIVATE = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+
+HELD_MAX = 64 << 20  # bytes of output held for a commit before it is released anyway
+
+Out = list[tuple[Any, bytes, bool]]
+
+
+def party(core: ServerCore, user: User) -> str:
+    """One side of a private conversation: its account if logged in, else its nick."""
+    if user.account is not None:
+        return "a:" + core.fold(user.account)
+    return "n:" + (user.nick_folded or "")
+
+
+def conversation_key(a: str, b: str) -> str:
+    """The history key of the conversation between parties ``a`` and ``b``."""
+    return f"{a} {b}" if a <= b else f"{b} {a}"
+
+
+def stamp_ms(wall: float) -> int:
+    """Wall time in whole milliseconds, as server-time shows it."""
+    return round(wall * 1_000_000) // 1000
+
+
+def row_bytes(row: HistoryRow, sess: Session) -> bytes:
+    """A stored row as ``sess`` would have received it (tags per its capabilities)."""
+    variant = sess.variant
+    tags: list[str] = []
+    if variant & CAP_SERVER_TIME:
+        tags.append("time=" + server_time(row.time / 1000))
+    if variant & CAP_MESSAGE_TAGS:
+        tags.append("msgid=" + row.msgid)
+        if row.bot:
+            tags.append("bot")
+    if variant & CAP_ACCOUNT_TAG and row.account is not None:
+        tags.append("account=" + escape_tag_value(row.account))
+    if variant & CAP_MESSAGE_TAGS and row.tags:
+        tags.append(row.tags)
+    line = "@" + ";".join(tags) + " " + row.line if tags else row.line
+    return (line + "\r\n").encode("utf-8", "replace")
+
+
+class History:
+    def __init__(self, core: ServerCore, store: Store, config: HistoryConfig) -> None:
+        self.core = core
+        self.store = store
+        self.config = config
+        self.heads: dict[str, int] = store.history_heads()  # target -> last seq
+        self._excluded: dict[str, bool] = {}  # folded channel -> not recorded
+        self.rows: list[HistoryRow] = []  # recorded, not yet handed to a commit
+        self.committing = False  # a commit is running
+        self.waiting: Out = []  # output held for the running commit
+        self.next_out: Out = []  # output held for the commit after it
+        self.held_bytes = 0
+        self.ready: Out = []  # released, for the next data_to_send
+        self.stopped = False
+        self.rows_committed = 0  # for STATS and the tests
+        self.commits = 0
+
+    def configure(self, config: HistoryConfig) -> None:
+        self.config = config
+        self._excluded.clear()
+
+    # ------------------------------------------------------------ recording
+    def record(self, ev: Event) -> None:
+        """The event consumer: turn a relayed event into rows."""
+        event = RECORDED.get(ev.command)
+        if event is None:
+            return
+        if ev.cap is not None and ev.command != "TAGMSG":
+            return  # a rendering for some clients (extended-join's JOIN): the plain one is kept
+        if "chghost" in ev.nocap:
+            return  # chghost's QUIT/JOIN fallback: nobody left or joined
+        audience = ev.audience
+        if audience == CHANNEL:
+            chan = ev.channel
+            if chan is None or ev.status or self.excluded(chan):
+                return
+            self._add(chan.folded, ev, event, ())
+        elif audience == USER:
+            actor, target = ev.actor, ev.target
+            if ev.command not in PRIVATE or actor is None or target is None:
+                return
+            if not self.config.private:
+                return
+            a, b = party(self.core, actor), party(self.core, target)
+            key = conversation_key(a, b)
+            peers: tuple[tuple[str, str, str], ...] = ((a, target.name, target.nick_folded or ""),)
+            if b != a:
+                peers += ((b, actor.name, actor.nick_folded or ""),)
+            self._add(key, ev, event, peers)
+        elif audience == PEERS and ev.command in ("QUIT", "NICK"):
+            actor = ev.actor
+            if actor is None:
+                return
+            for chan in actor.channels.values():
+                if not self.excluded(chan):
+                    self._add(chan.folded, ev, True, ())
+
+    def excluded(self, chan: Channel) -> bool:
+        ex = self._excluded.get(chan.folded)
+        if ex is None:
+            masks = self.config.exclude_channels
+            fold = self.core.fold
+            ex = any(match_mask(fold(m), chan.folded) for m in masks)
+            if len(self._excluded) > 100_000:
+                self._excluded.clear()
+            self._excluded[chan.folded] = ex
+        return ex
+
+    def _add(
+        self, key: str, ev: Event, event: bool, peers: tuple[tuple[str, str, str], ...]
+    ) -> None:
+        seq = self.heads.get(key, 0) + 1
+        self.heads[key] = seq
+        actor = ev.actor
+        tags = ""
+        if ev.tags:
+            tags = ";".join(
+                k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in ev.tags.items()
+            )
+        self.rows.append(
+            HistoryRow(
+                key,
+                seq,
+                ev.msgid,
+                stamp_ms(ev.time),
+                event,
+                ev.line,
+                actor.account if actor is not None else None,
+                actor is not None and "B" in actor.modes,
+                tags,
+                peers,
+            )
+        )
+
+    # --------------------------------------------------------------- gating
+    def gate(self, out: Out) -> Out:
+        """The turn's output: what may go now (released earlier output first);
+        the rest is held until the rows recorded before it are committed."""
+        if self.stopped:
+            return self.take_ready() + out
+        if not self.committing:
+            if not self.rows:
+                return self.take_ready() + out if self.ready else out
+            self._start(out)
+        elif out:
+            self.next_out += out
+            self.held_bytes += sum(len(data) for _, data, _ in out)
+            if self.held_bytes > HELD_MAX:
+                log.error(
+                    "history: %d bytes of output waited for a commit; released unwritten",
+                    self.held_bytes,
+                )
+                self._release_all()
+        return self.take_ready()
+
+    def take_ready(self) -> Out:
+        ready = self.ready
+        self.ready = []
+        return ready
+
+    def _start(self, out: Out) -> None:
+        rows = self.rows
+        self.rows = []
+        self.committing = True
+        self.waiting = out
+        store = self.store
+
+        def run() -> BaseException | None:
+            try:
+                store.append_history(rows)
+            except Exception as exc:  # handed to then: the output goes all the same
+                return exc
+            return None
+
+        def then(error: BaseException | None) -> None:
+            self._committed(len(rows), error)
+
+        self.core.submit(Op(run, then, None, pool="history"))
+
+    def _committed(self, count: int, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("history: %d rows not written, relayed anyway: %s", count, error)
+        else:
+            self.rows_committed += count
+            self.commits += 1
+        self.ready += self.waiting
+        self.waiting = []
+        self.committing = False
+        if self.rows and not self.stopped:
+            nxt, self.next_out = self.next_out, []
+            self.held_bytes = sum(len(data) for _, data, _ in nxt)
+            self._start(nxt)
+        else:
+            self.ready += self.next_out
+            self.next_out = []
+            self.held_bytes = 0
+
+    def _release_all(self) -> None:
+        self.ready += self.waiting + self.next_out
+        self.waiting = []
+        self.next_out = []
+        self.held_bytes = 0
+
+    def stop(self) -> None:
+        """The server is stopping: output goes at once (rows still queued are
+        committed by the store's close, before the process exits)."""
+        self.stopped = True
+        self._release_all()
+        if self.rows:
+            rows, self.rows = self.rows, []
+            store = self.store
+            self.core.submit(Op(lambda: store.append_history(rows), None, None, pool="history"))
+
+    # ------------------------------------------------------------ retention
+    def prune_op(self, wall: float, then: Callable[[int], None] | None = None) -> Op:
+        cfg = self.config
+        before = stamp_ms(wall - cfg.max_age * 86400.0) if cfg.max_age > 0 else None
+        store = self.store
+        max_lines = cfg.max_lines
+        return Op(lambda: store.prune_history(before, max_lines), then, None, pool="prune")
