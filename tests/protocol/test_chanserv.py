@@ -426,3 +426,44 @@ def test_hostile_input_gets_bounded_notices_and_a_bystander_sees_nothing(
     assert chan is not None and chan.registration.founder == "alice"
     assert chan.is_op(alice.user) and not chan.is_op(mallory.user)
     assert not mallory.closed
+
+
+def test_dropping_an_account_drops_its_channels_and_access_entries(
+    core: ServerCore, clock: Clock
+) -> None:
+    """Whoever registers a dropped account's name next inherits nothing."""
+    alice = founded(core, clock)
+    founded(core, clock, "bob", "#bobs")
+    bob_chan = core.find_channel("#bobs")
+    assert bob_chan is not None
+    say(alice, "ACCESS #c ADD bob op")
+    alice.send("PART #c")
+    alice.send(f"PRIVMSG NickServ :DROP {PW}")
+    alice.take()
+    assert core.find_channel("#c") is None
+    assert bob_chan.registration is not None
+    bob = core.find_user("bob")
+    assert bob is not None
+    assert [r.name for r in core.store.registered_channels()] == ["#bobs"]  # type: ignore[union-attr]
+    bob_session = bob.sessions[0]
+    bob_peer: Peer = bob_session.handle
+    bob_peer.send("PART #bobs")
+    bob_peer.send(f"PRIVMSG NickServ :DROP {PW}")
+    assert core.find_channel("#bobs") is None
+    assert core.store.registered_channels() == []  # type: ignore[union-attr]
+    # a new account of the same name is founder of nothing
+    alice.send(f"REGISTER * * :{PW}")
+    assert any(m.command == "900" for m in alice.take())
+    assert say(alice, "INFO #c") == ["#c is not a registered channel"]
+
+
+def test_a_dropped_account_leaves_the_access_lists(core: ServerCore, clock: Clock) -> None:
+    alice = founded(core, clock)
+    bob = logged_in(core, clock, "bob")
+    say(alice, "ACCESS #c ADD bob op")
+    bob.send(f"PRIVMSG NickServ :DROP {PW}")
+    bob.take()
+    chan = core.find_channel("#c")
+    assert chan is not None and chan.registration.access == {}
+    [rec] = core.store.registered_channels()  # type: ignore[union-attr]
+    assert rec.access == ()

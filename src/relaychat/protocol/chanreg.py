@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol.accounts import store_call
 from relaychat.protocol.events import CHANNEL, build_event
-from relaychat.protocol.ops import Batcher
+from relaychat.protocol.ops import Batcher, Op
 from relaychat.protocol.state import ListEntry
 from relaychat.protocol.storage import AccessEntry, ChannelListEntry, ChannelRecord
 
@@ -205,6 +205,41 @@ def set_status(
         )
     )
     return True
+
+
+def account_dropped(core: ServerCore, folded: str) -> None:
+    """Account ``folded`` was dropped: the channels it founded are dropped and
+    its access entries removed, so that whoever registers the name next
+    inherits nothing. In memory at once; in the store by unordered ops in the
+    ``chanstate`` pool (a failure is logged)."""
+    for chan in list(core.registry.channels.values()):
+        reg = chan.registration
+        if reg is None:
+            continue
+        if reg.founder_folded == folded:
+            chan.registration = None
+            core.registry.release_channel(chan)
+            log.warning("channel %s dropped with its founder's account", chan.name)
+            _write(core, f"dropping channel {chan.name}", _drop_channel(chan.folded))
+        elif reg.access.pop(folded, None) is not None:
+            what = f"removing a dropped account from the access list of {chan.name}"
+            _write(core, what, _remove_access(chan.folded, folded))
+
+
+def _drop_channel(chan_folded: str) -> Callable[[Store], bool]:
+    return lambda store: store.drop_channel(chan_folded)
+
+
+def _remove_access(chan_folded: str, folded: str) -> Callable[[Store], bool]:
+    return lambda store: store.remove_channel_access(chan_folded, folded)
+
+
+def _write(core: ServerCore, what: str, change: Callable[[Store], bool]) -> None:
+    def run() -> None:
+        store_call(core, None, what, change)
+
+    run.__name__ = what
+    core.submit(Op(run, None, None, ordered=False, pool="chanstate"))
 
 
 def logged_in(core: ServerCore, user: User, now: Now) -> None:
