@@ -11,9 +11,10 @@ import pytest
 
 from coreharness import OPER_HASH, Clock, Peer, new_core, only, oper_up, user
 from relaychat.config import AccountsConfig, Config, OperConfig
+from relaychat.protocol.commands import build_core
 from relaychat.protocol.core import ServerCore
 from relaychat.protocol.message import Message
-from relaychat.protocol.storage import StoreError
+from relaychat.protocol.storage import AccessEntry, ChannelListEntry, ChannelRecord, StoreError
 from relaychat.store.sqlite import SQLiteStore
 
 CS = "ChanServ!ChanServ@services."
@@ -133,8 +134,6 @@ def test_unknown_channels_and_commands(core: ServerCore, clock: Clock) -> None:
 
 
 def test_a_core_without_a_store_says_chanserv_is_unavailable(clock: Clock) -> None:
-    from relaychat.protocol.commands import build_core
-
     core = build_core(CONFIG, clock.now)
     p = Peer(core, clock)
     p.register("nostore")
@@ -467,3 +466,34 @@ def test_a_dropped_account_leaves_the_access_lists(core: ServerCore, clock: Cloc
     assert chan is not None and chan.registration.access == {}
     [rec] = core.store.registered_channels()  # type: ignore[union-attr]
     assert rec.access == ()
+
+
+def test_loading_checks_what_the_store_holds(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(":memory:", commit_ms=0.0)
+    try:
+        bad = ChannelRecord("no-hash", "no-hash", "x", 1.0)
+        odd = ChannelRecord(
+            "#Odd",
+            "#odd",
+            "Founder",
+            1.0,
+            topic="t" * 5000,
+            modes="ntzQ",
+            limit=0,
+            lists=tuple(ChannelListEntry("b", f"*!*@h{i}", "s", 1.0) for i in range(150)),
+            access=(AccessEntry("a", "a", "owner"), AccessEntry("b", "b", "voice")),
+        )
+        assert store.register_channel(bad) and store.register_channel(odd)
+        with caplog.at_level(logging.WARNING):
+            core = new_core(CONFIG, clock, store=store)
+        assert any("skipped registered channel 'no-hash'" in r.getMessage() for r in caplog.records)
+        assert core.find_channel("no-hash") is None
+        chan = core.find_channel("#ODD")
+        assert chan is not None and chan.modes == {"n", "t"} and chan.limit is None
+        assert len(chan.topic.encode()) == core.limits.topiclen
+        assert len(chan.lists["b"]) == core.limits.max_list_entries
+        assert list(chan.registration.access) == ["b"]
+    finally:
+        store.close()

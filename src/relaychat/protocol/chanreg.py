@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol.accounts import store_call
 from relaychat.protocol.events import CHANNEL, build_event
+from relaychat.protocol.message import truncate_utf8
 from relaychat.protocol.ops import Batcher, Op
 from relaychat.protocol.state import ListEntry
 from relaychat.protocol.storage import AccessEntry, ChannelListEntry, ChannelRecord
@@ -108,13 +109,15 @@ def snapshot(chan: Channel, founder: str = "", registered_at: float = 0.0) -> Ch
     )
 
 
-def load_channels(core: ServerCore, store: Store, now: Now) -> None:
+def load_channels(core: ServerCore, store: Store) -> None:
     """At start: recreate every registered channel, empty, with its kept state.
-    Values the store holds are checked as a client's would be; what does not
-    pass is skipped with a warning."""
+    A name that is not a valid channel name here (or folds differently) is
+    skipped with a warning; unknown mode letters, a limit below 1, access
+    levels other than op/voice and list entries past ``max_list_entries`` are
+    dropped. Runs on the core's thread before the server listens, as the
+    server bans' load does."""
     reg = core.registry
     loaded = 0
-    capacity = core.limits.max_list_entries
     for rec in store.registered_channels():
         if not core.valid_channel_name(rec.name) or core.fold(rec.name) != rec.folded:
             log.warning("store: skipped registered channel %r (not a valid name)", rec.name)
@@ -122,16 +125,7 @@ def load_channels(core: ServerCore, store: Store, now: Now) -> None:
         if rec.folded in reg.channels:
             continue
         chan = reg.create_channel(rec.name, rec.registered_at)
-        chan.topic = rec.topic[: core.limits.topiclen * 4]
-        chan.topic_setter = rec.topic_setter
-        chan.topic_time = rec.topic_time
-        chan.modes = {c for c in rec.modes if c in FLAG_LETTERS}
-        chan.key = rec.key or None
-        chan.limit = rec.limit if rec.limit is not None and rec.limit > 0 else None
-        for e in rec.lists:
-            entries = chan.lists.get(e.letter)
-            if entries is not None and len(entries) < capacity:
-                entries.append(ListEntry(e.mask, core.fold(e.mask), e.setter, e.set_at))
+        apply_state(core, chan, rec)
         registration = Registration(rec.founder, core.fold(rec.founder), rec.registered_at)
         for a in rec.access[:MAX_ACCESS]:
             if a.level in LEVELS:
@@ -140,6 +134,23 @@ def load_channels(core: ServerCore, store: Store, now: Now) -> None:
         loaded += 1
     if loaded:
         log.info("%d registered channel(s) loaded from the store", loaded)
+
+
+def apply_state(core: ServerCore, chan: Channel, rec: ChannelRecord) -> None:
+    """Give ``chan`` the kept state of ``rec`` (no write-through: direct)."""
+    chan.topic = truncate_utf8(rec.topic, core.limits.topiclen)
+    chan.topic_setter = rec.topic_setter
+    chan.topic_time = rec.topic_time
+    chan.modes = {c for c in rec.modes if c in FLAG_LETTERS}
+    chan.key = rec.key or None
+    chan.limit = rec.limit if rec.limit is not None and rec.limit > 0 else None
+    capacity = core.limits.max_list_entries
+    for letter in chan.lists:
+        chan.lists[letter] = []
+    for e in rec.lists:
+        entries = chan.lists.get(e.letter)
+        if entries is not None and len(entries) < capacity:
+            entries.append(ListEntry(e.mask, core.fold(e.mask), e.setter, e.set_at))
 
 
 class ChannelWriter:

@@ -214,7 +214,7 @@ class ServerCore:
         self.inbound = Inbound(self)
         if store is not None:
             self._load_bans(store, now)
-            load_channels(self, store, now)
+            load_channels(self, store)
 
     # ------------------------------------------------------------ config
     def _apply_config(self, config: Config) -> None:

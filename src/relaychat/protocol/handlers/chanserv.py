@@ -26,6 +26,7 @@ from relaychat.protocol.chanreg import (
     MAX_ACCESS,
     Registration,
     account_level,
+    apply_state,
     set_status,
     snapshot,
 )
@@ -144,6 +145,7 @@ def _cs_register(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
         current = core.find_channel(record.name)
         if current is None:
             current = core.registry.create_channel(record.name, now.wall)
+            apply_state(core, current, record)
         current.registration = Registration(account, founder_folded, record.registered_at)
         core.channel_writer.changed(current)  # what changed while the write ran
         log.info(
