@@ -15,7 +15,10 @@ import pytest
 from ircutil import child_env
 from relaychat.config import StoreConfig
 from relaychat.protocol.storage import (
+    AccessEntry,
     AccountRecord,
+    ChannelListEntry,
+    ChannelRecord,
     ScramCredentials,
     ServerBanRecord,
     StoreError,
@@ -369,3 +372,70 @@ def test_expired_server_bans_are_not_loaded_and_are_deleted(db: Path) -> None:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT mask FROM server_bans ORDER BY mask").fetchall()
     assert rows == [("*@perm",), ("192.0.2.2",)]  # the expired row is gone from the file
+
+
+def chan_record(name: str = "#Chan", **kw: object) -> ChannelRecord:
+    return ChannelRecord(name, name.lower(), "Alice", T0, **kw)  # type: ignore[arg-type]
+
+
+def test_registered_channels_round_trip_with_state_lists_and_access(db: Path) -> None:
+    s = SQLiteStore(str(db))
+    try:
+        rec = chan_record(
+            topic="hello",
+            topic_setter="alice!a@h",
+            topic_time=T0 + 1,
+            modes="imnt",
+            key="sekrit",
+            limit=10,
+            lists=(
+                ChannelListEntry("b", "*!*@bad", "alice!a@h", T0),
+                ChannelListEntry("b", "*!*@worse", "alice!a@h", T0 + 2),
+                ChannelListEntry("e", "*!*@good", "alice!a@h", T0),
+            ),
+            access=(AccessEntry("Bob", "bob", "op"),),
+        )
+        assert s.register_channel(rec)
+        assert not s.register_channel(chan_record(topic="again"))  # taken: nothing written
+        assert s.set_channel_access("#chan", AccessEntry("Carol", "carol", "voice"))
+        assert not s.set_channel_access("#nope", AccessEntry("Carol", "carol", "voice"))
+        assert s.remove_channel_access("#chan", "bob")
+        assert not s.remove_channel_access("#chan", "bob")
+    finally:
+        s.close()
+    s = SQLiteStore(str(db))  # a restart reads what was committed
+    try:
+        [got] = s.registered_channels()
+        assert (got.name, got.founder, got.topic, got.modes, got.key, got.limit) == (
+            "#Chan",
+            "Alice",
+            "hello",
+            "imnt",
+            "sekrit",
+            10,
+        )
+        assert [(e.letter, e.mask) for e in got.lists] == [
+            ("b", "*!*@bad"),
+            ("b", "*!*@worse"),
+            ("e", "*!*@good"),
+        ]
+        assert got.access == (AccessEntry("Carol", "carol", "voice"),)
+        changed = chan_record(topic="new", modes="nt", lists=())
+        assert s.save_channel_state(changed)
+        assert not s.save_channel_state(chan_record("#Other"))  # not registered: no row made
+        [got] = s.registered_channels()
+        assert (got.topic, got.modes, got.key, got.lists, got.founder) == (
+            "new",
+            "nt",
+            None,
+            (),
+            "Alice",
+        )
+        assert s.drop_channel("#chan") and not s.drop_channel("#chan")
+        assert s.registered_channels() == []
+        assert not s.save_channel_state(changed)  # a write after a drop writes nothing
+        with sqlite3.connect(db) as conn:
+            for table in ("channel_lists", "channel_access", "registered_channels"):
+                assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
+    finally:
+        s.close()

@@ -68,7 +68,7 @@ T = TypeVar("T")
 log = logging.getLogger("relaychat.accounts")
 
 PASSWORD_MAX = 300  # bytes: a password must fit in a PRIVMSG to NickServ
-SERVICE_NAMES = ("NickServ",)
+SERVICE_NAMES = ("NickServ", "ChanServ")
 
 
 class _Unavailable:

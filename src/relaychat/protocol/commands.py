@@ -15,6 +15,7 @@ from relaychat.protocol.core import CommandSpec, Handler, ServerCore, Service
 from relaychat.protocol.handlers import (
     accounts,
     channel,
+    chanserv,
     chathistory,
     knock,
     messaging,
@@ -356,7 +357,7 @@ COMMANDS: dict[str, CommandSpec] = {
 }
 
 # services: a PRIVMSG to one of these nicks is a command for it
-SERVICES: dict[str, Service] = {"NickServ": accounts.nickserv}
+SERVICES: dict[str, Service] = {"NickServ": accounts.nickserv, "ChanServ": chanserv.chanserv}
 
 
 def build_core(

@@ -37,10 +37,12 @@ Operator features the core owns because they sit on its entry points: server
 bans (``bans``: a D-line refuses a connection in ``connect``; expiry runs from a
 server timer; with a store they are loaded from it at start and every change is
 written through to it by an unordered op in the one-at-a-time ``bans`` pool, so
-the writes keep their order), IP cloaking (``cloaker``: the host others see is fixed in
-``connect``), server notices (``snotice``: a no-op while no operator has ``+s``
-for that letter), and the counters STATS reads (``command_counts``: one dict
-increment per dispatched command; lines received per session).
+the writes keep their order), registered channels (loaded at start, their state
+written through the same way: :mod:`~relaychat.protocol.chanreg`), IP
+cloaking (``cloaker``: the host others see is fixed in ``connect``), server
+notices (``snotice``: a no-op while no operator has ``+s`` for that letter),
+and the counters STATS reads (``command_counts``: one dict increment per
+dispatched command; lines received per session).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from relaychat.protocol.caps import (
     target_limits,
 )
 from relaychat.protocol.casemap import casefolder, mask_matches
+from relaychat.protocol.chanreg import ChannelWriter, load_channels, logged_in
 from relaychat.protocol.cloaking import Cloaker
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
 from relaychat.protocol.history import CHATHISTORY_CAP, EVENT_PLAYBACK_CAP, History
@@ -166,8 +169,14 @@ class ServerCore:
         )
         self.sessions: dict[int, Session] = {}
         self.per_ip: dict[str, int] = {}
+        # registered channels' kept state is written through to the store
+        self.channel_writer = ChannelWriter(self)
         self.registry = Registry(
-            self.fold, config.limits.whowas_size, self._member_added, self._member_removed
+            self.fold,
+            config.limits.whowas_size,
+            self._member_added,
+            self._member_removed,
+            self.channel_writer.changed,
         )
         self.output = Output(
             config.server.name, config.limits.sendq, self._overflow, self._wallops_users
@@ -178,10 +187,19 @@ class ServerCore:
         self.monitor = Monitor(self.output)
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
-        # "bans": server ban writes, one at a time so that they commit in order
-        # "history": one commit at a time (rows recorded meanwhile go in the next)
+        # "bans": server ban writes, one at a time so that they commit in order;
+        # "chanstate": registered channels' state writes, likewise; "history":
+        # one commit at a time (rows recorded meanwhile go in the next)
         self.ops = Ops(
-            {"hash": 2, "store": 16, "bans": 1, "history": 1, "history-read": 4, "prune": 1}
+            {
+                "hash": 2,
+                "store": 16,
+                "bans": 1,
+                "chanstate": 1,
+                "history": 1,
+                "history-read": 4,
+                "prune": 1,
+            }
         )
         self.msgid = msgid_source(msgid_prefix)
         # BATCH references: unique per core, so per connection
@@ -213,6 +231,7 @@ class ServerCore:
         self.inbound = Inbound(self)
         if store is not None:
             self._load_bans(store, now)
+            load_channels(self, store)
         if self.history is not None:
             self._prune_history(now)
 
@@ -791,8 +810,13 @@ class ServerCore:
 
     def account_changed(self, user: User, account: str | None) -> bool:
         """``user`` logged in to ``account`` (None: out): ACCOUNT to those who
-        see it; False if unchanged."""
-        return account_changed(self, user, account, self._now)
+        see it; False if unchanged. A login gives the auto-modes of the
+        registered channels the user is in."""
+        if not account_changed(self, user, account, self._now):
+            return False
+        if account is not None and user.registered:
+            logged_in(self, user, self._now)
+        return True
 
     # ------------------------------------------------------------- lookups
     def find_user(self, nick: str) -> User | None:

@@ -40,6 +40,7 @@ class Registry:
         whowas_size: int,
         on_join: Callable[[Channel, User], None],
         on_part: Callable[[Channel, User], None],
+        on_change: Callable[[Channel], None] | None = None,
     ) -> None:
         self.fold = fold
         self.nicks: dict[str, User] = {}  # folded nick -> registered user
@@ -47,6 +48,8 @@ class Registry:
         self.whowas: deque[WhowasEntry] = deque(maxlen=whowas_size)
         self._on_join = on_join
         self._on_part = on_part
+        # a registered channel's kept state (topic, modes, key, limit, lists) changed
+        self._on_change = on_change
         self._next_cid = 1
         # running counts for LUSERS (a pass over every user per registration would
         # make registering N clients cost N^2)
@@ -187,7 +190,8 @@ class Registry:
         self._on_join(chan, user)
 
     def part(self, chan: Channel, user: User) -> None:
-        """Remove a member (PART, KICK, QUIT); an empty channel is destroyed."""
+        """Remove a member (PART, KICK, QUIT); an empty channel is destroyed,
+        unless it is registered."""
         if user not in chan.members:
             return
         self._on_part(chan, user)
@@ -195,9 +199,19 @@ class Registry:
         channels = user.channels
         if isinstance(channels, dict):
             channels.pop(chan.folded, None)
+        if not chan.members and chan.registration is None:
+            self.release_channel(chan)
+
+    def release_channel(self, chan: Channel) -> None:
+        """Destroy ``chan`` if it is empty (a registration dropped, or a channel
+        loaded from the store that nobody joined)."""
         if not chan.members and self.channels.get(chan.folded) is chan:
             del self.channels[chan.folded]
             chan.metadata = None
+
+    def _changed(self, chan: Channel) -> None:
+        if chan.registration is not None and self._on_change is not None:
+            self._on_change(chan)
 
     def set_status(self, chan: Channel, user: User, letter: str, on: bool) -> bool:
         """Give or take ``+o``/``+v``; False if nothing changed."""
@@ -212,6 +226,7 @@ class Registry:
         chan.topic = topic
         chan.topic_setter = setter
         chan.topic_time = when
+        self._changed(chan)
 
     def set_flag(self, chan: Channel, letter: str, on: bool) -> bool:
         if on == (letter in chan.modes):
@@ -220,18 +235,21 @@ class Registry:
             chan.modes.add(letter)
         else:
             chan.modes.discard(letter)
+        self._changed(chan)
         return True
 
     def set_key(self, chan: Channel, key: str | None) -> bool:
         if chan.key == key:
             return False
         chan.key = key
+        self._changed(chan)
         return True
 
     def set_limit(self, chan: Channel, limit: int | None) -> bool:
         if chan.limit == limit:
             return False
         chan.limit = limit
+        self._changed(chan)
         return True
 
     def add_list_entry(
@@ -245,6 +263,7 @@ class Registry:
         if len(entries) >= capacity:
             return None
         entries.append(ListEntry(mask, folded, setter, when))
+        self._changed(chan)
         return True
 
     def remove_list_entry(self, chan: Channel, letter: str, mask: str) -> ListEntry | None:
@@ -252,7 +271,9 @@ class Registry:
         folded = self.fold(mask)
         for i, e in enumerate(entries):
             if e.folded == folded:
-                return entries.pop(i)
+                removed = entries.pop(i)
+                self._changed(chan)
+                return removed
         return None
 
     # ---------------------------------------------------------------- metadata

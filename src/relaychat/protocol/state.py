@@ -300,6 +300,7 @@ class Channel:
         "lists",
         "metadata",
         "batch",
+        "registration",
     )
 
     def __init__(self, cid: int, name: str, folded: str, created: float) -> None:
@@ -319,6 +320,9 @@ class Channel:
         self.lists: dict[str, list[ListEntry]] = {"b": [], "e": [], "I": []}
         self.metadata: dict[str, str] | None = None  # IRCv3 metadata; None until a key is set
         self.batch: Any = None  # this turn's ChannelBatch (relaychat.protocol.output)
+        # a registered channel's founder and access list (relaychat.protocol.chanreg);
+        # such a channel stays when its last member leaves
+        self.registration: Any = None
 
     def is_op(self, user: User) -> bool:
         return "o" in self.members.get(user, "")

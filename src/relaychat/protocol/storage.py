@@ -22,9 +22,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
+    "AccessEntry",
     "AccountRecord",
     "AccountStore",
     "Bound",
+    "ChannelListEntry",
+    "ChannelRecord",
+    "ChannelStore",
     "HistoryRow",
     "HistoryStore",
     "ScramCredentials",
@@ -203,7 +207,75 @@ class HistoryStore(Protocol):
         ...
 
 
-class Store(AccountStore, ServerBanStore, HistoryStore, Protocol):
+@dataclass(frozen=True, slots=True)
+class ChannelListEntry:
+    """One mask of a registered channel's ``+b``/``+e``/``+I`` list (``letter``)."""
+
+    letter: str
+    mask: str
+    setter: str
+    set_at: float  # wall time
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One account on a registered channel's access list: ``level`` is ``"op"``
+    or ``"voice"``; ``folded`` is the account name case-folded (the key)."""
+
+    account: str
+    folded: str
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """A registered channel and the state it keeps across restarts. ``modes``
+    holds the flag letters (``"nt"``); times are wall times. ``access`` is only
+    read by :meth:`ChannelStore.registered_channels` and written by
+    :meth:`ChannelStore.register_channel`; state saves leave it alone."""
+
+    name: str
+    folded: str
+    founder: str
+    registered_at: float
+    topic: str = ""
+    topic_setter: str = ""
+    topic_time: float = 0.0
+    modes: str = "nt"
+    key: str | None = None
+    limit: int | None = None
+    lists: tuple[ChannelListEntry, ...] = ()
+    access: tuple[AccessEntry, ...] = ()
+
+
+class ChannelStore(Protocol):
+    def registered_channels(self) -> list[ChannelRecord]:
+        """Every registered channel with its lists and access list: read once at start."""
+        ...
+
+    def register_channel(self, record: ChannelRecord) -> bool:
+        """Insert a channel with its state; False (nothing written) if it is registered."""
+        ...
+
+    def save_channel_state(self, record: ChannelRecord) -> bool:
+        """Replace a registered channel's topic, modes, key, limit and lists (not
+        its founder or access list); False (nothing written) if it is not registered."""
+        ...
+
+    def drop_channel(self, folded: str) -> bool:
+        """Delete a registered channel, its lists and access list; False if there was none."""
+        ...
+
+    def set_channel_access(self, folded: str, entry: AccessEntry) -> bool:
+        """Add or replace an access entry; False if the channel is not registered."""
+        ...
+
+    def remove_channel_access(self, folded: str, account_folded: str) -> bool:
+        """Delete an access entry; False if there was none."""
+        ...
+
+
+class Store(AccountStore, ServerBanStore, ChannelStore, HistoryStore, Protocol):
     """Everything the core may ask of storage."""
 
     def describe(self) -> str:

@@ -40,8 +40,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from relaychat.protocol.storage import (
+    AccessEntry,
     AccountRecord,
     Bound,
+    ChannelListEntry,
+    ChannelRecord,
     HistoryRow,
     ScramCredentials,
     ServerBanRecord,
@@ -116,6 +119,37 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (owner, target)
     ) WITHOUT ROWID;
     CREATE INDEX history_peers_peer ON history_peers (owner, peer);
+    """,
+    # 4: registered channels (ChanServ): their kept state, list modes and access lists
+    """
+    CREATE TABLE registered_channels (
+        folded TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        founder TEXT NOT NULL,
+        registered_at REAL NOT NULL,
+        topic TEXT NOT NULL DEFAULT '',
+        topic_setter TEXT NOT NULL DEFAULT '',
+        topic_time REAL NOT NULL DEFAULT 0,
+        modes TEXT NOT NULL DEFAULT '',
+        chan_key TEXT,
+        chan_limit INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE channel_lists (
+        channel TEXT NOT NULL REFERENCES registered_channels (folded) ON DELETE CASCADE,
+        letter TEXT NOT NULL,
+        mask TEXT NOT NULL,
+        setter TEXT NOT NULL,
+        set_at REAL NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (channel, letter, position)
+    ) WITHOUT ROWID;
+    CREATE TABLE channel_access (
+        channel TEXT NOT NULL REFERENCES registered_channels (folded) ON DELETE CASCADE,
+        account_folded TEXT NOT NULL,
+        account TEXT NOT NULL,
+        level TEXT NOT NULL,
+        PRIMARY KEY (channel, account_folded)
+    ) WITHOUT ROWID;
     """,
 ]
 
@@ -688,6 +722,149 @@ class SQLiteStore(_HistoryMixin):
             return cur.rowcount == 1
 
         return self._write(delete)
+
+    # ---------------------------------------------------- registered channels
+    def registered_channels(self) -> list[ChannelRecord]:
+        conn, lock = self._reader()
+        try:
+            with lock:
+                rows = conn.execute(
+                    "SELECT folded, name, founder, registered_at, topic, topic_setter,"
+                    " topic_time, modes, chan_key, chan_limit FROM registered_channels"
+                    " ORDER BY registered_at, folded"
+                ).fetchall()
+                lists = conn.execute(
+                    "SELECT channel, letter, mask, setter, set_at FROM channel_lists"
+                    " ORDER BY channel, letter, position"
+                ).fetchall()
+                access = conn.execute(
+                    "SELECT channel, account, account_folded, level FROM channel_access"
+                    " ORDER BY channel, account_folded"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            if self._closed:
+                raise StoreClosed(f"{self.path}: the store is closed") from None
+            raise StoreError(f"{self.path}: {exc}") from None
+        masks: dict[str, list[ChannelListEntry]] = {}
+        for channel, letter, mask, setter, set_at in lists:
+            masks.setdefault(channel, []).append(
+                ChannelListEntry(str(letter), str(mask), str(setter), float(set_at))
+            )
+        entries: dict[str, list[AccessEntry]] = {}
+        for channel, account, account_folded, level in access:
+            entries.setdefault(channel, []).append(
+                AccessEntry(str(account), str(account_folded), str(level))
+            )
+        return [
+            ChannelRecord(
+                str(name),
+                str(folded),
+                str(founder),
+                float(registered_at),
+                str(topic),
+                str(topic_setter),
+                float(topic_time),
+                str(modes),
+                None if key is None else str(key),
+                None if limit is None else int(limit),
+                tuple(masks.get(folded, ())),
+                tuple(entries.get(folded, ())),
+            )
+            for (
+                folded,
+                name,
+                founder,
+                registered_at,
+                topic,
+                topic_setter,
+                topic_time,
+                modes,
+                key,
+                limit,
+            ) in rows
+        ]
+
+    def register_channel(self, record: ChannelRecord) -> bool:
+        def insert(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO registered_channels (folded, name, founder, registered_at)"
+                " VALUES (?, ?, ?, ?)",
+                (record.folded, record.name, record.founder, record.registered_at),
+            )
+            if cur.rowcount != 1:
+                return False
+            _write_state(conn, record)
+            conn.executemany(
+                "INSERT OR REPLACE INTO channel_access (channel, account_folded, account, level)"
+                " VALUES (?, ?, ?, ?)",
+                [(record.folded, a.folded, a.account, a.level) for a in record.access],
+            )
+            return True
+
+        return self._write(insert)
+
+    def save_channel_state(self, record: ChannelRecord) -> bool:
+        return self._write(lambda conn: _write_state(conn, record))
+
+    def drop_channel(self, folded: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM channel_lists WHERE channel = ?", (folded,))
+            conn.execute("DELETE FROM channel_access WHERE channel = ?", (folded,))
+            cur = conn.execute("DELETE FROM registered_channels WHERE folded = ?", (folded,))
+            return cur.rowcount == 1
+
+        return self._write(delete)
+
+    def set_channel_access(self, folded: str, entry: AccessEntry) -> bool:
+        def upsert(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR REPLACE INTO channel_access (channel, account_folded, account, level)"
+                " SELECT folded, ?, ?, ? FROM registered_channels WHERE folded = ?",
+                (entry.folded, entry.account, entry.level, folded),
+            )
+            return cur.rowcount == 1
+
+        return self._write(upsert)
+
+    def remove_channel_access(self, folded: str, account_folded: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM channel_access WHERE channel = ? AND account_folded = ?",
+                (folded, account_folded),
+            )
+            return cur.rowcount == 1
+
+        return self._write(delete)
+
+
+def _write_state(conn: sqlite3.Connection, record: ChannelRecord) -> bool:
+    """Replace a registered channel's kept state (inside a write); False if the
+    channel is not registered (dropped meanwhile: nothing is written)."""
+    cur = conn.execute(
+        "UPDATE registered_channels SET topic = ?, topic_setter = ?, topic_time = ?,"
+        " modes = ?, chan_key = ?, chan_limit = ? WHERE folded = ?",
+        (
+            record.topic,
+            record.topic_setter,
+            record.topic_time,
+            record.modes,
+            record.key,
+            record.limit,
+            record.folded,
+        ),
+    )
+    if cur.rowcount != 1:
+        return False
+    conn.execute("DELETE FROM channel_lists WHERE channel = ?", (record.folded,))
+    conn.executemany(
+        "INSERT INTO channel_lists (channel, letter, mask, setter, set_at, position)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (record.folded, e.letter, e.mask, e.setter, e.set_at, i)
+            for i, e in enumerate(record.lists)
+        ],
+    )
+    return True
 
 
 def get_nowait(q: queue.SimpleQueue[Any]) -> Any:

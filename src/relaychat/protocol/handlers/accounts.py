@@ -28,6 +28,7 @@ from relaychat.protocol.accounts import (
     registration_wait,
     store_call,
 )
+from relaychat.protocol.chanreg import account_dropped
 from relaychat.protocol.handlers.registration import valid_nick
 from relaychat.protocol.message import sanitize_text
 from relaychat.protocol.ops import Op
@@ -320,6 +321,7 @@ def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
     def dropped(result: object) -> None:
         if result is True:
             core.account_names.discard(folded)
+            account_dropped(core, folded)  # its channels and access entries go too
             log.warning("[%d] account %r dropped from %s", sess.conn_id, account, sess.ip)
             _ns(core, sess, f"Account {account} dropped")
             for user in list(core.registry.nicks.values()):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import mask_matches
+from relaychat.protocol.chanreg import auto_mode
 from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, USER
 from relaychat.protocol.handlers.chathistory import replay_on_join
 from relaychat.protocol.handlers.common import (
@@ -86,6 +87,8 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
             reg.take_invite(user, chan, now.mono)
         reg.join(chan, user)
     join_events(core, user, chan, now)  # extended-join: account and realname to those who asked
+    if chan.registration is not None:
+        auto_mode(core, chan, user, now)  # ChanServ's +o/+v for the access list
     if user.away is not None:
         # away-notify: members learn at once that the newcomer is away
         core.emit(
