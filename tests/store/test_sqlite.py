@@ -16,6 +16,7 @@ from ircutil import child_env
 from relaychat.config import StoreConfig
 from relaychat.protocol.storage import (
     AccountRecord,
+    PendingVerification,
     ScramCredentials,
     ServerBanRecord,
     StoreError,
@@ -325,7 +326,7 @@ def test_a_version_1_file_is_migrated_keeping_its_accounts(db: Path) -> None:
     old.close()
     s = SQLiteStore(str(db))
     try:
-        assert s.version == 2 and s.migrated_from == 1
+        assert s.version == len(MIGRATIONS) and s.migrated_from == 1
         assert s.get_account("alice") is not None
         assert s.server_bans(T0) == []
         s.add_server_ban(ban("D", "192.0.2.0/24"))
@@ -369,3 +370,49 @@ def test_expired_server_bans_are_not_loaded_and_are_deleted(db: Path) -> None:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT mask FROM server_bans ORDER BY mask").fetchall()
     assert rows == [("*@perm",), ("192.0.2.2",)]  # the expired row is gone from the file
+
+
+# ------------------------------------------------------- email verification
+def unverified(name: str, created: float = T0) -> AccountRecord:
+    return AccountRecord(name, name.lower(), "scrypt$hash", None, created, "a@b.example", False)
+
+
+def test_a_pending_verification_counts_tries_and_ends_when_verified(store: SQLiteStore) -> None:
+    pending = PendingVerification(b"h" * 32, T0 + 60)
+    assert store.create_account(unverified("Una"), pending)
+    acct = store.get_account("una")
+    assert acct is not None and not acct.verified
+    assert store.verification_attempt("una") == PendingVerification(b"h" * 32, T0 + 60, 1)
+    counted = store.verification_attempt("una")
+    assert counted is not None and counted.attempts == 2
+    assert store.set_verified("una")
+    acct = store.get_account("una")
+    assert acct is not None and acct.verified
+    assert store.verification_attempt("una") is None  # deleted with the verification
+
+
+def test_an_unverified_name_is_free_again_once_its_code_is_gone_or_expired(
+    store: SQLiteStore,
+) -> None:
+    assert store.create_account(unverified("Vic"), PendingVerification(b"1" * 32, T0 + 60))
+    # still pending: taken
+    assert not store.create_account(
+        unverified("Vic", T0 + 1), PendingVerification(b"2" * 32, T0 + 61)
+    )
+    # expired at the new registration's time: replaced
+    assert store.create_account(
+        unverified("Vic", T0 + 60), PendingVerification(b"3" * 32, T0 + 120)
+    )
+    counted = store.verification_attempt("vic")
+    assert counted is not None and counted.code_hash == b"3" * 32
+    store.drop_verification("vic")
+    assert store.verification_attempt("vic") is None
+    # voided: free again; a verified account never is
+    assert store.create_account(
+        unverified("Vic", T0 + 61), PendingVerification(b"4" * 32, T0 + 200)
+    )
+    assert store.set_verified("vic")
+    assert not store.create_account(
+        unverified("Vic", T0 + 999), PendingVerification(b"5" * 32, T0 + 9999)
+    )
+    assert store.drop_account("vic")

@@ -90,6 +90,7 @@ from relaychat.protocol.timers import Timers
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.protocol.mailer import Mailer
     from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
@@ -153,6 +154,9 @@ class ServerCore:
         # accounts (and later history) live here; called only from Ops, on
         # worker threads. None: a core without storage (account commands say so)
         self.store = store
+        # sends verification mails (email_verification); called only from Ops.
+        # The driver sets it (relaychat.mail.SmtpMailer); None: mail cannot be sent
+        self.mailer: Mailer | None = None
         # every account's folded name (the store's, loaded at start, kept up to
         # date here): nick protection checks a nick without a store query
         self.account_names: set[str] = set(store.account_names()) if store is not None else set()
@@ -178,7 +182,7 @@ class ServerCore:
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
         # "bans": server ban writes, one at a time so that they commit in order
-        self.ops = Ops({"hash": 2, "store": 16, "bans": 1})
+        self.ops = Ops({"hash": 2, "store": 16, "bans": 1, "mail": 4})
         self.msgid = msgid_source(msgid_prefix)
         # BATCH references: unique per core, so per connection
         self.consumers: list[EventConsumer] = []
