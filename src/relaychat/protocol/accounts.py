@@ -18,12 +18,13 @@ Passwords are never logged and never put in an exception: the ops' functions
 catch the store's errors and return a marker instead.
 
 Email verification (``[accounts] email_verification``, off by default): a
-registration hashes the password and makes a code (one ``hash`` op, which also
-checks that the name is free), then mails the code and inserts the account,
-unverified, with the code's SHA-256 (salted with the account name), its expiry
-and a count of tries (one op in the ``mail`` pool, so a slow mail server never
-holds the hash pool). The mail goes first: if it fails, nothing is written (a
-loud log line, a FAIL to the client). An unverified account cannot log in (the
+registration hashes the password and makes a code (one ``hash`` op), then
+inserts the account, unverified, with the code's SHA-256 (salted with the
+account name), its expiry and a count of tries, and mails the code (one op in
+the ``mail`` pool, so a slow mail server never holds the hash pool). A taken
+name gets no mail; a mail that fails deletes the account again (a loud log
+line, a FAIL to the client); if even that delete fails, the unverified
+account frees its name when its code ends. An unverified account cannot log in (the
 same failure as a wrong password) until :func:`verify_code` matches
 (``hmac.compare_digest``) before the code expires and within
 ``[email] max_attempts`` tries; an expired or exhausted code is deleted and the
@@ -267,9 +268,10 @@ def create_unverified_account(
     then: Callable[[bool | _Unavailable | str], None],
 ) -> None:
     """Register ``name`` pending email verification (see the module docstring):
-    ``then(True)`` once the code was mailed and the account committed,
-    ``then(False)`` if the name is taken, ``then(MAIL_FAILED)`` if the mail
-    could not be sent (nothing written), ``then(UNAVAILABLE)`` if the store failed."""
+    ``then(True)`` once the account is committed and the code mailed,
+    ``then(False)`` if the name is taken (no mail), ``then(MAIL_FAILED)`` if
+    the mail could not be sent (the account is deleted again),
+    ``then(UNAVAILABLE)`` if the store failed."""
     store = core.store
     mailer = core.mailer
     folded = core.fold(name)
@@ -279,25 +281,25 @@ def create_unverified_account(
     iterations = settings.scram_iterations
     expires = created + email_settings.code_lifetime
     lifetime = _duration(email_settings.code_lifetime)
+    subject = f"Your verification code for {name} on {core.server_name}"
 
-    def prepare() -> _Prepared | bool | _Unavailable:
+    def prepare() -> _Prepared | _Unavailable:
         if store is None or mailer is None:
             return UNAVAILABLE
-        found = store_call(core, sess, "account registration", lambda s: s.get_account(folded))
-        if isinstance(found, _Unavailable):
-            return found
-        if found is not None and found.verified:
-            return False  # taken: no mail
         pw_hash, scram = new_credentials(password, iterations)
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         record = AccountRecord(name, folded, pw_hash, scram, created, email, verified=False)
         return record, PendingVerification(code_hash(folded, code), expires), code
 
-    def mail_and_insert(
+    def insert_and_mail(
         record: AccountRecord, pending: PendingVerification, code: str
     ) -> bool | _Unavailable | str:
         assert mailer is not None
-        subject = f"Your verification code for {name} on {core.server_name}"
+        made = store_call(
+            core, sess, "account registration", lambda s: s.create_account(record, pending)
+        )
+        if made is not True:
+            return made
         body = (
             f"Someone (hopefully you) registered the account {name} on the IRC server "
             f"{core.server_name} with this address.\n\n"
@@ -315,23 +317,21 @@ def create_unverified_account(
                 name,
                 exc,
             )
+            # if this fails too, the unverified account frees its name when the code ends
+            store_call(core, sess, "account registration undo", lambda s: s.drop_account(folded))
             return MAIL_FAILED
-        return store_call(
-            core, sess, "account registration", lambda s: s.create_account(record, pending)
-        )
+        return True
 
-    def prepared(
-        result: tuple[AccountRecord, PendingVerification, str] | bool | _Unavailable,
-    ) -> None:
+    def prepared(result: _Prepared | _Unavailable) -> None:
         if not isinstance(result, tuple):
             then(result)
             return
         record, pending, code = result
 
         def send() -> bool | _Unavailable | str:
-            return mail_and_insert(record, pending, code)
+            return insert_and_mail(record, pending, code)
 
-        send.__name__ = f"verification mail {name!r}"
+        send.__name__ = f"register and mail {name!r}"
         core.submit(Op(send, done, sess, pool="mail"))
 
     def done(result: bool | _Unavailable | str) -> None:
