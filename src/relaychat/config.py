@@ -195,7 +195,7 @@ class EmailConfig:
     starttls: bool = False  # STARTTLS before logging in (certificate checked)
     username: str = ""  # SMTP login ("" : none)
     password_file: str = ""  # a file holding the SMTP password (read at each send)
-    timeout: float = 10.0  # seconds for the whole SMTP exchange
+    timeout: float = 10.0  # seconds for the connection and each SMTP reply
     code_lifetime: float = 3600.0  # seconds a verification code stays valid
     max_attempts: int = 5  # wrong codes before a pending verification is void
 

@@ -365,10 +365,11 @@ def verify_code(
 ) -> None:
     """Check ``code`` for account ``name`` (an ordered op): ``then(record)`` once
     the account is verified and committed, else ``then(reason)``: "none" (no
-    code pending: unknown, verified, or voided), "expired", "too_many" (this
-    try was over the limit), "wrong" (``then`` is told the tries left via the
-    log only), or ``then(UNAVAILABLE)``. An expired code, or the last wrong
-    try, deletes the pending verification."""
+    code pending: unknown, verified, or voided), "expired", "too_many" (the
+    last try allowed was wrong), "wrong", or ``then(UNAVAILABLE)``. An expired
+    code, or the last wrong try, deletes the pending verification. Each try
+    is counted in the store before the comparison, so tries from several
+    connections at once are all counted."""
     folded = core.fold(name)
     wall = core.now.wall
     limit = core.config.email.max_attempts
