@@ -19,6 +19,7 @@ from relaychat.config import (
     CloakingConfig,
     Config,
     ConfigError,
+    EmailConfig,
     HistoryConfig,
     LimitsConfig,
     ListenConfig,
@@ -45,7 +46,16 @@ def test_embedded_defaults_listen_on_localhost_6667() -> None:
 def test_sample_config_loads_and_documents_every_key() -> None:
     cfg = load_config(SAMPLE)
     data = tomllib.loads(SAMPLE.read_text())
-    for section in ("server", "limits", "metadata", "admin", "cloaking", "accounts", "store"):
+    for section in (
+        "server",
+        "limits",
+        "metadata",
+        "admin",
+        "cloaking",
+        "accounts",
+        "store",
+        "email",
+    ):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
         assert documented == fields, (section, fields ^ documented)
@@ -82,6 +92,7 @@ def test_every_key_has_a_rule() -> None:
             ("accounts", AccountsConfig),
             ("store", StoreConfig),
             ("history", HistoryConfig),
+            ("email", EmailConfig),
             ("opers", OperConfig),
         )
         for f in dataclasses.fields(cls)
@@ -221,6 +232,21 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[store]\ncommit_rows = 100001", "store.commit_rows"),
     ("[store]\ncommit_ms = -1", "store.commit_ms"),
     ("[store]\ncommit_ms = 1001", "store.commit_ms"),
+    ("[accounts]\nemail_verification = 'on'", "accounts.email_verification"),
+    ("[accounts]\nemail_verification = true", "email.from_address"),
+    ("[email]\nsmtp_host = ''", "email.smtp_host"),
+    ("[email]\nsmtp_host = 'mail host'", "email.smtp_host"),
+    ("[email]\nsmtp_port = 0", "email.smtp_port"),
+    ("[email]\nsmtp_port = 65536", "email.smtp_port"),
+    ("[email]\nfrom_address = 'irc'", "email.from_address"),
+    ('[email]\nfrom_address = "irc@example.org\\r\\nBcc: x@y"', "email.from_address"),
+    ("[email]\nstarttls = 'yes'", "email.starttls"),
+    ('[email]\nusername = "a\\nb"', "email.username"),
+    ('[email]\npassword_file = "a\\nb"', "email.password_file"),
+    ("[email]\ntimeout = 0", "email.timeout"),
+    ("[email]\ntimeout = 301", "email.timeout"),
+    ("[email]\ncode_lifetime = 59", "email.code_lifetime"),
+    ("[email]\nmax_attempts = 0", "email.max_attempts"),
     ('[admin]\nlocation = "a\\nb"', "admin.location"),
     ('[admin]\nlocation2 = "a\\u0000b"', "admin.location2"),
     ('[admin]\nemail = "a\\r\\nb"', "admin.email"),

@@ -40,6 +40,7 @@ __all__ = [
     "CloakingConfig",
     "Config",
     "ConfigError",
+    "EmailConfig",
     "LimitsConfig",
     "ListenConfig",
     "MetadataConfig",
@@ -180,6 +181,24 @@ class AccountsConfig:
     register_window: float = 3600.0  # seconds
     nick_protection: str = "warn"  # "off", "warn" (NickServ asks to identify), "enforce"
     nick_grace: float = 60.0  # seconds to identify before "enforce" changes the nick
+    email_verification: bool = False  # REGISTER needs an email and a code sent to it ([email])
+
+
+@dataclass(frozen=True, slots=True)
+class EmailConfig:
+    """``[email]``: how verification codes are mailed (SMTP, see
+    :mod:`relaychat.mail`) and how long they last. Used only when
+    ``[accounts] email_verification`` is on."""
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    from_address: str = ""  # required when email verification is on
+    starttls: bool = False  # STARTTLS before logging in (certificate checked)
+    username: str = ""  # SMTP login ("" : none)
+    password_file: str = ""  # a file holding the SMTP password (read at each send)
+    timeout: float = 10.0  # seconds for the connection and each SMTP reply
+    code_lifetime: float = 3600.0  # seconds a verification code stays valid
+    max_attempts: int = 5  # wrong codes before a pending verification is void
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +246,7 @@ class Config:
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -247,6 +267,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "accounts": AccountsConfig,
     "store": StoreConfig,
     "history": HistoryConfig,
+    "email": EmailConfig,
 }
 
 # keys that moved: the message says where to
@@ -430,6 +451,19 @@ def _store_path(value: str, _: Any) -> str | None:
     return None
 
 
+def _smtp_host(value: str, _: Any) -> str | None:
+    if not value or len(value) > 255 or _CONTROL.search(value) or " " in value:
+        return "must be a host name or address"
+    return None
+
+
+def _from_address(value: str, _: Any) -> str | None:
+    local, at, domain = value.partition("@")
+    if value and (not at or not local or not domain or _CONTROL.search(value) or " " in value):
+        return 'must be an email address such as "irc@example.org" (or "")'
+    return None
+
+
 def _host_label(value: str, _: Any) -> str | None:
     if len(value) > 63 or not _HOSTNAME.fullmatch(value):
         return "must be a host name part of letters, digits, '-' and '.', at most 63 characters"
@@ -519,6 +553,7 @@ _RULES: dict[str, Rule] = {
     "accounts.register_window": _Range(hi=30 * 86400.0, above=0.0),
     "accounts.nick_protection": _one_of("off", "warn", "enforce"),
     "accounts.nick_grace": _Range(hi=3600.0, above=0.0),
+    "accounts.email_verification": _anything,
     "store.path": _store_path,
     "store.synchronous": _one_of("normal", "full"),
     "store.commit_rows": _Range(1, 100_000),
@@ -531,6 +566,15 @@ _RULES: dict[str, Rule] = {
     "history.autoreplay_lines": _Range(0, 1000),
     "history.exclude_channels": _channel_masks,
     "history.prune_interval": _Range(hi=86400.0, above=0.0),
+    "email.smtp_host": _smtp_host,
+    "email.smtp_port": _Range(1, 65535),
+    "email.from_address": _from_address,
+    "email.starttls": _anything,
+    "email.username": _one_line,
+    "email.password_file": _one_line,
+    "email.timeout": _Range(hi=300.0, above=0.0),
+    "email.code_lifetime": _Range(60.0, 30 * 86400.0),
+    "email.max_attempts": _Range(1, 100),
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }
@@ -664,6 +708,10 @@ def _check(cfg: Config, source: str) -> None:
                 f"and {i + 1})"
             )
         seen[where] = i
+    if cfg.accounts.email_verification and not cfg.email.from_address:
+        raise ConfigError(
+            f"{source}: key 'email.from_address' must be set when accounts.email_verification is on"
+        )
     for name, oper in cfg.opers.items():
         problem = _OPER_NAME(name, None)
         if problem is not None:

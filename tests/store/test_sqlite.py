@@ -19,6 +19,7 @@ from relaychat.protocol.storage import (
     AccountRecord,
     ChannelListEntry,
     ChannelRecord,
+    PendingVerification,
     ScramCredentials,
     ServerBanRecord,
     StoreError,
@@ -439,3 +440,49 @@ def test_registered_channels_round_trip_with_state_lists_and_access(db: Path) ->
                 assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
     finally:
         s.close()
+
+
+# ------------------------------------------------------- email verification
+def unverified(name: str, created: float = T0) -> AccountRecord:
+    return AccountRecord(name, name.lower(), "scrypt$hash", None, created, "a@b.example", False)
+
+
+def test_a_pending_verification_counts_tries_and_ends_when_verified(store: SQLiteStore) -> None:
+    pending = PendingVerification(b"h" * 32, T0 + 60)
+    assert store.create_account(unverified("Una"), pending)
+    acct = store.get_account("una")
+    assert acct is not None and not acct.verified
+    assert store.verification_attempt("una") == PendingVerification(b"h" * 32, T0 + 60, 1)
+    counted = store.verification_attempt("una")
+    assert counted is not None and counted.attempts == 2
+    assert store.set_verified("una")
+    acct = store.get_account("una")
+    assert acct is not None and acct.verified
+    assert store.verification_attempt("una") is None  # deleted with the verification
+
+
+def test_an_unverified_name_is_free_again_once_its_code_is_gone_or_expired(
+    store: SQLiteStore,
+) -> None:
+    assert store.create_account(unverified("Vic"), PendingVerification(b"1" * 32, T0 + 60))
+    # still pending: taken
+    assert not store.create_account(
+        unverified("Vic", T0 + 1), PendingVerification(b"2" * 32, T0 + 61)
+    )
+    # expired at the new registration's time: replaced
+    assert store.create_account(
+        unverified("Vic", T0 + 60), PendingVerification(b"3" * 32, T0 + 120)
+    )
+    counted = store.verification_attempt("vic")
+    assert counted is not None and counted.code_hash == b"3" * 32
+    store.drop_verification("vic")
+    assert store.verification_attempt("vic") is None
+    # voided: free again; a verified account never is
+    assert store.create_account(
+        unverified("Vic", T0 + 61), PendingVerification(b"4" * 32, T0 + 200)
+    )
+    assert store.set_verified("vic")
+    assert not store.create_account(
+        unverified("Vic", T0 + 999), PendingVerification(b"5" * 32, T0 + 9999)
+    )
+    assert store.drop_account("vic")

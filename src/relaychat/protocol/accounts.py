@@ -16,6 +16,19 @@ per address and per account (``core.auth_backoff``: 1 s, doubling up to a
 minute); an attempt during a backoff is held until it ends, then checked.
 Passwords are never logged and never put in an exception: the ops' functions
 catch the store's errors and return a marker instead.
+
+Email verification (``[accounts] email_verification``, off by default): a
+registration hashes the password and makes a code (one ``hash`` op), then
+inserts the account, unverified, with the code's SHA-256 (salted with the
+account name), its expiry and a count of tries, and mails the code (one op in
+the ``mail`` pool, so a slow mail server never holds the hash pool). A taken
+name gets no mail; a mail that fails deletes the account again (a loud log
+line, a FAIL to the client); if even that delete fails, the unverified
+account frees its name when its code ends. An unverified account cannot log in (the
+same failure as a wrong password) until :func:`verify_code` matches
+(``hmac.compare_digest``) before the code expires and within
+``[email] max_attempts`` tries; an expired or exhausted code is deleted and the
+name may then be registered again. Codes are never logged.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 import stringprep
 import unicodedata
 from collections.abc import Callable
@@ -32,9 +46,11 @@ from typing import TYPE_CHECKING, TypeVar
 from relaychat.passwords import DUMMY_HASH, hash_password, verify_password
 from relaychat.protocol import numerics as N
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
+from relaychat.protocol.mailer import MailError
 from relaychat.protocol.ops import Op
 from relaychat.protocol.storage import (
     AccountRecord,
+    PendingVerification,
     ScramCredentials,
     Store,
     StoreClosed,
@@ -55,6 +71,8 @@ __all__ = [
     "check_nick",
     "check_new_password",
     "create_account",
+    "create_unverified_account",
+    "verify_code",
     "log_in",
     "log_out",
     "new_credentials",
@@ -79,6 +97,11 @@ class _Unavailable:
 
 
 UNAVAILABLE = _Unavailable()
+MAIL_FAILED = "MAIL_FAILED"  # create_unverified_account: the code could not be mailed
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read from a mail
+CODE_LENGTH = 10  # 50 bits
+CODE_INPUT_MAX = 64
 
 
 def saslprep(text: str) -> str:
@@ -120,6 +143,9 @@ def _prepared(password: str) -> str:
         return saslprep(password)
     except ValueError:
         return password
+
+
+_NOT_VERIFIED = "NOT_VERIFIED"  # authenticate: the right password, an unverified account
 
 
 def store_failed(sess: Session | None, what: str, exc: StoreError) -> None:
@@ -224,6 +250,167 @@ def create_account(
     core.submit(Op(run, done, sess, pool="hash"))
 
 
+def code_hash(folded: str, code: str) -> bytes:
+    """What is stored of a verification code: SHA-256 over the folded account
+    name and the code (upper case, as typed codes are compared)."""
+    return hashlib.sha256(f"{folded}\0{code.strip().upper()}".encode()).digest()
+
+
+_Prepared = tuple[AccountRecord, PendingVerification, str]  # the record, its code's hash, the code
+
+
+def create_unverified_account(
+    core: ServerCore,
+    sess: Session,
+    name: str,
+    password: str,
+    email: str,
+    then: Callable[[bool | _Unavailable | str], None],
+) -> None:
+    """Register ``name`` pending email verification (see the module docstring):
+    ``then(True)`` once the account is committed and the code mailed,
+    ``then(False)`` if the name is taken (no mail), ``then(MAIL_FAILED)`` if
+    the mail could not be sent (the account is deleted again),
+    ``then(UNAVAILABLE)`` if the store failed."""
+    store = core.store
+    mailer = core.mailer
+    folded = core.fold(name)
+    created = core.now.wall
+    settings = core.config.accounts
+    email_settings = core.config.email
+    iterations = settings.scram_iterations
+    expires = created + email_settings.code_lifetime
+    lifetime = _duration(email_settings.code_lifetime)
+    subject = f"Your verification code for {name} on {core.server_name}"
+
+    def prepare() -> _Prepared | _Unavailable:
+        if store is None or mailer is None:
+            return UNAVAILABLE
+        pw_hash, scram = new_credentials(password, iterations)
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        record = AccountRecord(name, folded, pw_hash, scram, created, email, verified=False)
+        return record, PendingVerification(code_hash(folded, code), expires), code
+
+    def insert_and_mail(
+        record: AccountRecord, pending: PendingVerification, code: str
+    ) -> bool | _Unavailable | str:
+        assert mailer is not None
+        made = store_call(
+            core, sess, "account registration", lambda s: s.create_account(record, pending)
+        )
+        if made is not True:
+            return made
+        body = (
+            f"Someone (hopefully you) registered the account {name} on the IRC server "
+            f"{core.server_name} with this address.\n\n"
+            f"Verification code: {code}\n\n"
+            f"To complete the registration, send\n    VERIFY {name} {code}\n"
+            f"or\n    /msg NickServ VERIFY {name} {code}\n"
+            f"within {lifetime}. If it was not you, ignore this mail.\n"
+        )
+        try:
+            mailer.send(email_settings, email, subject, body)
+        except MailError as exc:
+            log.error(
+                "[%d] verification mail for account %r could not be sent, account not created: %s",
+                sess.conn_id,
+                name,
+                exc,
+            )
+            # if this fails too, the unverified account frees its name when the code ends
+            store_call(core, sess, "account registration undo", lambda s: s.drop_account(folded))
+            return MAIL_FAILED
+        return True
+
+    def prepared(result: _Prepared | _Unavailable) -> None:
+        if not isinstance(result, tuple):
+            then(result)
+            return
+        record, pending, code = result
+
+        def send() -> bool | _Unavailable | str:
+            return insert_and_mail(record, pending, code)
+
+        send.__name__ = f"register and mail {name!r}"
+        core.submit(Op(send, done, sess, pool="mail"))
+
+    def done(result: bool | _Unavailable | str) -> None:
+        if result is True:
+            core.account_names.add(folded)
+            core.registrations.hit("ip:" + sess.ip, core.now.mono, settings.register_window)
+        then(result)
+
+    prepare.__name__ = f"create_account {name!r} (unverified)"
+    core.submit(Op(prepare, prepared, sess, pool="hash"))
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400 and seconds % 86400 == 0:
+        n, unit = int(seconds // 86400), "day"
+    elif seconds >= 3600 and seconds % 3600 == 0:
+        n, unit = int(seconds // 3600), "hour"
+    elif seconds >= 60 and seconds % 60 == 0:
+        n, unit = int(seconds // 60), "minute"
+    else:
+        n, unit = int(seconds), "second"
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def verify_code(
+    core: ServerCore,
+    sess: Session,
+    name: str,
+    code: str,
+    then: Callable[[AccountRecord | str | _Unavailable], None],
+) -> None:
+    """Check ``code`` for account ``name`` (an ordered op): ``then(record)`` once
+    the account is verified and committed, else ``then(reason)``: "none" (no
+    code pending: unknown, verified, or voided), "expired", "too_many" (the
+    last try allowed was wrong), "wrong", or ``then(UNAVAILABLE)``. An expired
+    code, or the last wrong try, deletes the pending verification. Each try
+    is counted in the store before the comparison, so tries from several
+    connections at once are all counted."""
+    folded = core.fold(name)
+    wall = core.now.wall
+    limit = core.config.email.max_attempts
+    given = code_hash(folded, code) if len(code) <= CODE_INPUT_MAX else b""
+
+    def run() -> AccountRecord | str | _Unavailable:
+        pending = store_call(core, sess, "VERIFY", lambda s: s.verification_attempt(folded))
+        if isinstance(pending, _Unavailable):
+            return pending
+        if pending is None:
+            return "none"
+        if pending.expires <= wall or pending.attempts > limit:
+            store_call(core, sess, "VERIFY", lambda s: s.drop_verification(folded))
+            return "expired" if pending.expires <= wall else "too_many"
+        if hmac.compare_digest(given, pending.code_hash):
+            done = store_call(core, sess, "VERIFY", lambda s: s.set_verified(folded))
+            if done is not True:
+                return UNAVAILABLE if isinstance(done, _Unavailable) else "none"
+            record = store_call(core, sess, "VERIFY", lambda s: s.get_account(folded))
+            if isinstance(record, _Unavailable):
+                return record
+            return record if record is not None else "none"
+        if pending.attempts >= limit:
+            store_call(core, sess, "VERIFY", lambda s: s.drop_verification(folded))
+            return "too_many"
+        return "wrong"
+
+    run.__name__ = f"verify {folded!r}"
+
+    def done(result: AccountRecord | str | _Unavailable) -> None:
+        if isinstance(result, AccountRecord):
+            log.info("[%d] account %r verified from %s", sess.conn_id, result.name, sess.ip)
+        elif isinstance(result, str):
+            log.warning(
+                "[%d] VERIFY %r from %s failed: %s", sess.conn_id, name[:64], sess.ip, result
+            )
+        then(result)
+
+    core.submit(Op(run, done, sess, pool="store"))
+
+
 def registration_wait(core: ServerCore, sess: Session) -> float:
     """Seconds before ``sess``'s address may register another account (0: now)."""
     s = core.config.accounts
@@ -246,20 +433,33 @@ def authenticate(
     store failed. Logged with the address, never with the password."""
     folded = core.fold(name)
 
-    def run() -> AccountRecord | None | _Unavailable:
+    def run() -> AccountRecord | None | _Unavailable | str:
         record = store_call(core, sess, f"{what}: account lookup", lambda s: s.get_account(folded))
         if isinstance(record, _Unavailable):
             return record
         stored = record.password_hash if record is not None else DUMMY_HASH
         ok = verify_password(_prepared(password), stored)
+        if ok and record is not None and not record.verified:
+            return _NOT_VERIFIED
         return record if ok and record is not None else None
 
     run.__name__ = f"authenticate {folded!r}"
 
-    def done(result: AccountRecord | None | _Unavailable) -> None:
+    def done(result: AccountRecord | None | _Unavailable | str) -> None:
         if result is UNAVAILABLE:
-            then(result)
+            then(UNAVAILABLE)
             return
+        if result is _NOT_VERIFIED:  # the right password: no backoff, but no login
+            log.warning(
+                "[%d] %s as %r from %s refused: email not verified",
+                sess.conn_id,
+                what,
+                name,
+                sess.ip,
+            )
+            then(None)
+            return
+        assert not isinstance(result, (_Unavailable, str))
         note_attempt(core, sess, folded, result is not None)
         if result is None:
             log.warning("[%d] %s as %r from %s failed", sess.conn_id, what, name, sess.ip)

@@ -96,6 +96,8 @@ def offered_caps(config: Config) -> dict[str, str]:
         METADATA_CAP: ",".join(tokens),
         MULTILINE: f"max-bytes={lim.multiline_max_bytes},max-lines={lim.multiline_max_lines}",
     }
+    if config.accounts.email_verification:
+        values[ACCOUNT_REGISTRATION] += ",email-required"
     disabled = set(config.server.disabled_caps)
     if not config.accounts.registration:
         disabled.add(ACCOUNT_REGISTRATION)

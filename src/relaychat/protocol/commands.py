@@ -115,7 +115,7 @@ COMMANDS: dict[str, CommandSpec] = {
         accounts.handle_verify,
         2,
         "VERIFY <account> <code>",
-        "Complete a registration that needs verification (none does here).",
+        "Complete a registration with the code mailed to you (email_verification).",
         pre=True,
     ),
     # channels

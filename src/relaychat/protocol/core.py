@@ -94,6 +94,7 @@ from relaychat.protocol.timers import Timers
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.protocol.mailer import Mailer
     from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
@@ -157,6 +158,9 @@ class ServerCore:
         # accounts (and later history) live here; called only from Ops, on
         # worker threads. None: a core without storage (account commands say so)
         self.store = store
+        # sends verification mails (email_verification); called only from Ops.
+        # The driver sets it (relaychat.mail.SmtpMailer); None: mail cannot be sent
+        self.mailer: Mailer | None = None
         # every account's folded name (the store's, loaded at start, kept up to
         # date here): nick protection checks a nick without a store query
         self.account_names: set[str] = set(store.account_names()) if store is not None else set()
@@ -199,6 +203,7 @@ class ServerCore:
                 "history": 1,
                 "history-read": 4,
                 "prune": 1,
+                "mail": 4,
             }
         )
         self.msgid = msgid_source(msgid_prefix)

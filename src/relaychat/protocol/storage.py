@@ -31,6 +31,7 @@ __all__ = [
     "ChannelStore",
     "HistoryRow",
     "HistoryStore",
+    "PendingVerification",
     "ScramCredentials",
     "ServerBanRecord",
     "ServerBanStore",
@@ -74,13 +75,28 @@ class AccountRecord:
     verified: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class PendingVerification:
+    """The email verification an unverified account waits for: the code's hash
+    (never the code), when it ends (wall time), and the wrong tries so far."""
+
+    code_hash: bytes = field(repr=False)
+    expires: float
+    attempts: int = 0
+
+
 class AccountStore(Protocol):
     def get_account(self, folded: str) -> AccountRecord | None:
         """The account whose folded name is ``folded``, or None."""
         ...
 
-    def create_account(self, record: AccountRecord) -> bool:
-        """Insert ``record``; False (and nothing written) if the folded name is taken."""
+    def create_account(
+        self, record: AccountRecord, pending: PendingVerification | None = None
+    ) -> bool:
+        """Insert ``record``; False (and nothing written) if the folded name is
+        taken. With ``pending`` (an unverified account), its verification is
+        inserted in the same transaction, and an unverified account of that name
+        whose verification is gone or ended by ``record.created`` is replaced."""
         ...
 
     def set_password(self, folded: str, password_hash: str, scram: ScramCredentials | None) -> bool:
@@ -88,7 +104,19 @@ class AccountStore(Protocol):
         ...
 
     def set_verified(self, folded: str) -> bool:
-        """Mark an account's email as verified; False if there is no such account."""
+        """Mark an account's email as verified and delete its pending
+        verification; False if there is no such account."""
+        ...
+
+    def verification_attempt(self, folded: str) -> PendingVerification | None:
+        """Count one try at account ``folded``'s code and return its pending
+        verification as counted (``attempts`` includes this one), in one
+        transaction so that concurrent tries each count; None if none is pending."""
+        ...
+
+    def drop_verification(self, folded: str) -> None:
+        """Delete account ``folded``'s pending verification (expired, too many
+        tries): the account stays unverified until registered again."""
         ...
 
     def drop_account(self, folded: str) -> bool:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from relaychat.mail import SmtpMailer
 from relaychat.protocol.commands import build_core
 from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
@@ -99,6 +100,7 @@ class Driver:
         # at start naming it (StoreError), not a failure at the first login
         self.store: Store = open_store(config.store)
         self.core: ServerCore = build_core(config, clock(), secrets.token_hex(8), store=self.store)
+        self.core.mailer = SmtpMailer()
         self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
         self._timer_at: float | None = None
 

@@ -46,6 +46,7 @@ from relaychat.protocol.storage import (
     ChannelListEntry,
     ChannelRecord,
     HistoryRow,
+    PendingVerification,
     ScramCredentials,
     ServerBanRecord,
     StoreClosed,
@@ -149,6 +150,15 @@ MIGRATIONS: list[str] = [
         account TEXT NOT NULL,
         level TEXT NOT NULL,
         PRIMARY KEY (channel, account_folded)
+    ) WITHOUT ROWID;
+    """,
+    # 5: email verification codes pending (hash only), one per unverified account
+    """
+    CREATE TABLE account_verifications (
+        folded TEXT PRIMARY KEY REFERENCES accounts(folded) ON DELETE CASCADE,
+        code_hash BLOB NOT NULL,
+        expires REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
 ]
@@ -597,10 +607,20 @@ class SQLiteStore(_HistoryMixin):
             scram = ScramCredentials(bytes(salt), int(iterations), bytes(stored), bytes(server))
         return AccountRecord(name, fold, pw_hash, scram, float(created), email, bool(verified))
 
-    def create_account(self, record: AccountRecord) -> bool:
+    def create_account(
+        self, record: AccountRecord, pending: PendingVerification | None = None
+    ) -> bool:
         scram = record.scram
 
         def insert(conn: sqlite3.Connection) -> bool:
+            if pending is not None:
+                # an unverified account whose code is gone or ended frees its name
+                conn.execute(
+                    "DELETE FROM accounts WHERE folded = ? AND verified = 0 AND NOT EXISTS"
+                    " (SELECT 1 FROM account_verifications v WHERE v.folded = accounts.folded"
+                    " AND v.expires > ?)",
+                    (record.folded, record.created),
+                )
             cur = conn.execute(
                 "INSERT OR IGNORE INTO accounts (folded, name, password_hash, scram_salt,"
                 " scram_iterations, scram_stored_key, scram_server_key, created, email, verified)"
@@ -618,7 +638,15 @@ class SQLiteStore(_HistoryMixin):
                     int(record.verified),
                 ),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            if pending is not None:
+                conn.execute(
+                    "INSERT INTO account_verifications (folded, code_hash, expires, attempts)"
+                    " VALUES (?, ?, ?, ?)",
+                    (record.folded, pending.code_hash, pending.expires, pending.attempts),
+                )
+            return True
 
         return self._write(insert)
 
@@ -642,10 +670,31 @@ class SQLiteStore(_HistoryMixin):
 
     def set_verified(self, folded: str) -> bool:
         def update(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM account_verifications WHERE folded = ?", (folded,))
             cur = conn.execute("UPDATE accounts SET verified = 1 WHERE folded = ?", (folded,))
             return cur.rowcount == 1
 
         return self._write(update)
+
+    def verification_attempt(self, folded: str) -> PendingVerification | None:
+        def count(conn: sqlite3.Connection) -> PendingVerification | None:
+            rows = conn.execute(
+                "UPDATE account_verifications SET attempts = attempts + 1 WHERE folded = ?"
+                " RETURNING code_hash, expires, attempts",
+                (folded,),
+            ).fetchall()
+            if not rows:
+                return None
+            row = rows[0]
+            return PendingVerification(bytes(row[0]), float(row[1]), int(row[2]))
+
+        return self._write(count)
+
+    def drop_verification(self, folded: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM account_verifications WHERE folded = ?", (folded,))
+
+        self._write(delete)
 
     def account_names(self) -> list[str]:
         conn, lock = self._reader()

@@ -7,8 +7,14 @@ this module checks the input, words the replies, and logs in. REGISTER is only
 taken after connection registration (``FAIL REGISTER
 COMPLETE_CONNECTION_REQUIRED`` before; the capability does not advertise
 ``before-connect``); the account name may differ from the nick
-(``custom-account-name``) and must be a valid nick. Email verification is not
-offered: VERIFY always answers ``INVALID_CODE``.
+(``custom-account-name``) and must be a valid nick.
+
+Email verification is off by default. With ``[accounts] email_verification``
+the capability says ``email-required``, REGISTER (and NickServ REGISTER) needs
+an email address, the account is created unverified and ``REGISTER
+VERIFICATION_REQUIRED`` is answered once the code was mailed; ``VERIFY
+<account> <code>`` (or ``/msg NickServ VERIFY <account> <code>``) verifies it
+and logs the client in. Without it, VERIFY always answers ``INVALID_CODE``.
 """
 
 from __future__ import annotations
@@ -17,16 +23,19 @@ import logging
 from typing import TYPE_CHECKING
 
 from relaychat.protocol.accounts import (
+    MAIL_FAILED,
     UNAVAILABLE,
     authenticate,
     check_new_password,
     create_account,
+    create_unverified_account,
     is_service_name,
     log_in,
     log_out,
     new_credentials,
     registration_wait,
     store_call,
+    verify_code,
 )
 from relaychat.protocol.chanreg import account_dropped
 from relaychat.protocol.handlers.registration import valid_nick
@@ -94,6 +103,10 @@ def handle_register(core: ServerCore, sess: Session, msg: Message, now: Now) -> 
     if problem is not None:
         core.fail(sess, "REGISTER", "BAD_ACCOUNT_NAME", name, problem)
         return
+    verifying = core.config.accounts.email_verification
+    if email == "*" and verifying:
+        core.fail(sess, "REGISTER", "INVALID_EMAIL", name, "An email address is required")
+        return
     if email != "*" and not _valid_email(email):
         core.fail(sess, "REGISTER", "INVALID_EMAIL", name, "That is not an email address")
         return
@@ -104,6 +117,27 @@ def handle_register(core: ServerCore, sess: Session, msg: Message, now: Now) -> 
     wait = registration_wait(core, sess)
     if wait > 0:
         core.fail(sess, "REGISTER", "TEMPORARILY_UNAVAILABLE", name, _too_many(wait))
+        return
+    if verifying:
+
+        def pending(result: object) -> None:
+            if result is UNAVAILABLE:
+                core.fail(sess, "REGISTER", "TEMPORARILY_UNAVAILABLE", name, "Try again later")
+            elif result == MAIL_FAILED:
+                core.fail(sess, "REGISTER", "TEMPORARILY_UNAVAILABLE", name, _MAIL_FAILED_TEXT)
+            elif not result:
+                core.fail(sess, "REGISTER", "ACCOUNT_EXISTS", name, "That account already exists")
+            else:
+                log.info(
+                    "[%d] account %r registered (unverified) from %s", sess.conn_id, name, sess.ip
+                )
+                core.send_line(
+                    sess,
+                    f":{core.server_name} REGISTER VERIFICATION_REQUIRED {name} "
+                    f":A verification code was sent to {email}: VERIFY {name} <code>",
+                )
+
+        create_unverified_account(core, sess, name, password, email, pending)
         return
 
     def then(result: object) -> None:
@@ -123,6 +157,8 @@ def _too_many(wait: float) -> str:
     return f"Too many accounts registered from your address; try again in {int(wait) + 1} s"
 
 
+_MAIL_FAILED_TEXT = "The verification email could not be sent; try again later"
+
 _PASSWORD_TEXT = {
     "WEAK_PASSWORD": "That password is too short",
     "UNACCEPTABLE_PASSWORD": "Passwords are at most 300 bytes, without control characters",
@@ -131,15 +167,38 @@ _PASSWORD_TEXT = {
 
 # VERIFY <account> <code>
 def handle_verify(core: ServerCore, sess: Session, msg: Message, now: Now) -> None:
-    account = msg.params[0]
+    account, code = msg.params[0], msg.params[1]
     if not sess.user.registered:
         core.fail(sess, "VERIFY", "COMPLETE_CONNECTION_REQUIRED", "Register your connection first")
     elif sess.user.account is not None:
         core.fail(
             sess, "VERIFY", "ALREADY_AUTHENTICATED", sess.user.account, "You are already logged in"
         )
-    else:
+    elif not core.config.accounts.email_verification or core.store is None:
         core.fail(sess, "VERIFY", "INVALID_CODE", account, "No verification is pending")
+    else:
+
+        def then(result: AccountRecord | str | object) -> None:
+            if isinstance(result, AccountRecord):
+                core.send_line(
+                    sess, f":{core.server_name} VERIFY SUCCESS {result.name} :Account verified"
+                )
+                if sess.user.account is None:
+                    log_in(core, sess, result.name)
+            elif result is UNAVAILABLE:
+                core.fail(sess, "VERIFY", "TEMPORARILY_UNAVAILABLE", account, "Try again later")
+            else:
+                core.fail(sess, "VERIFY", "INVALID_CODE", account, _VERIFY_TEXT[str(result)])
+
+        verify_code(core, sess, account, code, then)
+
+
+_VERIFY_TEXT = {
+    "none": "No verification is pending for that account",
+    "expired": "That code has expired; register again",
+    "too_many": "Too many wrong codes; register again",
+    "wrong": "That code is not right",
+}
 
 
 # --------------------------------------------------------------- NickServ
@@ -170,6 +229,7 @@ def nickserv(core: ServerCore, sess: Session, text: str, now: Now) -> None:
 def _ns_help(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     for line in (
         "REGISTER <password> [<email>]: register your current nick as an account",
+        "VERIFY <account> <code>: complete a registration with the code mailed to you",
         "IDENTIFY [<account>] <password>: log in",
         "INFO [<account>]: show an account",
         "SET PASSWORD <new password>: change your password (logged in)",
@@ -196,6 +256,10 @@ def _ns_register(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
         _ns(core, sess, problem)
         return
     password, email = args[0], args[1] if len(args) > 1 else None
+    verifying = core.config.accounts.email_verification
+    if email is None and verifying:
+        _ns(core, sess, "An email address is required: REGISTER <password> <email>")
+        return
     if email is not None and not _valid_email(email):
         _ns(core, sess, "That is not an email address")
         return
@@ -218,7 +282,52 @@ def _ns_register(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
             _ns(core, sess, f"Account {name} registered")
             log_in(core, sess, name)
 
-    create_account(core, sess, name, password, email, then)
+    def pending(result: object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        elif result == MAIL_FAILED:
+            _ns(core, sess, _MAIL_FAILED_TEXT)
+        elif not result:
+            _ns(core, sess, f"Account {name} already exists")
+        else:
+            log.info("[%d] account %r registered (unverified) from %s", sess.conn_id, name, sess.ip)
+            _ns(
+                core,
+                sess,
+                f"Account {name} created; a verification code was sent to {email}: "
+                f"/msg NickServ VERIFY {name} <code>",
+            )
+
+    if verifying:
+        assert email is not None
+        create_unverified_account(core, sess, name, password, email, pending)
+    else:
+        create_account(core, sess, name, password, email, then)
+
+
+def _ns_verify(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    if len(args) != 2:
+        _ns(core, sess, "Syntax: VERIFY <account> <code>")
+        return
+    if sess.user.account is not None:
+        _ns(core, sess, f"You are already logged in as {sess.user.account}")
+        return
+    account, code = args
+    if not core.config.accounts.email_verification:
+        _ns(core, sess, "No verification is pending for that account")
+        return
+
+    def then(result: AccountRecord | str | object) -> None:
+        if isinstance(result, AccountRecord):
+            _ns(core, sess, f"Account {result.name} verified")
+            if sess.user.account is None:
+                log_in(core, sess, result.name)
+        elif result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+        else:
+            _ns(core, sess, _VERIFY_TEXT[str(result)])
+
+    verify_code(core, sess, account, code, then)
 
 
 def _ns_identify(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
@@ -396,6 +505,7 @@ def _ns_ghost(core: ServerCore, sess: Session, args: list[str], now: Now) -> Non
 _NS_COMMANDS = {
     "HELP": _ns_help,
     "REGISTER": _ns_register,
+    "VERIFY": _ns_verify,
     "IDENTIFY": _ns_identify,
     "INFO": _ns_info,
     "SET PASSWORD": _ns_set_password,

@@ -161,7 +161,8 @@ def _scram_first(core: ServerCore, sess: Session, state: SaslState, data: bytes)
         if result is UNAVAILABLE:
             _fail(core, sess)
             return
-        record = result if isinstance(result, AccountRecord) else None
+        # an unverified account (email verification) fails as an unknown one
+        record = result if isinstance(result, AccountRecord) and result.verified else None
         state.account = record.name if record is not None else None
         creds = record.scram if record is not None else None
         _send(core, sess, scram.server_first_message(creds, folded, iterations))
