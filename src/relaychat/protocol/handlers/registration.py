@@ -18,11 +18,12 @@ from relaychat.protocol.handlers.metadata import send_own_metadata
 from relaychat.protocol.handlers.serverbans import refuse_if_klined
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.message import truncate_utf8
+from relaychat.protocol.multiclient import attach, logged_in
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.message import Message
-    from relaychat.protocol.state import Session
+    from relaychat.protocol.state import Session, User
     from relaychat.protocol.timebase import Now
 
 log = logging.getLogger("relaychat.core")
@@ -142,7 +143,7 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         return
     user = sess.user
     holder = core.registry.nick_holder(nick)
-    if holder is not None and holder is not user:
+    if holder is not None and holder is not user and not _may_attach(core, sess, holder):
         core.reply(sess, N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
     if user.nick == nick:
@@ -171,6 +172,19 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         core.monitor.nick_changed(user, old_nick, old_folded)
         if old_folded != user.nick_folded:
             check_nick(core, sess)
+
+
+def _may_attach(core: ServerCore, sess: Session, holder: User) -> bool:
+    """A connection still negotiating capabilities asks for the nick of a user
+    logged in to an account: it may log in to that account with SASL and attach
+    (multiclient), so the nick is kept for now; if it does not attach,
+    registration answers 433 (as when two connections race for a nick)."""
+    return (
+        not sess.registered
+        and sess.cap_negotiating
+        and holder.account is not None
+        and core.config.accounts.multiclient
+    )
 
 
 # USER <username> <mode> <unused> <realname>
@@ -203,6 +217,8 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
         return
     if refuse_if_klined(core, sess, now):
         return
+    if attach(core, sess, now):
+        return  # one more session of the account's user (multiclient), or refused
     user.idle_since = now.mono
     if not core.registry.register(user, now.wall):
         core.reply(sess, N.ERR_NICKNAMEINUSE, user.nick, "Nickname is already in use")
@@ -212,6 +228,8 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
     core.registered(sess, now)
     log.info("[%d] registered as %s", sess.conn_id, user.prefix)
     send_welcome(core, sess)
+    if user.account is not None:
+        logged_in(core, user)  # owns its account; always-on if that is
     check_nick(core, sess)
     core.snotice(
         "c",
