@@ -320,3 +320,20 @@ def test_always_on_user_is_back_in_its_channels_after_a_restart(
         assert off.find_user("alice") is None
     finally:
         store.close()
+
+
+def test_dropping_the_account_of_a_sessionless_always_on_user_removes_it(
+    aon: ServerCore, clock: Clock
+) -> None:
+    core = aon
+    s1 = login(core, clock, "alice", "alice")
+    s1.send("JOIN #c")
+    s1.send("QUIT")
+    other = plain(core, clock, "other")
+    other.send("JOIN #c")
+    other.send(f"PRIVMSG NickServ :IDENTIFY alice {PW}")  # logged in, not attached
+    other.take()
+    other.send(f"PRIVMSG NickServ :DROP {PW}")
+    assert len(only(other.take(), "QUIT")) == 1
+    assert core.find_user("alice") is None
+    assert other.session.user.account is None

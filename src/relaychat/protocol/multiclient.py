@@ -170,6 +170,8 @@ def logged_out(core: ServerCore, user: User, account: str) -> None:
     if user.always_on:
         user.always_on = False
         _forget(core, folded)
+        if not user.sessions:  # nothing keeps it here any more
+            remove_user(core, user, "Account dropped", core.now)
 
 
 def user_gone(core: ServerCore, user: User) -> None:
@@ -194,6 +196,8 @@ def set_choice(core: ServerCore, folded: str, choice: bool) -> None:
     elif not on and user.always_on:
         user.always_on = False
         _forget(core, folded)
+        if not user.sessions:  # turned off from a connection that is not its own
+            remove_user(core, user, "Always-on turned off", core.now)
 
 
 # -------------------------------------------------------------- leaving
