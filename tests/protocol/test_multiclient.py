@@ -337,3 +337,37 @@ def test_dropping_the_account_of_a_sessionless_always_on_user_removes_it(
     assert len(only(other.take(), "QUIT")) == 1
     assert core.find_user("alice") is None
     assert other.session.user.account is None
+
+
+def test_opt_out_is_on_until_the_account_sets_it_off(clock: Clock) -> None:
+    core = new_core(config(always_on="opt-out"), clock)
+    make_account(core, clock, "alice")
+    assert core.find_user("alice") is not None  # the registering connection stayed
+    s1 = login(core, clock, "alice", "alice")
+    s1.send("PRIVMSG NickServ :SET ALWAYS-ON OFF")
+    assert "now OFF" in one(s1.take(), "NOTICE").params[-1]
+    s1.send("QUIT")
+    assert core.find_user("alice") is None
+
+
+def test_the_join_replay_follows_the_attaching_sessions_caps(
+    core: ServerCore, clock: Clock
+) -> None:
+    s1 = login(core, clock, "alice", "alice")
+    s1.send("JOIN #c")
+    s2 = login(core, clock, "alice", "alice", caps="extended-join no-implicit-names")
+    got = _welcomed(s2)
+    assert one(got, "JOIN").params == ["#c", "alice", "Real alice"]
+    assert only(got, "353") == []
+
+
+def test_ghost_from_another_login_removes_a_sessionless_always_on_user(
+    aon: ServerCore, clock: Clock
+) -> None:
+    core = aon
+    s1 = login(core, clock, "alice", "alice")
+    s1.send("QUIT")
+    other = plain(core, clock, "other")
+    other.send(f"PRIVMSG NickServ :GHOST alice {PW}")
+    assert "has been ghosted" in only(other.take(), "NOTICE")[-1].params[-1]
+    assert core.find_user("alice") is None

@@ -9,8 +9,9 @@ of it with its own capabilities, labels, batches, flood bucket and SendQ.
 ``account_users`` maps a folded account name to the registered user that owns
 it: the first one to be logged in to it (at registration or later). A
 connection that logs in during registration (SASL, before ``CAP END``) to an
-account whose user is online *attaches* (:func:`attach`, called by
-``try_register``): it becomes one more session of that user, gets the welcome
+account whose user is online *attaches* (``attach`` in
+:mod:`relaychat.protocol.handlers.registration`, with :func:`owner_to_attach`
+and :func:`add_session`): it becomes one more session of that user, gets the welcome
 burst with the shared nick (the nick it asked for is ignored), a JOIN, topic
 and NAMES for each channel, and its own MODE; nobody else sees anything. A
 login *after* registration (NickServ IDENTIFY) never merges two users: that
@@ -39,28 +40,28 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from relaychat.protocol import numerics as N
 from relaychat.protocol.accounts import UNAVAILABLE, store_call
 from relaychat.protocol.events import PEERS
-from relaychat.protocol.message import Message
 from relaychat.protocol.ops import Op
+from relaychat.protocol.state import User
 from relaychat.protocol.storage import AlwaysOnRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from relaychat.protocol.core import ServerCore
-    from relaychat.protocol.state import Channel, Session, User
+    from relaychat.protocol.state import Channel, Session
     from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
 __all__ = [
     "always_on_default",
-    "attach",
+    "add_session",
     "channels_changed",
     "detached",
     "logged_in",
     "logged_out",
+    "owner_to_attach",
     "remove_user",
     "restore",
     "set_choice",
@@ -84,68 +85,29 @@ def always_on_default(core: ServerCore, folded: str) -> bool:
 
 
 # ------------------------------------------------------------------ attach
-def attach(core: ServerCore, sess: Session, now: Now) -> bool:
-    """Registration is completing for ``sess``, logged in to an account: if
-    that account's user is online (or always-on), make ``sess`` one more session
-    of it and replay its state to ``sess``. True: done (attached, or refused
-    over ``max_sessions``); False: register as usual."""
-    cfg = core.config.accounts
-    temp = sess.user
-    if not cfg.multiclient or temp.account is None:
-        return False
-    owner = core.account_users.get(core.fold(temp.account))
-    if owner is None or owner is temp or not owner.registered:
-        return False
-    if len(owner.sessions) >= cfg.max_sessions:
-        log.info(
-            "[%d] refused: account %s has %d sessions",
-            sess.conn_id,
-            owner.account,
-            len(owner.sessions),
-        )
-        core.disconnect(
-            sess,
-            "Too many connections for this account",
-            now,
-            error=f"Too many connections for account {owner.account} (at most {cfg.max_sessions})",
-        )
-        return True
+def owner_to_attach(core: ServerCore, sess: Session) -> User | None:
+    """The user ``sess`` (logged in during registration) would attach to: the
+    online (or always-on) user of its account, with multiclient on; else None."""
+    account = sess.user.account
+    if not core.config.accounts.multiclient or account is None:
+        return None
+    owner = core.account_users.get(core.fold(account))
+    if owner is None or owner is sess.user or not owner.registered:
+        return None
+    return owner
+
+
+def add_session(core: ServerCore, owner: User, sess: Session, now: Now) -> None:
+    """Make ``sess`` one more session of ``owner`` (the caller checked
+    ``max_sessions``); a returning always-on user is no longer away."""
     sess.user = owner
     owner.sessions = (*owner.sessions, sess)
     returning = owner.last_seen is not None
     owner.last_seen = None
     core.timers.check_at(sess, now.mono + core.limits.ping_interval)
     log.info("[%d] attached to %s (%d sessions)", sess.conn_id, owner.prefix, len(owner.sessions))
-    from relaychat.protocol.handlers.registration import send_welcome  # a handler module
-
-    send_welcome(core, sess)
-    _replay(core, sess)
     if returning and owner.auto_away:
         _set_away(core, owner, None, now)
-    return True
-
-
-def _replay(core: ServerCore, sess: Session) -> None:
-    """What a new session of an existing user must see: its user modes, then a
-    JOIN, topic and NAMES for each of its channels."""
-    from relaychat.protocol.handlers.channel import send_names, send_topic  # handlers
-
-    user = sess.user
-    send = core.output.send_bytes
-    if user.modes:
-        send(sess, Message("MODE", [user.name, "+" + user.modes], source=user.name).to_bytes())
-    extended = "extended-join" in sess.caps
-    for chan in list(user.channels.values()):
-        if sess.closing is not None:
-            return
-        params = [chan.name, user.account or "*", user.realname] if extended else [chan.name]
-        send(sess, Message("JOIN", params, source=user.source).to_bytes())
-        if chan.topic:
-            send_topic(core, sess, chan)
-        if "no-implicit-names" not in sess.caps:
-            send_names(core, sess, chan)
-    if user.away is not None and not user.auto_away:
-        core.reply(sess, N.RPL_NOWAWAY, "You have been marked as being away")
 
 
 # ------------------------------------------------------------ login/logout
@@ -291,14 +253,12 @@ def restore(core: ServerCore, store: Store, now: Now) -> None:
     """At start: every saved always-on user back in its channels (before any
     client connects), away with ``auto_away``. A user whose account is no
     longer always-on, or whose nick is taken or invalid, is skipped."""
-    from relaychat.protocol.handlers.registration import valid_nick
-
     reg = core.registry
     restored = 0
     for rec in store.always_on_users():
         if rec.folded not in core.account_names or not always_on_default(core, rec.folded):
             continue
-        if not valid_nick(core, rec.nick) or reg.nick_holder(rec.nick) is not None:
+        if not _plausible_nick(core, rec.nick) or reg.nick_holder(rec.nick) is not None:
             log.warning("store: always-on %s skipped: nick %r unusable", rec.account, rec.nick)
             continue
         uid = core.new_id()
@@ -324,9 +284,18 @@ def restore(core: ServerCore, store: Store, now: Now) -> None:
         log.info("%d always-on user(s) restored from the store", restored)
 
 
-def _user_from(uid: int, rec: AlwaysOnRecord) -> User:
-    from relaychat.protocol.state import User
+def _plausible_nick(core: ServerCore, nick: str) -> bool:
+    """A saved nick (valid when it was saved) that still fits this server's
+    limits and the message grammar."""
+    return (
+        0 < len(nick) <= core.limits.nicklen
+        and nick[0] not in ":#&0123456789-"
+        and not any(c.isspace() or c in ",*?!@" or ord(c) < 32 for c in nick)
+        and core.fold(nick) not in core.services
+    )
 
+
+def _user_from(uid: int, rec: AlwaysOnRecord) -> User:
     user = User(uid, rec.ip, rec.host)
     user.nick = rec.nick
     user.ident = rec.ident
