@@ -371,3 +371,18 @@ def test_ghost_from_another_login_removes_a_sessionless_always_on_user(
     other.send(f"PRIVMSG NickServ :GHOST alice {PW}")
     assert "has been ghosted" in only(other.take(), "NOTICE")[-1].params[-1]
     assert core.find_user("alice") is None
+
+
+def test_a_turn_of_channel_changes_is_one_store_write(aon: ServerCore, clock: Clock) -> None:
+    core = aon
+    s1 = login(core, clock, "alice", "alice")
+    store = core.store
+    assert isinstance(store, SQLiteStore)
+    before = store.rows
+    s1.send("JOIN #a,#b,#c,#d,#e")
+    assert store.rows == before + 1
+    saved = store.always_on_users()
+    assert [name for name, _ in saved[0].channels] == ["#a", "#b", "#c", "#d", "#e"]
+    s1.send("PART #a,#b")
+    assert store.rows == before + 2
+    assert [name for name, _ in store.always_on_users()[0].channels] == ["#c", "#d", "#e"]

@@ -163,6 +163,7 @@ class ServerCore:
         self.always_on_choices: dict[str, bool] = (
             store.always_on_choices() if store is not None else {}
         )
+        self.always_on_writes: Batcher | None = None  # made by the first write
         self.commands = commands
         self.services: dict[str, Service] = {}  # folded nick -> service (build_core fills it)
         self.created = now.wall

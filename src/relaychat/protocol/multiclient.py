@@ -27,8 +27,9 @@ in its channels, marked away with ``auto_away``) and a later login attaches to
 it again. ``user.last_seen`` (wall time) is when the last session left: the
 hook for the history store to replay what was missed. KILL and GHOST remove it
 for real (:func:`remove_user`). Its state (nick, ident, host, channels with
-status) is written to the store (``save_always_on``, one op at a time in the
-``always_on`` pool so writes keep their order) when it becomes always-on, on
+status) is written to the store (``save_always_on``: one op per turn with the
+last change per account, one op at a time in the ``always_on`` pool so writes
+keep their order) when it becomes always-on, on
 each channel change and when its last session leaves, and is restored by
 :func:`restore` when the core starts, before any client connects.
 
@@ -40,9 +41,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from relaychat.protocol.accounts import UNAVAILABLE, store_call
+from relaychat.protocol.accounts import store_call
 from relaychat.protocol.events import PEERS
-from relaychat.protocol.ops import Op
+from relaychat.protocol.ops import Batcher
 from relaychat.protocol.state import User
 from relaychat.protocol.storage import AlwaysOnRecord
 
@@ -230,22 +231,44 @@ def _record(core: ServerCore, user: User, leaving: Channel | None = None) -> Alw
 
 def _save(core: ServerCore, user: User, leaving: Channel | None = None) -> None:
     record = _record(core, user, leaving)
-    if record is not None and core.store is not None:
-        _submit(core, f"saving always-on {record.account}", lambda s: s.save_always_on(record))
+    if record is not None:
+        _write(core, record.folded, record)
 
 
 def _forget(core: ServerCore, folded: str) -> None:
-    if core.store is not None:
-        _submit(core, f"forgetting always-on {folded}", lambda s: s.forget_always_on(folded))
+    _write(core, folded, None)
 
 
-def _submit(core: ServerCore, what: str, change: Callable[[Store], None]) -> None:
-    def run() -> bool:
-        return store_call(core, None, what, change) is not UNAVAILABLE
+def _write(core: ServerCore, folded: str, record: AlwaysOnRecord | None) -> None:
+    """Queue a save (``record``) or a delete (None) of the account's saved user.
+    The changes of one turn go to the store as one op, only the last per
+    account (a JOIN of twenty channels is one write), and one op at a time in
+    the ``always_on`` pool, so they commit in order."""
+    if core.store is None:
+        return
+    batcher = core.always_on_writes
+    if batcher is None:
+        batcher = core.always_on_writes = Batcher(
+            lambda items: _run_writes(core, items), pool="always_on"
+        )
+    core.add_to_batch(batcher, (folded, record))
 
-    run.__name__ = what
-    # no session: a write is not cancelled when a connection closes
-    core.submit(Op(run, None, None, ordered=False, pool="always_on"))
+
+def _run_writes(core: ServerCore, items: list[tuple[str, AlwaysOnRecord | None]]) -> None:
+    """On a worker thread: the last change per account of one turn."""
+    for folded, record in dict(items).items():
+        if record is None:
+            store_call(core, None, f"forgetting always-on {folded}", _forgetter(folded))
+        else:
+            store_call(core, None, f"saving always-on {record.account}", _saver(record))
+
+
+def _saver(record: AlwaysOnRecord) -> Callable[[Store], None]:
+    return lambda store: store.save_always_on(record)
+
+
+def _forgetter(folded: str) -> Callable[[Store], None]:
+    return lambda store: store.forget_always_on(folded)
 
 
 # ---------------------------------------------------------------- restore
