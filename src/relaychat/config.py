@@ -182,6 +182,13 @@ class AccountsConfig:
     nick_protection: str = "warn"  # "off", "warn" (NickServ asks to identify), "enforce"
     nick_grace: float = 60.0  # seconds to identify before "enforce" changes the nick
     email_verification: bool = False  # REGISTER needs an email and a code sent to it ([email])
+    # several connections logged in to one account share one user (nick, channels)
+    multiclient: bool = True
+    max_sessions: int = 10  # connections one account may have at once
+    # "false", "opt-in" (NickServ SET ALWAYS-ON ON), "opt-out" (on unless set OFF),
+    # "true": the account's user stays in its channels while no connection is open
+    always_on: str = "false"
+    auto_away: str = "Not connected"  # the away message of an always-on user with no session
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,6 +561,10 @@ _RULES: dict[str, Rule] = {
     "accounts.nick_protection": _one_of("off", "warn", "enforce"),
     "accounts.nick_grace": _Range(hi=3600.0, above=0.0),
     "accounts.email_verification": _anything,
+    "accounts.multiclient": _anything,
+    "accounts.max_sessions": _Range(1, 1000),
+    "accounts.always_on": _one_of("false", "opt-in", "opt-out", "true"),
+    "accounts.auto_away": _one_line,
     "store.path": _store_path,
     "store.synchronous": _one_of("normal", "full"),
     "store.commit_rows": _Range(1, 100_000),
@@ -628,6 +639,8 @@ def _build(cls: type[Any], table: Any, where: str, source: str, label: str = "")
         if f is None:
             raise ConfigError(f"{source}: unknown key '{name}'{label}")
         expected = _expected_type(f)
+        if name == "accounts.always_on" and isinstance(value, bool):
+            value = "true" if value else "false"  # always_on = true is "true"
         try:
             kwargs[key] = _typed(value, expected)
         except TypeError:

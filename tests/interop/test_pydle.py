@@ -395,11 +395,18 @@ class SaslBot(Bot):
 
 
 def test_pydle_logs_in_with_sasl_plain(irc_server: Any) -> None:
+    maker = RawClient(irc_server.port)
+    maker.register("maker")
+    maker.send("REGISTER pyacct * :pydle-password")
+    assert maker.expect("REGISTER").params[0] == "SUCCESS"
+    # gone before pydle logs in: a login to an account whose user is online
+    # would attach to that user (multiclient)
+    maker.send("QUIT")
+    maker.wait_closed()
+    maker.close()
     owner = RawClient(irc_server.port)
     try:
         owner.register("owner")
-        owner.send("REGISTER pyacct * :pydle-password")
-        assert owner.expect("REGISTER").params[0] == "SUCCESS"
         runner = Runner(irc_server.port, NICK)
         runner.bot = SaslBot(NICK, "pyacct", "pydle-password")
         try:

@@ -125,9 +125,13 @@ def _start_sasl(c: RawClient, nick: str, mechanism: str) -> None:
 
 
 def _make_account(server: Any, connect: Connect, name: str) -> None:
+    """Register ``name`` from a connection that then quits (a SASL login to an
+    account whose user is online would attach to that user: multiclient)."""
     c = connect(server, name + "reg")
     c.send(f"REGISTER {name} * :{PW}")
     assert c.expect("REGISTER").params[0] == "SUCCESS"
+    c.send("QUIT")
+    c.wait_closed()
 
 
 def test_sasl_plain_before_registration(

@@ -7,6 +7,7 @@ Every process is killed and reaped at teardown, so no process or port is left be
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -658,3 +659,61 @@ def test_kill_9_loses_no_message_that_any_client_received(
         places = [position[msgid] for msgid, _ in r]
         assert places == sorted(places)
     assert all(seen[msgid] == text for msgid, text in history if msgid in seen)
+
+
+# ---------------------------------------------------------- always-on users
+def test_an_always_on_user_is_in_its_channels_after_a_restart(
+    spawn: Callable[..., Server], engine: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "aon.db"
+    conf = tmp_path / "aon.toml"
+    conf.write_text(
+        '[server]\nlog_level = "WARNING"\n\n[accounts]\nalways_on = true\n\n'
+        f'[store]\npath = "{db}"\n'
+    )
+    password = "always-on-password"
+
+    def saved() -> list[tuple[str, str]]:
+        conn = sqlite3.connect(db)
+        try:
+            return conn.execute("SELECT nick, channels FROM always_on").fetchall()
+        finally:
+            conn.close()
+
+    first = spawn(engine, "--config", str(conf))
+    c = first.client("erin")
+    try:
+        c.send(f"REGISTER * * :{password}")
+        assert c.expect("REGISTER").params[0] == "SUCCESS"
+        c.join("#keep")
+        # the write is asynchronous: wait until it is committed to the file
+        wait_for(lambda: saved() == [("erin", '[["#keep", "o"]]')])
+    finally:
+        c.close()
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.exit_code_within(5) == 0, first.stderr()
+
+    second = spawn(engine, "--config", str(conf))
+    obs = second.client("obs")
+    again = RawClient(second.port)
+    try:
+        obs.send("NAMES #keep")
+        assert "@erin" in obs.expect("353").params[-1].split()
+        obs.send("NICK erin")
+        assert obs.expect("433").params[1] == "erin"
+        again.send("CAP LS 302")
+        again.send("CAP REQ :sasl")
+        again.send("NICK someone")
+        again.send("USER someone 0 * :again")
+        again.send("AUTHENTICATE PLAIN")
+        again.expect("AUTHENTICATE")
+        again.send("AUTHENTICATE " + base64.b64encode(f"\0erin\0{password}".encode()).decode())
+        again.expect("903")
+        again.send("CAP END")
+        assert again.expect("001").params[0] == "erin"
+        assert again.expect("JOIN").params == ["#keep"]
+        assert all(m.command != "JOIN" for m in obs.sync())
+    finally:
+        obs.close()
+        again.close()
+    assert "Traceback" not in second.stderr()

@@ -502,16 +502,24 @@ def note_attempt(core: ServerCore, sess: Session, folded: str, ok: bool) -> None
 def log_in(core: ServerCore, sess: Session, account: str) -> None:
     """``sess``'s user is now logged in to ``account``: ACCOUNT to those who see
     it (account-notify, extended-monitor) and 900 to the user."""
+    from relaychat.protocol import multiclient  # it imports this module
+
     user = sess.user
     core.account_changed(user, account)
     core.reply(sess, N.RPL_LOGGEDIN, user.prefix, account, f"You are now logged in as {account}")
+    if user.registered:
+        multiclient.logged_in(core, user)
 
 
 def log_out(core: ServerCore, user: User) -> None:
     """``user`` is logged out (its account was dropped): ACCOUNT * and 901."""
-    if user.account is None:
+    from relaychat.protocol import multiclient  # it imports this module
+
+    account = user.account
+    if account is None:
         return
     core.account_changed(user, None)
+    multiclient.logged_out(core, user, account)
     for sess in user.sessions:
         core.reply(sess, N.RPL_LOGGEDOUT, user.prefix, "You are now logged out")
 

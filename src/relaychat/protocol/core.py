@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from relaychat.protocol import multiclient
 from relaychat.protocol import numerics as N
 from relaychat.protocol.accounts import UNAVAILABLE, store_call
 from relaychat.protocol.backoff import Backoff, Throttle, WindowLimit
@@ -164,6 +165,13 @@ class ServerCore:
         # every account's folded name (the store's, loaded at start, kept up to
         # date here): nick protection checks a nick without a store query
         self.account_names: set[str] = set(store.account_names()) if store is not None else set()
+        # multiclient (relaychat.protocol.multiclient): folded account -> the user
+        # that owns it; each account's own always-on choice (loaded at start)
+        self.account_users: dict[str, User] = {}
+        self.always_on_choices: dict[str, bool] = (
+            store.always_on_choices() if store is not None else {}
+        )
+        self.always_on_writes: Batcher | None = None  # made by the first write
         self.commands = commands
         self.services: dict[str, Service] = {}  # folded nick -> service (build_core fills it)
         self.created = now.wall
@@ -191,8 +199,8 @@ class ServerCore:
         self.monitor = Monitor(self.output)
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
-        # "bans": server ban writes, one at a time so that they commit in order;
-        # "chanstate": registered channels' state writes, likewise; "history":
+        # "bans", "chanstate" (registered channels) and "always_on": writes one at
+        # a time, so that they commit in order; "history":
         # one commit at a time (rows recorded meanwhile go in the next)
         self.ops = Ops(
             {
@@ -204,6 +212,7 @@ class ServerCore:
                 "history-read": 4,
                 "prune": 1,
                 "mail": 4,
+                "always_on": 1,
             }
         )
         self.msgid = msgid_source(msgid_prefix)
@@ -236,6 +245,7 @@ class ServerCore:
         self.inbound = Inbound(self)
         if store is not None:
             self._load_bans(store, now)
+            multiclient.restore(self, store, now)
             load_channels(self, store)
         if self.history is not None:
             self._prune_history(now)
@@ -342,8 +352,7 @@ class ServerCore:
         closing, with an ERROR queued."""
         self._now = now
         ip = normalize_ip(ip)
-        conn_id = self._next_id
-        self._next_id += 1
+        conn_id = self.new_id()
         lim = self.limits
         if self.cloaker is not None:
             host = self.cloaker.cloak(ip)  # the real address reaches no other user
@@ -377,6 +386,13 @@ class ServerCore:
         else:
             self.timers.check_at(sess, now.mono + lim.registration_timeout)
         return sess
+
+    def new_id(self) -> int:
+        """A connection id, also the uid of the user it starts with (a restored
+        always-on user takes one too)."""
+        conn_id = self._next_id
+        self._next_id += 1
+        return conn_id
 
     def receive_lines(self, sess: Session, lines: list[Line], now: Now, blank: int = 0) -> None:
         """Framed lines from the peer: processed now, or queued when the session
@@ -867,12 +883,15 @@ class ServerCore:
         user = sess.user
         self.monitor.forget(sess)
         was_online = user.registered
-        if was_online and len(user.sessions) == 1:
+        # the last session of an always-on user goes: the user stays (multiclient)
+        stays = was_online and user.always_on and len(user.sessions) <= 1
+        if was_online and len(user.sessions) == 1 and not stays:
             self.emit(self.event(user, "QUIT", [reason], now, PEERS, trailing=True))
-        if len(user.sessions) <= 1:
+        if len(user.sessions) <= 1 and not stays:
             self.registry.remove_user(user, now.wall)
             if was_online:
                 self.monitor.signed_off(user.nick_folded, user.nick)
+                multiclient.user_gone(self, user)
         if was_online:
             self.snotice(
                 "q",
@@ -886,6 +905,8 @@ class ServerCore:
         # ... but its ERROR
         self.output.final_line(sess, f"ERROR :{error or f'Closing Link: {user.host} ({reason})'}")
         user.sessions = tuple(s for s in user.sessions if s is not sess)
+        if stays and not user.sessions:
+            multiclient.detached(self, user, now)
         self.sessions.pop(sess.conn_id, None)
         sess.inq = None
         sess.client_batch = None  # an unfinished batch is dropped, never relayed
@@ -923,9 +944,13 @@ class ServerCore:
 
     def _member_added(self, chan: Channel, user: User) -> None:
         self.output.member_added(chan, user)
+        if user.always_on:
+            multiclient.channels_changed(self, user)
 
     def _member_removed(self, chan: Channel, user: User) -> None:
         self.output.member_removed(chan, user)
+        if user.always_on:
+            multiclient.channels_changed(self, user, leaving=chan)
 
     # ------------------------------------------------------------ dispatch
     def dispatch(self, sess: Session, msg: Message, now: Now) -> None:

@@ -310,6 +310,9 @@ class Output:
                 self._relay((target,), ev, skip)
             if skip is None and origin is not None:
                 self._relay_session(origin, ev)  # the echo to a sender elsewhere
+            if origin is not None and origin.user is not target and len(origin.user.sessions) > 1:
+                # multiclient: the sender's other sessions see what it sent
+                self._relay((origin.user,), ev, origin)
         elif audience == PEERS:
             actor = ev.actor
             assert actor is not None

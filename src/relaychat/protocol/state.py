@@ -7,9 +7,11 @@ ownership (who may change what) in :mod:`relaychat.protocol.registry`, delivery 
 
 A :class:`User` is a person on the network: nick, ident, host, modes, channels.
 A :class:`Session` is one connection: capabilities, queues, flood bucket,
-timers. A user has one session today; the seam is there for a user with several
-connections (one account, several devices) and for a user on another node (no
-local session at all). Channel membership is keyed by :class:`User`.
+timers. A user logged in to an account may have several sessions
+(multiclient: one account, several devices), and an always-on user may have
+none at all while it stays in its channels (see
+:mod:`relaychat.protocol.multiclient`); a user on another node would have none
+either. Channel membership is keyed by :class:`User`.
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ class User:
         "account",
         "metadata",
         "silence",
+        "always_on",
+        "last_seen",
+        "auto_away",
         "_source",
         "__weakref__",
     )
@@ -124,6 +129,12 @@ class User:
         self.metadata: dict[str, str] | None = None  # IRCv3 metadata; None until a key is set
         # SILENCE: (mask as shown, compiled folded mask); None until the first one
         self.silence: list[tuple[str, Mask]] | None = None
+        # always-on (relaychat.protocol.multiclient): stays when its last session goes
+        self.always_on = False
+        # wall time its last session left (None: it has one): where the history
+        # store's "what you missed" replay starts when a session attaches again
+        self.last_seen: float | None = None
+        self.auto_away = False  # ``away`` was set because no session is left
         self._source: str | None = None  # prefix, cached while the user relays messages
 
     @property

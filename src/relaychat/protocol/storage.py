@@ -32,6 +32,8 @@ __all__ = [
     "HistoryRow",
     "HistoryStore",
     "PendingVerification",
+    "AlwaysOnRecord",
+    "AlwaysOnStore",
     "ScramCredentials",
     "ServerBanRecord",
     "ServerBanStore",
@@ -303,7 +305,48 @@ class ChannelStore(Protocol):
         ...
 
 
-class Store(AccountStore, ServerBanStore, ChannelStore, HistoryStore, Protocol):
+@dataclass(frozen=True, slots=True)
+class AlwaysOnRecord:
+    """An always-on user, as it comes back after a restart: the account (folded
+    and as spelled), who it was, the channels it was in with its status letters
+    there (``"o"``, ``"v"``, ``"ov"`` or ``""``), and the wall time its last
+    session left (None: it had one when this was written)."""
+
+    folded: str
+    account: str
+    nick: str
+    ident: str
+    host: str
+    ip: str
+    realname: str
+    channels: tuple[tuple[str, str], ...] = ()
+    last_seen: float | None = None
+
+
+class AlwaysOnStore(Protocol):
+    def always_on_choices(self) -> dict[str, bool]:
+        """Each account's own always-on choice (NickServ SET ALWAYS-ON), by folded
+        name; an account that made none is absent. Read once at start."""
+        ...
+
+    def set_always_on_choice(self, folded: str, choice: bool | None) -> None:
+        """Record an account's choice (None: back to the server's default)."""
+        ...
+
+    def always_on_users(self) -> list[AlwaysOnRecord]:
+        """Every always-on user saved with :meth:`save_always_on`: read once at start."""
+        ...
+
+    def save_always_on(self, record: AlwaysOnRecord) -> None:
+        """Insert or replace the saved state of ``record.folded``'s user."""
+        ...
+
+    def forget_always_on(self, folded: str) -> None:
+        """Delete the saved state of the account's user (its choice stays)."""
+        ...
+
+
+class Store(AccountStore, ServerBanStore, ChannelStore, HistoryStore, AlwaysOnStore, Protocol):
     """Everything the core may ask of storage."""
 
     def describe(self) -> str:

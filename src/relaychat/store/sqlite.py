@@ -31,6 +31,7 @@ of errors name the file and never carry a password or a hash.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import queue
 import sqlite3
@@ -42,6 +43,7 @@ from typing import Any, TypeVar
 from relaychat.protocol.storage import (
     AccessEntry,
     AccountRecord,
+    AlwaysOnRecord,
     Bound,
     ChannelListEntry,
     ChannelRecord,
@@ -159,6 +161,23 @@ MIGRATIONS: list[str] = [
         code_hash BLOB NOT NULL,
         expires REAL NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
+    # 6: always-on accounts: the account's choice (NULL: the server's default) and
+    # its user's state while it is always-on (nick NULL: none saved); channels
+    # is JSON [[name, status], ...]; last_seen a wall time
+    """
+    CREATE TABLE always_on (
+        folded TEXT PRIMARY KEY,
+        choice INTEGER,
+        account TEXT,
+        nick TEXT,
+        ident TEXT,
+        host TEXT,
+        ip TEXT,
+        realname TEXT,
+        channels TEXT,
+        last_seen REAL
     ) WITHOUT ROWID;
     """,
 ]
@@ -709,6 +728,7 @@ class SQLiteStore(_HistoryMixin):
 
     def drop_account(self, folded: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM always_on WHERE folded = ?", (folded,))
             return conn.execute("DELETE FROM accounts WHERE folded = ?", (folded,)).rowcount == 1
 
         return self._write(delete)
@@ -884,6 +904,93 @@ class SQLiteStore(_HistoryMixin):
             return cur.rowcount == 1
 
         return self._write(delete)
+
+    def always_on_choices(self) -> dict[str, bool]:
+        rows = self._read("SELECT folded, choice FROM always_on WHERE choice IS NOT NULL")
+        return {str(folded): bool(choice) for folded, choice in rows}
+
+    def set_always_on_choice(self, folded: str, choice: bool | None) -> None:
+        value = None if choice is None else int(choice)
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO always_on (folded, choice) VALUES (?, ?)"
+                " ON CONFLICT (folded) DO UPDATE SET choice = excluded.choice",
+                (folded, value),
+            )
+            conn.execute(
+                "DELETE FROM always_on WHERE folded = ? AND choice IS NULL AND nick IS NULL",
+                (folded,),
+            )
+
+        self._write(upsert)
+
+    def always_on_users(self) -> list[AlwaysOnRecord]:
+        rows = self._read(
+            "SELECT folded, account, nick, ident, host, ip, realname, channels, last_seen"
+            " FROM always_on WHERE nick IS NOT NULL ORDER BY folded"
+        )
+        out = []
+        for folded, account, nick, ident, host, ip, realname, channels, last_seen in rows:
+            try:
+                pairs = tuple(
+                    (str(name), str(status)) for name, status in json.loads(channels or "[]")
+                )
+            except (ValueError, TypeError):
+                log.warning("%s: unreadable channel list of always-on %r", self.path, folded)
+                pairs = ()
+            out.append(
+                AlwaysOnRecord(
+                    str(folded),
+                    str(account),
+                    str(nick),
+                    str(ident),
+                    str(host),
+                    str(ip),
+                    str(realname),
+                    pairs,
+                    None if last_seen is None else float(last_seen),
+                )
+            )
+        return out
+
+    def save_always_on(self, record: AlwaysOnRecord) -> None:
+        channels = json.dumps([list(pair) for pair in record.channels])
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO always_on (folded, account, nick, ident, host, ip, realname,"
+                " channels, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (folded) DO UPDATE SET account = excluded.account,"
+                " nick = excluded.nick, ident = excluded.ident, host = excluded.host,"
+                " ip = excluded.ip, realname = excluded.realname,"
+                " channels = excluded.channels, last_seen = excluded.last_seen",
+                (
+                    record.folded,
+                    record.account,
+                    record.nick,
+                    record.ident,
+                    record.host,
+                    record.ip,
+                    record.realname,
+                    channels,
+                    record.last_seen,
+                ),
+            )
+
+        self._write(upsert)
+
+    def forget_always_on(self, folded: str) -> None:
+        def clear(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE always_on SET account = NULL, nick = NULL, ident = NULL, host = NULL,"
+                " ip = NULL, realname = NULL, channels = NULL, last_seen = NULL"
+                " WHERE folded = ?",
+                (folded,),
+            )
+            conn.execute("DELETE FROM always_on WHERE folded = ? AND choice IS NULL", (folded,))
+
+        self._write(clear)
 
 
 def _write_state(conn: sqlite3.Connection, record: ChannelRecord) -> bool:

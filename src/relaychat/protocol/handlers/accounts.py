@@ -40,6 +40,7 @@ from relaychat.protocol.accounts import (
 from relaychat.protocol.chanreg import account_dropped
 from relaychat.protocol.handlers.registration import valid_nick
 from relaychat.protocol.message import sanitize_text
+from relaychat.protocol.multiclient import always_on_default, remove_user, set_choice
 from relaychat.protocol.ops import Op
 from relaychat.protocol.storage import AccountRecord
 from relaychat.protocol.timebase import ctime_utc
@@ -233,6 +234,7 @@ def _ns_help(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
         "IDENTIFY [<account>] <password>: log in",
         "INFO [<account>]: show an account",
         "SET PASSWORD <new password>: change your password (logged in)",
+        "SET ALWAYS-ON ON|OFF: stay in your channels with no connection open (logged in)",
         "DROP <password>: delete the account you are logged in to",
         "GHOST <nick> [<password>]: disconnect a session using your account's nick",
     ):
@@ -381,6 +383,41 @@ def _ns_info(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
     core.submit(Op(run, then, sess, pool="store"))
 
 
+def _ns_set_always_on(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    account = sess.user.account
+    if account is None:
+        _ns(core, sess, "You are not logged in")
+        return
+    mode = core.config.accounts.always_on
+    folded = core.fold(account)
+    if mode not in ("opt-in", "opt-out") or not core.config.accounts.multiclient:
+        state = "on" if always_on_default(core, folded) else "off"
+        _ns(core, sess, f"Always-on is {state} for every account on this server")
+        return
+    if len(args) != 1 or args[0].upper() not in ("ON", "OFF"):
+        state = "ON" if always_on_default(core, folded) else "OFF"
+        _ns(core, sess, f"Syntax: SET ALWAYS-ON ON|OFF (yours is {state})")
+        return
+    choice = args[0].upper() == "ON"
+
+    def run() -> object:
+        return store_call(
+            core,
+            sess,
+            "NickServ SET ALWAYS-ON",
+            lambda s: s.set_always_on_choice(folded, choice),
+        )
+
+    def then(result: object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            return
+        set_choice(core, folded, choice)
+        _ns(core, sess, f"Always-on is now {'ON' if choice else 'OFF'} for {account}")
+
+    core.submit(Op(run, then, sess, pool="store"))
+
+
 def _ns_set_password(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
     account = sess.user.account
     if account is None:
@@ -475,8 +512,7 @@ def _ns_ghost(core: ServerCore, sess: Session, args: list[str], now: Now) -> Non
             _ns(core, sess, f"{nick[:64]} is not online")
             return
         log.info("[%d] GHOST %s by %s (%s)", sess.conn_id, target.prefix, me.prefix, sess.ip)
-        for s in list(target.sessions):
-            core.disconnect(s, f"GHOST command used by {me.name}", core.now)
+        remove_user(core, target, f"GHOST command used by {me.name}", core.now)
         _ns(core, sess, f"{nick} has been ghosted")
 
     # logged in to the account the target uses, or to the account named like the nick
@@ -509,6 +545,7 @@ _NS_COMMANDS = {
     "IDENTIFY": _ns_identify,
     "INFO": _ns_info,
     "SET PASSWORD": _ns_set_password,
+    "SET ALWAYS-ON": _ns_set_always_on,
     "DROP": _ns_drop,
     "GHOST": _ns_ghost,
 }

@@ -138,6 +138,9 @@ def _send_topic(core: ServerCore, sess: Session, chan: Channel) -> None:
     core.reply(sess, N.RPL_TOPICWHOTIME, chan.name, setter, str(int(chan.topic_time)))
 
 
+send_topic = _send_topic  # 332 and 333 (a session attaching to its user gets them too)
+
+
 def send_names(core: ServerCore, sess: Session, chan: Channel) -> None:
     """353 lines (as many names as fit in 512 bytes) then 366."""
     multi = "multi-prefix" in sess.caps

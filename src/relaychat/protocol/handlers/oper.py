@@ -32,6 +32,7 @@ from relaychat.protocol.casemap import mask_matches
 from relaychat.protocol.events import OPERWALL, SELF, USER
 from relaychat.protocol.handlers.common import safe_param
 from relaychat.protocol.message import truncate_utf8
+from relaychat.protocol.multiclient import remove_user
 from relaychat.protocol.ops import Op
 
 if TYPE_CHECKING:
@@ -142,8 +143,8 @@ def handle_kill(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         sess.name,
         comment,
     )
-    for victim in list(target.sessions):
-        core.disconnect(victim, f"Killed ({sess.name} ({comment}))", now)
+    # every session, and an always-on user for real (it may have none)
+    remove_user(core, target, f"Killed ({sess.name} ({comment}))", now)
 
 
 # CHGHOST <nick> <user> <host>

@@ -13,16 +13,17 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.accounts import check_nick
 from relaychat.protocol.caps import cap_lines, set_caps
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
+from relaychat.protocol.handlers.channel import send_names, send_topic
 from relaychat.protocol.handlers.common import parse_int, safe_param
 from relaychat.protocol.handlers.metadata import send_own_metadata
 from relaychat.protocol.handlers.serverbans import refuse_if_klined
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
-from relaychat.protocol.message import truncate_utf8
+from relaychat.protocol.message import Message, truncate_utf8
+from relaychat.protocol.multiclient import add_session, logged_in, owner_to_attach
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
-    from relaychat.protocol.message import Message
-    from relaychat.protocol.state import Session
+    from relaychat.protocol.state import Session, User
     from relaychat.protocol.timebase import Now
 
 log = logging.getLogger("relaychat.core")
@@ -142,7 +143,7 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         return
     user = sess.user
     holder = core.registry.nick_holder(nick)
-    if holder is not None and holder is not user:
+    if holder is not None and holder is not user and not _may_attach(core, sess, holder):
         core.reply(sess, N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
     if user.nick == nick:
@@ -171,6 +172,19 @@ def handle_nick(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         core.monitor.nick_changed(user, old_nick, old_folded)
         if old_folded != user.nick_folded:
             check_nick(core, sess)
+
+
+def _may_attach(core: ServerCore, sess: Session, holder: User) -> bool:
+    """A connection still negotiating capabilities asks for the nick of a user
+    logged in to an account: it may log in to that account with SASL and attach
+    (multiclient), so the nick is kept for now; if it does not attach,
+    registration answers 433 (as when two connections race for a nick)."""
+    return (
+        not sess.registered
+        and sess.cap_negotiating
+        and holder.account is not None
+        and core.config.accounts.multiclient
+    )
 
 
 # USER <username> <mode> <unused> <realname>
@@ -203,6 +217,8 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
         return
     if refuse_if_klined(core, sess, now):
         return
+    if attach(core, sess, now):
+        return  # one more session of the account's user (multiclient), or refused
     user.idle_since = now.mono
     if not core.registry.register(user, now.wall):
         core.reply(sess, N.ERR_NICKNAMEINUSE, user.nick, "Nickname is already in use")
@@ -212,6 +228,8 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
     core.registered(sess, now)
     log.info("[%d] registered as %s", sess.conn_id, user.prefix)
     send_welcome(core, sess)
+    if user.account is not None:
+        logged_in(core, user)  # owns its account; always-on if that is
     check_nick(core, sess)
     core.snotice(
         "c",
@@ -222,6 +240,46 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
         sess.ip,
         user.realname,
     )
+
+
+def attach(core: ServerCore, sess: Session, now: Now) -> bool:
+    """Multiclient: registration is completing for ``sess``, logged in (SASL) to
+    an account whose user is online or always-on. ``sess`` becomes one more
+    session of that user and gets the welcome with the shared nick, its user
+    modes, a JOIN, topic and NAMES for each of its channels; nobody else sees
+    anything. True: done (attached, or refused over ``max_sessions``); False:
+    register as usual."""
+    owner = owner_to_attach(core, sess)
+    if owner is None:
+        return False
+    limit = core.config.accounts.max_sessions
+    if len(owner.sessions) >= limit:
+        log.info("[%d] refused: %s has %d sessions", sess.conn_id, owner.prefix, limit)
+        core.disconnect(
+            sess,
+            "Too many connections for this account",
+            now,
+            error=f"Too many connections for account {owner.account} (at most {limit})",
+        )
+        return True
+    add_session(core, owner, sess, now)
+    send_welcome(core, sess)
+    send = core.output.send_bytes
+    if owner.modes:
+        send(sess, Message("MODE", [owner.name, "+" + owner.modes], source=owner.name).to_bytes())
+    extended = "extended-join" in sess.caps
+    for chan in list(owner.channels.values()):
+        if sess.closing is not None:
+            break
+        params = [chan.name, owner.account or "*", owner.realname] if extended else [chan.name]
+        send(sess, Message("JOIN", params, source=owner.source).to_bytes())
+        if chan.topic:
+            send_topic(core, sess, chan)
+        if "no-implicit-names" not in sess.caps:
+            send_names(core, sess, chan)
+    if owner.away is not None:
+        core.reply(sess, N.RPL_NOWAWAY, "You have been marked as being away")
+    return True
 
 
 def send_welcome(core: ServerCore, sess: Session) -> None:

@@ -33,9 +33,15 @@ def handle_away(core: ServerCore, sess: Session, msg: Message, now: Now) -> None
         if not was_away:
             return
         params = []
+    user.auto_away = False
     ev = core.event(user, "AWAY", params, now, PEERS, cap="away-notify", trailing=True)
     core.emit(ev)
     core.monitor.relay(ev)  # extended-monitor watchers outside user's channels
+    if len(user.sessions) > 1:  # multiclient: the user's other sessions see it too
+        data = ev.for_variant(0)
+        for other in user.sessions:
+            if other is not sess and "away-notify" in other.caps:
+                core.output.send_bytes(other, data)
 
 
 # ISON <nickname>{ <nickname>}

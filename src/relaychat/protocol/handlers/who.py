@@ -202,6 +202,10 @@ def handle_whois(core: ServerCore, sess: Session, msg: Message, now: Now) -> Non
         core.reply(sess, N.RPL_WHOISOPERATOR, tn, "is an IRC operator")
     if target.account is not None:
         core.reply(sess, N.RPL_WHOISACCOUNT, tn, target.account, "is logged in as")
+    count = len(target.sessions)
+    if count != 1 and target.registered:  # multiclient, or always-on with none
+        text = f"is connected with {count} connections" if count else "is always-on, not connected"
+        core.reply(sess, N.RPL_WHOISSPECIAL, tn, text)
     if BOT_MODE in target.modes:
         core.reply(sess, N.RPL_WHOISBOT, tn, f"is a Bot on {core.config.server.network}")
     if target.away is not None:
