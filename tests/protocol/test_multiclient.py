@@ -4,12 +4,13 @@ to one account share one user; an always-on user stays with no connection."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from coreharness import OPER_HASH, Clock, Peer, new_core, one, only, oper_up, pump
-from relaychat.config import AccountsConfig, Config, LimitsConfig, OperConfig
+from relaychat.config import AccountsConfig, Config, HistoryConfig, LimitsConfig, OperConfig
 from relaychat.protocol.core import ServerCore
 from relaychat.store.sqlite import SQLiteStore
 
@@ -373,8 +374,10 @@ def test_ghost_from_another_login_removes_a_sessionless_always_on_user(
     assert core.find_user("alice") is None
 
 
-def test_a_turn_of_channel_changes_is_one_store_write(aon: ServerCore, clock: Clock) -> None:
-    core = aon
+def test_a_turn_of_channel_changes_is_one_store_write(clock: Clock) -> None:
+    no_history = dataclasses.replace(config(always_on="true"), history=HistoryConfig(enabled=False))
+    core = new_core(no_history, clock)
+    make_account(core, clock, "alice")
     s1 = login(core, clock, "alice", "alice")
     store = core.store
     assert isinstance(store, SQLiteStore)

@@ -41,7 +41,7 @@ from relaychat.protocol.masks import match_mask
 from relaychat.protocol.message import escape_tag_value
 from relaychat.protocol.ops import Op
 from relaychat.protocol.state import CAP_ACCOUNT_TAG, CAP_MESSAGE_TAGS, CAP_SERVER_TIME
-from relaychat.protocol.storage import HistoryRow
+from relaychat.protocol.storage import HistoryRow, StoreError
 from relaychat.protocol.timebase import server_time
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ __all__ = [
     "History",
     "conversation_key",
     "party",
+    "replay_on_join",
     "row_bytes",
 ]
 
@@ -300,3 +301,25 @@ class History:
         store = self.store
         max_lines = cfg.max_lines
         return Op(lambda: store.prune_history(before, max_lines), then, None, pool="prune")
+
+
+def replay_on_join(core: ServerCore, sess: Session, chan: Channel, lines: int) -> None:
+    """``[history] autoreplay_lines``: the channel's last messages to a client that
+    joined without ``draft/chathistory`` (in a ``chathistory`` batch if it has
+    ``batch``; with their original times if it has ``server-time``)."""
+    key = chan.folded
+    name = chan.name
+
+    def run() -> list[HistoryRow]:
+        store = core.store
+        assert store is not None
+        try:
+            return store.history_window(key, None, None, lines, True, False)
+        except StoreError:
+            return []  # a replay is a courtesy: the join stands without it
+
+    def then(rows: list[HistoryRow]) -> None:
+        if rows:
+            core.output.send_batch(sess, "chathistory", [name], [row_bytes(r, sess) for r in rows])
+
+    core.submit(Op(run, then, sess, pool="history-read"))

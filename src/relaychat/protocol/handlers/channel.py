@@ -18,7 +18,6 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.casemap import mask_matches
 from relaychat.protocol.chanreg import auto_mode
 from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, USER
-from relaychat.protocol.handlers.chathistory import replay_on_join
 from relaychat.protocol.handlers.common import (
     channel_visible,
     is_chanop,
@@ -31,7 +30,7 @@ from relaychat.protocol.handlers.common import (
 )
 from relaychat.protocol.handlers.metadata import sync_after_join
 from relaychat.protocol.handlers.silence import silences
-from relaychat.protocol.history import CHATHISTORY_CAP
+from relaychat.protocol.history import CHATHISTORY_CAP, replay_on_join
 from relaychat.protocol.identity import join_events
 from relaychat.protocol.message import pack, truncate_utf8
 

@@ -36,11 +36,11 @@ from relaychat.protocol.timebase import server_time
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.message import Message
-    from relaychat.protocol.state import Channel, Session
+    from relaychat.protocol.state import Session
     from relaychat.protocol.storage import Store
     from relaychat.protocol.timebase import Now
 
-__all__ = ["handle_chathistory", "parse_reference", "query_rows", "replay_on_join"]
+__all__ = ["handle_chathistory", "parse_reference", "query_rows"]
 
 CMD = "CHATHISTORY"
 REF_MAX = 100  # characters of a reference: a msgid or a timestamp is far shorter
@@ -154,28 +154,6 @@ def handle_chathistory(core: ServerCore, sess: Session, msg: Message, now: Now) 
             return
         lines = [row_bytes(r, sess) for r in rows]
         core.output.send_batch(sess, "chathistory", [shown], lines)
-
-    core.submit(Op(run, then, sess, pool="history-read"))
-
-
-def replay_on_join(core: ServerCore, sess: Session, chan: Channel, lines: int) -> None:
-    """``[history] autoreplay_lines``: the channel's last messages to a client that
-    joined without ``draft/chathistory`` (in a ``chathistory`` batch if it has
-    ``batch``; with their original times if it has ``server-time``)."""
-    key = chan.folded
-    name = chan.name
-
-    def run() -> list[HistoryRow]:
-        store = core.store
-        assert store is not None
-        try:
-            return store.history_window(key, None, None, lines, True, False)
-        except StoreError:
-            return []  # a replay is a courtesy: the join stands without it
-
-    def then(rows: list[HistoryRow]) -> None:
-        if rows:
-            core.output.send_batch(sess, "chathistory", [name], [row_bytes(r, sess) for r in rows])
 
     core.submit(Op(run, then, sess, pool="history-read"))
 
