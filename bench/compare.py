@@ -168,10 +168,11 @@ def _find_binary(name: str) -> str:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin") or name
 
 
-def _relaychat(engine: str) -> Server:
+def _relaychat(engine: str, history: bool = True) -> Server:
     def prepare(d: Path, port: int) -> Launch:
         conf = d / "relaychat.toml"
-        conf.write_text(RELAYCHAT_TOML)
+        # the store (and history in it) is a file in the run's directory
+        conf.write_text(RELAYCHAT_TOML + ("" if history else "[history]\nenabled = false\n"))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
@@ -204,7 +205,9 @@ def _relaychat(engine: str) -> Server:
         except (OSError, KeyError, ValueError):
             return "relaychat"
 
-    return Server(f"relaychat-{engine}", prepare, version)
+    name = f"relaychat-{engine}" + ("" if history else "-nohistory")
+    note = "" if history else "relaychat with [history] enabled = false."
+    return Server(name, prepare, version, note=note)
 
 
 def _inspircd() -> Server:
@@ -272,8 +275,18 @@ def _miniircd() -> Server:
 
 SERVERS: dict[str, Server] = {
     s.name: s
-    for s in (_relaychat("loop"), _relaychat("threads"), _inspircd(), _ngircd(), _miniircd())
+    for s in (
+        _relaychat("loop"),
+        _relaychat("threads"),
+        _inspircd(),
+        _ngircd(),
+        _miniircd(),
+        _relaychat("loop", history=False),
+        _relaychat("threads", history=False),
+    )
 }
+# the history-off variants only when asked for (--servers relaychat-loop,relaychat-loop-nohistory)
+DEFAULT_SERVERS = [name for name in SERVERS if not name.endswith("-nohistory")]
 SCENARIOS = ("fanout", "private", "idle", "idle50k")
 # idle50k is left out of a default run: it needs open-file limits above 50,000 (see
 # ensure_nofile()), a server that registers ~1000 clients/s needs over a minute for it, and
@@ -926,8 +939,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--servers",
         type=_csv(list(SERVERS)),
-        default=list(SERVERS),
-        help="comma-separated; default: " + ",".join(SERVERS),
+        default=DEFAULT_SERVERS,
+        help="comma-separated, of " + ",".join(SERVERS) + "; default: " + ",".join(DEFAULT_SERVERS),
     )
     ap.add_argument(
         "--scenarios",
