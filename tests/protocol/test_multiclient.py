@@ -389,3 +389,35 @@ def test_a_turn_of_channel_changes_is_one_store_write(clock: Clock) -> None:
     s1.send("PART #a,#b")
     assert store.rows == before + 2
     assert [name for name, _ in store.always_on_users()[0].channels] == ["#c", "#d", "#e"]
+
+
+def test_a_returning_always_on_user_gets_what_it_missed(aon: ServerCore, clock: Clock) -> None:
+    core = aon
+    s1 = login(core, clock, "alice", "alice")
+    s1.send("JOIN #c")
+    bob = plain(core, clock, "bob")
+    bob.send("JOIN #c")
+    bob.send("PRIVMSG #c :before she left")
+    clock.advance(1)
+    s1.send("QUIT :bye")
+    clock.advance(1)
+    bob.send("PRIVMSG #c :while away 1")
+    bob.send("PRIVMSG #c :while away 2")
+    bob.send("PRIVMSG alice :are you there")
+    bob.take()
+    s2 = login(core, clock, "alice", "alice", caps="batch server-time")
+    got = _welcomed(s2)
+    missed = [(m.params[0], m.params[1]) for m in got if m.command == "PRIVMSG"]
+    assert missed == [
+        ("#c", "while away 1"),
+        ("#c", "while away 2"),
+        ("alice", "are you there"),
+    ]
+    assert all("batch" in m.tags and "time" in m.tags for m in got if m.command == "PRIVMSG")
+    assert [m.command for m in got].index("JOIN") < [m.command for m in got].index("PRIVMSG")
+    # a client with draft/chathistory asks for itself: nothing pushed
+    s2.send("QUIT")
+    clock.advance(1)
+    bob.send("PRIVMSG #c :again")
+    s3 = login(core, clock, "alice", "alice", caps="batch draft/chathistory")
+    assert not [m for m in _welcomed(s3) if m.command == "PRIVMSG"]

@@ -57,6 +57,7 @@ __all__ = [
     "History",
     "conversation_key",
     "party",
+    "replay_missed",
     "replay_on_join",
     "row_bytes",
 ]
@@ -320,6 +321,43 @@ def replay_on_join(core: ServerCore, sess: Session, chan: Channel, lines: int) -
 
     def then(rows: list[HistoryRow]) -> None:
         if rows:
+            core.output.send_batch(sess, "chathistory", [name], [row_bytes(r, sess) for r in rows])
+
+    core.submit(Op(run, then, sess, pool="history-read"))
+
+
+def replay_missed(core: ServerCore, sess: Session, user: User, since: float) -> None:
+    """An always-on user's connection came back after ``since`` (wall time): a
+    client without ``draft/chathistory`` gets what was said meanwhile in each of
+    its channels and private conversations (the latest ``chathistory_limit`` of
+    each), one ``chathistory`` batch per target. Clients with the capability ask
+    for it themselves (``CHATHISTORY AFTER <target> timestamp=...``)."""
+    history = core.history
+    if history is None:
+        return
+    after = stamp_ms(since)
+    limit = history.config.chathistory_limit
+    channels = [(chan.folded, chan.name) for chan in user.channels.values()]
+    owner = party(core, user)
+
+    def run() -> list[tuple[str, list[HistoryRow]]]:
+        store = core.store
+        assert store is not None
+        try:
+            targets = list(channels)
+            found = store.history_targets([], owner, after, 1 << 62, 1000)
+            targets += [(key, name) for key, name, _ in found]
+            out = []
+            for key, name in targets:
+                rows = store.history_window(key, ("time", after, False), None, limit, True, False)
+                if rows:
+                    out.append((name, rows))
+            return out
+        except StoreError:
+            return []  # a courtesy: the connection works without it
+
+    def then(missed: list[tuple[str, list[HistoryRow]]]) -> None:
+        for name, rows in missed:
             core.output.send_batch(sess, "chathistory", [name], [row_bytes(r, sess) for r in rows])
 
     core.submit(Op(run, then, sess, pool="history-read"))

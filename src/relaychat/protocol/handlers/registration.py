@@ -18,6 +18,7 @@ from relaychat.protocol.handlers.common import parse_int, safe_param
 from relaychat.protocol.handlers.metadata import send_own_metadata
 from relaychat.protocol.handlers.serverbans import refuse_if_klined
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
+from relaychat.protocol.history import CHATHISTORY_CAP, replay_missed
 from relaychat.protocol.message import Message, truncate_utf8
 from relaychat.protocol.multiclient import add_session, logged_in, owner_to_attach
 
@@ -262,6 +263,7 @@ def attach(core: ServerCore, sess: Session, now: Now) -> bool:
             error=f"Too many connections for account {owner.account} (at most {limit})",
         )
         return True
+    missed_since = owner.last_seen  # an always-on user coming back: since when
     add_session(core, owner, sess, now)
     send_welcome(core, sess)
     send = core.output.send_bytes
@@ -279,6 +281,8 @@ def attach(core: ServerCore, sess: Session, now: Now) -> bool:
             send_names(core, sess, chan)
     if owner.away is not None:
         core.reply(sess, N.RPL_NOWAWAY, "You have been marked as being away")
+    if missed_since is not None and CHATHISTORY_CAP not in sess.caps:
+        replay_missed(core, sess, owner, missed_since)
     return True
 
 
