@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from relaychat.protocol.handlers.chathistory import query_rows  # noqa: E402
 from relaychat.protocol.storage import HistoryRow  # noqa: E402
 from relaychat.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -131,24 +132,20 @@ def fill(path: str, total: int) -> int:
 def bench_store_queries(path: str, main: int, queries: int) -> None:
     store = SQLiteStore(path)
     rng = random.Random(1)
+    # what the server's worker thread runs for each subcommand (msgid lookup included)
     for name, call in (
-        ("LATEST *", lambda s: store.history_window(CHANNEL, None, None, 100, True, False)),
+        ("LATEST *", lambda s: query_rows(store, CHANNEL, "LATEST", [("*", "")], 100, False, None)),
         (
             "BEFORE msgid",
-            lambda s: store.history_window(CHANNEL, None, ("seq", s, False), 100, True, False),
+            lambda s: query_rows(store, CHANNEL, "BEFORE", [("msgid", msgid(s))], 100, False, None),
         ),
         (
             "BEFORE timestamp",
-            lambda s: store.history_window(
-                CHANNEL, None, ("time", T0 + s, False), 100, True, False
-            ),
+            lambda s: query_rows(store, CHANNEL, "BEFORE", [("time", T0 + s)], 100, False, None),
         ),
         (
             "AROUND msgid",
-            lambda s: (
-                store.history_window(CHANNEL, None, ("seq", s, False), 50, True, False)
-                + store.history_window(CHANNEL, ("seq", s, True), None, 50, False, False)
-            ),
+            lambda s: query_rows(store, CHANNEL, "AROUND", [("msgid", msgid(s))], 100, False, None),
         ),
     ):
         times = []
