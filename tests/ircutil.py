@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,26 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed (.ci/run installs it)")
         pytest.skip(f"{name} is not installed (apt-get install {name})")
     return path
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def client(self, nick: str, caps: tuple[str, ...] = ()) -> RawClient:
+        c = RawClient(self.port)
+        c.register(nick, caps)  # with caps: CAP LS 302, so cap-notify too
+        return c
+
+    def exit_code_within(self, seconds: float) -> int:
+        try:
+            return self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"server still running {seconds}s later; stderr:\n{self.stderr()}"
+            ) from None

@@ -8,15 +8,11 @@ from __future__ import annotations
 import base64
 import signal
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from ircutil import RawClient, child_cwd, child_env, free_port, wait_for, wait_listening
+from ircutil import RawClient, Server, wait_for
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
 
@@ -132,37 +128,6 @@ def test_hostile_chanserv_input_is_answered_only_to_the_sender(
 
 
 # ------------------------------------------------------- restart, a real process
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[str, Path], tuple[subprocess.Popen[bytes], int]]]:
-    """``serve(engine, config)`` -> a listening ``relaychat serve`` process and
-    its port; every process is killed and reaped at teardown."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(engine: str, conf: Path) -> tuple[subprocess.Popen[bytes], int]:
-        for _ in range(3):  # the free port may be taken between probe and bind
-            port = free_port()
-            err = (tmp_path / f"serve-{port}.stderr").open("wb")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "relaychat", "serve", "--config", str(conf)]
-                + ["--host", "127.0.0.1", "--port", str(port), "--engine", engine],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=child_env(),
-                cwd=child_cwd(),
-            )
-            err.close()
-            procs.append(proc)
-            if wait_listening(proc, port):
-                return proc, port
-        raise AssertionError("relaychat serve did not start")
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 def _sasl_plain(port: int, nick: str) -> RawClient:
     c = RawClient(port)
     c.send("CAP LS 302")
@@ -180,7 +145,7 @@ def _sasl_plain(port: int, nick: str) -> RawClient:
 
 
 def test_a_registered_channel_survives_a_restart_of_the_process(
-    serve: Callable[[str, Path], tuple[subprocess.Popen[bytes], int]],
+    spawn: Callable[..., Server],
     engine: str,
     tmp_path: Path,
 ) -> None:
@@ -202,7 +167,8 @@ def test_a_registered_channel_survives_a_restart_of_the_process(
         finally:
             conn.close()
 
-    proc, port = serve(engine, conf)
+    server = spawn(engine, "--config", str(conf))
+    proc, port = server.proc, server.port
     founder = RawClient(port)
     founder.register("founder")
     try:
@@ -226,7 +192,8 @@ def test_a_registered_channel_survives_a_restart_of_the_process(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
 
-    proc, port = serve(engine, conf)
+    server = spawn(engine, "--config", str(conf))
+    proc, port = server.proc, server.port
     newcomer = RawClient(port)
     newcomer.register("newcomer")
     try:
@@ -263,7 +230,7 @@ def test_a_registered_channel_survives_a_restart_of_the_process(
 
 
 def test_state_changed_just_before_sigterm_is_written(
-    serve: Callable[[str, Path], tuple[subprocess.Popen[bytes], int]],
+    spawn: Callable[..., Server],
     engine: str,
     tmp_path: Path,
 ) -> None:
@@ -272,7 +239,8 @@ def test_state_changed_just_before_sigterm_is_written(
     db = tmp_path / "chanserv.db"
     conf = tmp_path / "chanserv.toml"
     conf.write_text(f'[server]\nlog_level = "WARNING"\n\n[store]\npath = "{db}"\n')
-    proc, port = serve(engine, conf)
+    server = spawn(engine, "--config", str(conf))
+    proc, port = server.proc, server.port
     c = RawClient(port)
     c.register("founder")
     try:

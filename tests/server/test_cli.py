@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,40 +25,16 @@ import pytest
 from ircutil import (
     STARTUP_TIMEOUT,
     RawClient,
+    Server,
     child_cwd,
     child_env,
-    free_port,
     wait_for,
-    wait_listening,
 )
 from relaychat import __version__
 from relaychat.cli import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "relaychat.example.toml"
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    stderr_path: Path
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def client(self, nick: str, caps: tuple[str, ...] = ()) -> RawClient:
-        c = RawClient(self.port)
-        c.register(nick, caps)  # with caps: CAP LS 302, so cap-notify too
-        return c
-
-    def exit_code_within(self, seconds: float) -> int:
-        try:
-            return self.proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"server still running {seconds}s later; stderr:\n{self.stderr()}"
-            ) from None
 
 
 def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
@@ -71,41 +46,6 @@ def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[st
         cwd=child_cwd(),
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """``spawn(engine, *extra_args)`` -> a listening ``relaychat serve`` on a free port
-    (``--host 127.0.0.1 --port P``; ``host=None``: ``--port P`` only)."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(engine: str, *extra: str, host: str | None = "127.0.0.1") -> Server:
-        for attempt in range(3):  # the free port may be taken between probe and bind
-            port = free_port()
-            err_path = tmp_path / f"serve-{port}.stderr"
-            flags = ["--port", str(port)] if host is None else ["--host", host, "--port", str(port)]
-            with err_path.open("wb") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "relaychat", "serve", *flags]
-                    + ["--engine", engine, *extra],
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    env=child_env(),
-                    cwd=child_cwd(),
-                )
-            procs.append(proc)
-            server = Server(proc, port, err_path)
-            if wait_listening(proc, port):
-                return server
-            if "in use" not in server.stderr() or attempt == 2:
-                pytest.fail(f"server exited with {proc.returncode}:\n{server.stderr()}")
-        raise AssertionError("unreachable")
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 LISTENING = re.compile(r"listening on (\S+) port (\d+)")
