@@ -168,11 +168,24 @@ def _find_binary(name: str) -> str:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin") or name
 
 
-def _relaychat(engine: str, history: bool = True) -> Server:
+# relaychat variants: name suffix -> [history] settings (and the note that says so)
+HISTORY_VARIANTS = {
+    "": ("", ""),
+    "-nohistory": ("enabled = false", "relaychat with [history] enabled = false."),
+    "-writebehind": (
+        "relay_after_commit = false",
+        "relaychat with [history] relay_after_commit = false (history written behind the relay).",
+    ),
+}
+
+
+def _relaychat(engine: str, variant: str = "") -> Server:
+    history, note = HISTORY_VARIANTS[variant]
+
     def prepare(d: Path, port: int) -> Launch:
         conf = d / "relaychat.toml"
         # the store (and history in it) is a file in the run's directory
-        conf.write_text(RELAYCHAT_TOML + ("" if history else "[history]\nenabled = false\n"))
+        conf.write_text(RELAYCHAT_TOML + (f"[history]\n{history}\n" if history else ""))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
@@ -205,9 +218,7 @@ def _relaychat(engine: str, history: bool = True) -> Server:
         except (OSError, KeyError, ValueError):
             return "relaychat"
 
-    name = f"relaychat-{engine}" + ("" if history else "-nohistory")
-    note = "" if history else "relaychat with [history] enabled = false."
-    return Server(name, prepare, version, note=note)
+    return Server(f"relaychat-{engine}{variant}", prepare, version, note=note)
 
 
 def _inspircd() -> Server:
@@ -281,12 +292,13 @@ SERVERS: dict[str, Server] = {
         _inspircd(),
         _ngircd(),
         _miniircd(),
-        _relaychat("loop", history=False),
-        _relaychat("threads", history=False),
+        *(_relaychat(e, v) for v in HISTORY_VARIANTS if v for e in ("loop", "threads")),
     )
 }
-# the history-off variants only when asked for (--servers relaychat-loop,relaychat-loop-nohistory)
-DEFAULT_SERVERS = [name for name in SERVERS if not name.endswith("-nohistory")]
+# the history variants only when asked for (--servers relaychat-loop,relaychat-loop-nohistory)
+DEFAULT_SERVERS = [
+    name for name in SERVERS if not any(v and name.endswith(v) for v in HISTORY_VARIANTS)
+]
 SCENARIOS = ("fanout", "private", "idle", "idle50k")
 # idle50k is left out of a default run: it needs open-file limits above 50,000 (see
 # ensure_nofile()), a server that registers ~1000 clients/s needs over a minute for it, and

@@ -104,6 +104,7 @@ def test_every_key_has_a_rule() -> None:
 BAD_VALUES: list[tuple[str, str]] = [
     ("[history]\nenabled = 1", "history.enabled"),
     ("[history]\nprivate = 'yes'", "history.private"),
+    ("[history]\nrelay_after_commit = 'no'", "history.relay_after_commit"),
     ("[history]\nmax_age = -1", "history.max_age"),
     ("[history]\nmax_lines = -5", "history.max_lines"),
     ("[history]\nchathistory_limit = 0", "history.chathistory_limit"),

@@ -227,6 +227,10 @@ class HistoryConfig:
     committed, so a crash never loses a line that a client saw."""
 
     enabled: bool = True
+    # relay a message only once its row is committed (a crash loses nothing any
+    # client saw); false: relay at once and write behind (faster; a crash may
+    # lose the last few milliseconds of history)
+    relay_after_commit: bool = True
     private: bool = True  # keep private messages too (between the two parties)
     max_age: float = 30.0  # days a message is kept (0: forever)
     max_lines: int = 10_000  # messages kept per channel or conversation (0: no limit)
@@ -570,6 +574,7 @@ _RULES: dict[str, Rule] = {
     "store.commit_rows": _Range(1, 100_000),
     "store.commit_ms": _Range(0.0, 1000.0),
     "history.enabled": _anything,  # true or false: checked by type
+    "history.relay_after_commit": _anything,
     "history.private": _anything,
     "history.max_age": _Range(0.0, 36500.0),
     "history.max_lines": _Range(0, 100_000_000),

@@ -402,3 +402,18 @@ def test_autoreplay_on_join_for_clients_without_chathistory() -> None:
     modern.register("modern", caps=CAPS)
     modern.send("JOIN #c")
     assert not [m for m in modern.take() if m.command == "PRIVMSG"]  # it asks when it wants
+
+
+def test_write_behind_relays_at_once_and_still_keeps_history() -> None:
+    config = Config(history=HistoryConfig(relay_after_commit=False))
+    clock, core, alice, bob = setup(config)
+    alice.feed(b"PRIVMSG #c :fast\r\n", flush=False)
+    out = core.data_to_send()  # not held: the commit runs behind
+    assert any(b"fast" in data for _, data, _ in out)
+    ops = core.ops_to_run()
+    assert [op.pool for op in ops] == ["history"]
+    for op in ops:
+        op.result = op.run()
+        core.op_done(op, clock.now)
+    pump(core)
+    assert texts(history(bob, "CHATHISTORY LATEST #c * 10")[0]) == ["fast"]

@@ -71,7 +71,12 @@ from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.chanreg import ChannelWriter, load_channels, logged_in
 from relaychat.protocol.cloaking import Cloaker
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
-from relaychat.protocol.history import CHATHISTORY_CAP, EVENT_PLAYBACK_CAP, History
+from relaychat.protocol.history import (
+    CHATHISTORY_CAP,
+    COMMITS_IN_FLIGHT,
+    EVENT_PLAYBACK_CAP,
+    History,
+)
 from relaychat.protocol.identity import account_changed, change_host
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text, truncate_utf8
@@ -200,15 +205,15 @@ class ServerCore:
         self.created_text = ctime_utc(now.wall)
         self.timers = Timers()
         # "bans", "chanstate" (registered channels) and "always_on": writes one at
-        # a time, so that they commit in order; "history":
-        # one commit at a time (rows recorded meanwhile go in the next)
+        # a time, so that they commit in order; "history": the commits of
+        # history rows (see protocol/history.py)
         self.ops = Ops(
             {
                 "hash": 2,
                 "store": 16,
                 "bans": 1,
                 "chanstate": 1,
-                "history": 1,
+                "history": COMMITS_IN_FLIGHT,
                 "history-read": 4,
                 "prune": 1,
                 "mail": 4,

@@ -13,10 +13,12 @@ Theory of operation
   names both parties (:func:`conversation_key`).
 * **Relayed after the commit.** The output of a turn that recorded rows is held
   (``gate``) until a store operation has committed them; output of later turns
-  waits behind it, so every connection still gets its bytes in order. One
-  commit runs at a time: rows recorded meanwhile wait and go in the next one
-  (group commit in the core: under load, one transaction carries the rows of
-  many turns). A client therefore never receives a message that a ``kill -9``
+  waits behind it, so every connection still gets its bytes in order. Up to
+  :data:`COMMITS_IN_FLIGHT` commits are handed to the store at once (its writer
+  groups what is queued into one transaction); output is released in commit
+  order whatever order they finish in. Rows recorded while all are busy wait and
+  go in the next one, so under load one commit carries the rows of many turns.
+  A client therefore never receives a message that a ``kill -9``
   could take out of CHATHISTORY. If the store fails, the output is released all
   the same (the chat goes on) and the failure is logged loudly; held output over
   :data:`HELD_MAX` bytes (a stalled disk) is released too.
@@ -33,6 +35,7 @@ messages.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +85,7 @@ RECORDED: dict[str, bool] = {
 }
 PRIVATE = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
+COMMITS_IN_FLIGHT = 4  # commits handed to the store at once (it groups them)
 HELD_MAX = 64 << 20  # bytes of output held for a commit before it is released anyway
 
 Out = list[tuple[Any, bytes, bool]]
@@ -122,6 +126,20 @@ def row_bytes(row: HistoryRow, sess: Session) -> bytes:
     return (line + "\r\n").encode("utf-8", "replace")
 
 
+def _size(out: Out) -> int:
+    return sum(len(data) for _, data, _ in out)
+
+
+class _Commit:
+    """One commit handed to the store, and the output that waits for it."""
+
+    __slots__ = ("done", "out")
+
+    def __init__(self, out: Out) -> None:
+        self.done = False
+        self.out = out
+
+
 class History:
     def __init__(self, core: ServerCore, store: Store, config: HistoryConfig) -> None:
         self.core = core
@@ -129,19 +147,23 @@ class History:
         self.config = config
         self.heads: dict[str, int] = store.history_heads()  # target -> last seq
         self._excluded: dict[str, bool] = {}  # folded channel -> not recorded
+        self._peers: dict[tuple[str, str], str] = {}  # (party, conversation) -> name written
         self.rows: list[HistoryRow] = []  # recorded, not yet handed to a commit
-        self.committing = False  # a commit is running
-        self.waiting: Out = []  # output held for the running commit
-        self.next_out: Out = []  # output held for the commit after it
+        self.inflight: deque[_Commit] = deque()  # commits running, oldest first
+        self.next_out: Out = []  # output held for rows that wait for a free commit
         self.held_bytes = 0
         self.ready: Out = []  # released, for the next data_to_send
         self.stopped = False
+        self._wall = -1.0  # the last event time converted to milliseconds ...
+        self._ms = 0  # ... and what it became
         self.rows_committed = 0  # for STATS and the tests
         self.commits = 0
 
     def configure(self, config: HistoryConfig) -> None:
         self.config = config
         self._excluded.clear()
+        if not config.relay_after_commit:
+            self._release_all()  # nothing waits for a commit any more
 
     # ------------------------------------------------------------ recording
     def record(self, ev: Event) -> None:
@@ -167,9 +189,17 @@ class History:
                 return
             a, b = party(self.core, actor), party(self.core, target)
             key = conversation_key(a, b)
-            peers: tuple[tuple[str, str, str], ...] = ((a, target.name, target.nick_folded or ""),)
-            if b != a:
+            # a conversation's parties are written when new or renamed, not per message
+            seen = self._peers
+            peers: tuple[tuple[str, str, str], ...] = ()
+            if seen.get((a, key)) != target.name:
+                seen[(a, key)] = target.name
+                peers += ((a, target.name, target.nick_folded or ""),)
+            if b != a and seen.get((b, key)) != actor.name:
+                seen[(b, key)] = actor.name
                 peers += ((b, actor.name, actor.nick_folded or ""),)
+            if len(seen) > 100_000:
+                seen.clear()
             self._add(key, ev, event, peers)
         elif audience == PEERS and ev.command in ("QUIT", "NICK"):
             actor = ev.actor
@@ -193,25 +223,27 @@ class History:
     def _add(
         self, key: str, ev: Event, event: bool, peers: tuple[tuple[str, str, str], ...]
     ) -> None:
-        seq = self.heads.get(key, 0) + 1
-        self.heads[key] = seq
+        heads = self.heads
+        seq = heads[key] = heads.get(key, 0) + 1
+        wall = ev.time
+        if wall != self._wall:  # the events of a turn share their time: converted once
+            self._wall = wall
+            self._ms = stamp_ms(wall)
         actor = ev.actor
-        tags = ""
-        if ev.tags:
-            tags = ";".join(
-                k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in ev.tags.items()
-            )
+        tags = ev.tags
         self.rows.append(
             HistoryRow(
                 key,
                 seq,
                 ev.msgid,
-                stamp_ms(ev.time),
+                self._ms,
                 event,
                 ev.line,
                 actor.account if actor is not None else None,
                 actor is not None and "B" in actor.modes,
-                tags,
+                ";".join(k if v == "" else f"{k}={escape_tag_value(v)}" for k, v in tags.items())
+                if tags
+                else "",
                 peers,
             )
         )
@@ -222,20 +254,36 @@ class History:
         the rest is held until the rows recorded before it are committed."""
         if self.stopped:
             return self.take_ready() + out
-        if not self.committing:
-            if not self.rows:
-                return self.take_ready() + out if self.ready else out
-            self._start(out)
+        inflight = self.inflight
+        if not self.config.relay_after_commit:  # written behind the relay: faster, less safe
+            if self.rows and len(inflight) < COMMITS_IN_FLIGHT:
+                self._start([])
+            return self.take_ready() + out if self.ready else out
+        if self.rows:
+            if len(inflight) < COMMITS_IN_FLIGHT:
+                self.held_bytes += _size(out)
+                self._start(self.next_out + out)
+                self.next_out = []
+            else:  # waits for a free commit, with the rows it follows
+                self._hold(self.next_out, out)
         elif out:
-            self.next_out += out
-            self.held_bytes += sum(len(data) for _, data, _ in out)
-            if self.held_bytes > HELD_MAX:
-                log.error(
-                    "history: %d bytes of output waited for a commit; released unwritten",
-                    self.held_bytes,
-                )
-                self._release_all()
+            if self.next_out:
+                self._hold(self.next_out, out)
+            elif inflight:
+                self._hold(inflight[-1].out, out)  # behind every commit before it
+            else:
+                return self.take_ready() + out if self.ready else out
         return self.take_ready()
+
+    def _hold(self, into: Out, out: Out) -> None:
+        into += out
+        self.held_bytes += _size(out)
+        if self.held_bytes > HELD_MAX:
+            log.error(
+                "history: %d bytes of output waited for commits; released unwritten",
+                self.held_bytes,
+            )
+            self._release_all()
 
     def take_ready(self) -> Out:
         ready = self.ready
@@ -245,8 +293,8 @@ class History:
     def _start(self, out: Out) -> None:
         rows = self.rows
         self.rows = []
-        self.committing = True
-        self.waiting = out
+        commit = _Commit(out)
+        self.inflight.append(commit)
         store = self.store
 
         def run() -> BaseException | None:
@@ -257,31 +305,40 @@ class History:
             return None
 
         def then(error: BaseException | None) -> None:
-            self._committed(len(rows), error)
+            self._committed(commit, len(rows), error)
 
         self.core.submit(Op(run, then, None, pool="history"))
 
-    def _committed(self, count: int, error: BaseException | None) -> None:
+    def _committed(self, commit: _Commit, count: int, error: BaseException | None) -> None:
         if error is not None:
             log.error("history: %d rows not written, relayed anyway: %s", count, error)
         else:
             self.rows_committed += count
             self.commits += 1
-        self.ready += self.waiting
-        self.waiting = []
-        self.committing = False
-        if self.rows and not self.stopped:
+        commit.done = True
+        inflight = self.inflight
+        while inflight and inflight[0].done:  # in order: a commit's output waits for those before
+            out = inflight.popleft().out
+            self.held_bytes -= _size(out)
+            self.ready += out
+        if self.stopped:
+            return
+        if self.rows and len(inflight) < COMMITS_IN_FLIGHT:
             nxt, self.next_out = self.next_out, []
-            self.held_bytes = sum(len(data) for _, data, _ in nxt)
             self._start(nxt)
-        else:
-            self.ready += self.next_out
+        elif self.next_out and not self.rows:
+            if inflight:
+                inflight[-1].out += self.next_out
+            else:
+                self.ready += self.next_out
+                self.held_bytes -= _size(self.next_out)
             self.next_out = []
-            self.held_bytes = 0
 
     def _release_all(self) -> None:
-        self.ready += self.waiting + self.next_out
-        self.waiting = []
+        for commit in self.inflight:
+            self.ready += commit.out
+            commit.out = []
+        self.ready += self.next_out
         self.next_out = []
         self.held_bytes = 0
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "AccessEntry",
@@ -160,8 +160,7 @@ class ServerBanStore(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
     """One stored message or event. ``target`` is the history key (a folded
     channel name, or a conversation key for private messages, see
     :mod:`relaychat.protocol.history`); ``seq`` orders a target's rows (1, 2, ...,
@@ -172,7 +171,11 @@ class HistoryRow:
     tags as on the wire (``+a=1;+b``), ``""`` for none. ``peers`` (private
     messages only, not a column): (owner, the other party's name as shown, that
     name folded) for each party, so that CHATHISTORY finds a conversation by the
-    other party's nick and TARGETS lists a user's conversations."""
+    other party's nick and TARGETS lists a user's conversations.
+
+    A tuple: one is made per relayed message, on the core's thread, and a batch of
+    them serialises to JSON in one call (the SQLite backend inserts a whole
+    batch with one statement)."""
 
     target: str
     seq: int

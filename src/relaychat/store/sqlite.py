@@ -91,10 +91,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (kind, mask)
     );
     """,
-    # 3: history (CHATHISTORY): rows ordered per target by seq; heads hold each
-    # target's last seq; peers list each party's private conversations
+    # 3: history (CHATHISTORY): rows ordered per target by seq (appended at the
+    # rowid's end: a commit dirties few pages whatever the number of targets; a
+    # time is found by a binary search on seq, not an index); peers list each
+    # party's private conversations
     """
     CREATE TABLE history (
+        id INTEGER PRIMARY KEY,
         target TEXT NOT NULL,
         seq INTEGER NOT NULL,
         msgid TEXT NOT NULL,
@@ -104,15 +107,9 @@ MIGRATIONS: list[str] = [
         account TEXT,
         bot INTEGER NOT NULL DEFAULT 0,
         tags TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (target, seq)
-    ) WITHOUT ROWID;
+        UNIQUE (target, seq)
+    );
     CREATE INDEX history_msgid ON history (msgid);
-    CREATE INDEX history_time ON history (target, time);
-    CREATE TABLE history_heads (
-        target TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        time INTEGER NOT NULL
-    ) WITHOUT ROWID;
     CREATE TABLE history_peers (
         owner TEXT NOT NULL,
         target TEXT NOT NULL,
@@ -203,6 +200,12 @@ _STOP = object()
 _HISTORY_COLUMNS = "target, seq, msgid, time, event, line, account, bot, tags"
 
 
+_INSERT_HISTORY = f"INSERT OR REPLACE INTO history ({_HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+_UPSERT_PEERS = (
+    "INSERT OR REPLACE INTO history_peers (owner, target, name, peer, time) VALUES (?,?,?,?,?)"
+)
+
+
 def _history_row(row: tuple[Any, ...]) -> HistoryRow:
     target, seq, msgid, when, event, line, account, bot, tags = row
     return HistoryRow(target, seq, msgid, when, bool(event), line, account, bool(bot), tags)
@@ -216,37 +219,21 @@ class _HistoryMixin:
     _write: Callable[..., Any]
 
     def history_heads(self) -> dict[str, int]:
-        return {str(t): int(seq) for t, seq in self._read("SELECT target, seq FROM history_heads")}
+        rows = self._read("SELECT target, max(seq) FROM history GROUP BY target")
+        return {str(t): int(seq) for t, seq in rows}
 
     def append_history(self, rows: Sequence[HistoryRow]) -> None:
         if not rows:
             return
-        values = [
-            (r.target, r.seq, r.msgid, r.time, int(r.event), r.line, r.account, int(r.bot), r.tags)
-            for r in rows
+        values = [r[:9] for r in rows]  # the columns, in _HISTORY_COLUMNS' order
+        peers = [
+            (owner, r.target, name, fold, r.time) for r in rows for owner, name, fold in r.peers
         ]
-        heads: dict[str, tuple[int, int]] = {}
-        peers: dict[tuple[str, str], tuple[str, str, int]] = {}
-        for r in rows:
-            heads[r.target] = (r.seq, r.time)
-            for owner, name, folded in r.peers:
-                peers[(owner, r.target)] = (name, folded, r.time)
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO history ({_HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                values,
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO history_heads (target, seq, time) VALUES (?, ?, ?)",
-                [(t, seq, when) for t, (seq, when) in heads.items()],
-            )
+            conn.executemany(_INSERT_HISTORY, values)
             if peers:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO history_peers (owner, target, name, peer, time)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(o, t, n, folded, when) for (o, t), (n, folded, when) in peers.items()],
-                )
+                conn.executemany(_UPSERT_PEERS, peers)
 
         self._write(insert, urgent=True)
 
@@ -264,20 +251,40 @@ class _HistoryMixin:
             if inclusive:
                 return value
             return value + 1 if lower else value - 1
-        if lower:
-            op = ">=" if inclusive else ">"
-            sql = (
-                f"SELECT seq FROM history WHERE target = ? AND time {op} ?"
-                " ORDER BY time, seq LIMIT 1"
+        span = self._read("SELECT min(seq), max(seq) FROM history WHERE target = ?", (target,))
+        if not span or span[0][0] is None:
+            return None
+        first, last = int(span[0][0]), int(span[0][1])
+        if lower:  # the first row past the time (time > value, or >= if inclusive)
+            return self._first_past(target, first, last, value, strict=not inclusive)
+        # upper: every row before the first that is past the time
+        past = self._first_past(target, first, last, value, strict=inclusive)
+        if past is None:
+            return last
+        return past - 1 if past > first else None
+
+    def _first_past(self, target: str, lo: int, hi: int, when: int, strict: bool) -> int | None:
+        """The smallest seq in [lo, hi] whose time is > ``when`` (``strict``) or >=;
+        a binary search on seq, about log2(rows) index probes (times grow with seq:
+        a wall clock stepped back only blurs a bound by the step)."""
+        found: int | None = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            rows = self._read(
+                "SELECT seq, time FROM history WHERE target = ? AND seq >= ? AND seq <= ?"
+                " ORDER BY seq LIMIT 1",
+                (target, mid, hi),
             )
-        else:
-            op = "<=" if inclusive else "<"
-            sql = (
-                f"SELECT seq FROM history WHERE target = ? AND time {op} ?"
-                " ORDER BY time DESC, seq DESC LIMIT 1"
-            )
-        rows = self._read(sql, (target, value))
-        return int(rows[0][0]) if rows else None
+            if not rows:  # a gap (pruned rows) up to hi
+                hi = mid - 1
+                continue
+            seq, t = int(rows[0][0]), int(rows[0][1])
+            if t > when if strict else t >= when:
+                found = seq
+                hi = mid - 1
+            else:
+                lo = seq + 1
+        return found
 
     def history_window(
         self,
@@ -337,34 +344,40 @@ class _HistoryMixin:
                 )
             ]
         for key, name in named:
+            last = self._seq_bound(key, ("time", before, False), lower=False)
+            if last is None:
+                continue
             rows = self._read(
-                "SELECT max(time) FROM history WHERE target = ? AND time > ? AND time < ?",
-                (key, after, before),
+                "SELECT time FROM history WHERE target = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+                (key, last),
             )
-            if rows and rows[0][0] is not None:
+            if rows and int(rows[0][0]) > after:
                 found.append((key, name, int(rows[0][0])))
         found.sort(key=lambda item: (item[2], item[0]))
         return found[:limit]
 
     def prune_history(self, before: int | None, max_lines: int) -> int:
         heads = self.history_heads()
-        targets = sorted(heads)
+        # per target, the last seq to delete: older than ``before``, or past max_lines
+        cut: dict[str, int] = {}
+        for target, head in heads.items():
+            upto = head - max_lines if max_lines > 0 else 0
+            if before is not None:
+                old = self._seq_bound(target, ("time", before, False), lower=False)
+                upto = max(upto, old or 0)
+            if upto > 0:
+                cut[target] = upto
+        targets = sorted(cut)
         deleted = 0
         for start in range(0, len(targets), 200):  # short transactions: messages keep flowing
-            chunk = targets[start : start + 200]
+            chunk = [(t, cut[t]) for t in targets[start : start + 200]]
 
-            def prune(conn: sqlite3.Connection, chunk: list[str] = chunk) -> int:
+            def prune(conn: sqlite3.Connection, chunk: list[tuple[str, int]] = chunk) -> int:
                 count = 0
-                for target in chunk:
-                    if before is not None:
-                        count += conn.execute(
-                            "DELETE FROM history WHERE target = ? AND time < ?", (target, before)
-                        ).rowcount
-                    if max_lines > 0:
-                        count += conn.execute(
-                            "DELETE FROM history WHERE target = ? AND seq <= ?",
-                            (target, heads[target] - max_lines),
-                        ).rowcount
+                for target, upto in chunk:
+                    count += conn.execute(
+                        "DELETE FROM history WHERE target = ? AND seq <= ?", (target, upto)
+                    ).rowcount
                 return count
 
             deleted += int(self._write(prune))
