@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ircutil import RawClient, make_config
+from relaychat.config import Config
 from relaychat.server.runner import start_in_thread
 
 ENGINES = ("loop", "threads")
@@ -20,19 +21,25 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def start_server(engine: str) -> Iterator[Callable[..., Any]]:
-    """``start_server(**limits)`` -> a running server (``.port``, ``.core``, ``.stop()``)
-    for the test's engine; every server is stopped at teardown."""
+def run_config() -> Iterator[Callable[[Config], Any]]:
+    """``run_config(config)`` -> a server running ``config`` in this process
+    (``.port``, ``.core``, ``.stop()``); every server is stopped at teardown."""
     handles: list[Any] = []
 
-    def start(**limits: object) -> Any:
-        handle = start_in_thread(make_config(engine, **limits))
+    def start(config: Config) -> Any:
+        handle = start_in_thread(config)
         handles.append(handle)
         return handle
 
     yield start
     for handle in handles:
         handle.stop()
+
+
+@pytest.fixture
+def start_server(engine: str, run_config: Callable[[Config], Any]) -> Callable[..., Any]:
+    """``start_server(**limits)`` -> a running server for the test's engine."""
+    return lambda **limits: run_config(make_config(engine, **limits))
 
 
 @pytest.fixture

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ircutil import RawClient, make_config
-from relaychat.config import StoreConfig
+from relaychat.config import Config, StoreConfig
 from relaychat.protocol import numerics as N
-from relaychat.server.runner import start_in_thread
 from scramclient import ScramClient
 
 Connect = Callable[..., RawClient]
@@ -23,22 +22,15 @@ PW = "sockets-password"
 
 
 @pytest.fixture
-def file_server(engine: str, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+def file_server(
+    engine: str, tmp_path: Path, run_config: Callable[[Config], Any]
+) -> Callable[[], Any]:
     """``file_server()`` -> a server whose store is ``tmp_path/accounts.db``;
     each call starts a new one on the same file (stop the previous first)."""
-    handles: list[Any] = []
     cfg = dataclasses.replace(
         make_config(engine), store=StoreConfig(path=str(tmp_path / "accounts.db"))
     )
-
-    def start() -> Any:
-        handle = start_in_thread(cfg)
-        handles.append(handle)
-        return handle
-
-    yield start
-    for handle in handles:
-        handle.stop()
+    return lambda: run_config(cfg)
 
 
 def test_register_then_the_account_tags_messages_and_shows_in_whois(

@@ -21,9 +21,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ircutil import RawClient, free_port, make_config
-from relaychat.config import AccountsConfig, EmailConfig
+from relaychat.config import AccountsConfig, Config, EmailConfig
 from relaychat.protocol import numerics as N
-from relaychat.server.runner import start_in_thread
 
 Connect = Callable[..., RawClient]
 PW = "verify-password"
@@ -83,25 +82,23 @@ def sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-def verifying(engine: str, sink: SmtpSink) -> Iterator[Callable[..., Any]]:
+def verifying(
+    engine: str, sink: SmtpSink, run_config: Callable[[Config], Any]
+) -> Callable[..., Any]:
     """``verifying(**email)`` -> a server with email verification on, mailing to
     the sink unless ``email`` says otherwise."""
-    handles: list[Any] = []
 
     def start(**email: Any) -> Any:
         settings = {"smtp_host": "127.0.0.1", "smtp_port": sink.port, **email}
-        cfg = dataclasses.replace(
-            make_config(engine),
-            accounts=AccountsConfig(email_verification=True),
-            email=EmailConfig(from_address="irc@relaychat.test", **settings),
+        return run_config(
+            dataclasses.replace(
+                make_config(engine),
+                accounts=AccountsConfig(email_verification=True),
+                email=EmailConfig(from_address="irc@relaychat.test", **settings),
+            )
         )
-        handle = start_in_thread(cfg)
-        handles.append(handle)
-        return handle
 
-    yield start
-    for handle in handles:
-        handle.stop()
+    return start
 
 
 def _sasl_plain(c: RawClient, nick: str, account: str, password: str) -> str:

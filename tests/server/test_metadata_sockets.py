@@ -8,15 +8,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ircutil import RawClient, make_config
-from relaychat.config import MetadataConfig
+from relaychat.config import Config, MetadataConfig
 from relaychat.protocol.message import Message
-from relaychat.server.runner import start_in_thread
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -26,21 +25,16 @@ META = ("batch", CAP)
 
 
 @pytest.fixture
-def meta_server(engine: str) -> Iterator[Callable[..., Any]]:
+def meta_server(engine: str, run_config: Callable[[Config], Any]) -> Callable[..., Any]:
     """``meta_server(limits={...}, **metadata_settings)`` -> a running server for the
     test's engine (flood control off unless ``limits`` sets it)."""
-    handles: list[Any] = []
 
     def start(limits: dict[str, Any] | None = None, **settings: Any) -> Any:
         cfg = make_config(engine, **(limits or {}))
-        cfg = dataclasses.replace(cfg, metadata=dataclasses.replace(MetadataConfig(), **settings))
-        handle = start_in_thread(cfg)
-        handles.append(handle)
-        return handle
+        meta = dataclasses.replace(MetadataConfig(), **settings)
+        return run_config(dataclasses.replace(cfg, metadata=meta))
 
-    yield start
-    for handle in handles:
-        handle.stop()
+    return start
 
 
 def batch_of(msgs: list[Message], kind: str) -> tuple[list[str], list[Message]]:

@@ -7,35 +7,30 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ircutil import RawClient, make_config, wait_for
-from relaychat.config import AccountsConfig
+from relaychat.config import AccountsConfig, Config
 from relaychat.protocol import numerics as N
 from relaychat.protocol.message import Message
-from relaychat.server.runner import start_in_thread
 
 Connect = Callable[..., RawClient]
 PW = "multiclient-sockets-pw"
 
 
 @pytest.fixture
-def server(engine: str) -> Iterator[Callable[..., Any]]:
+def server(engine: str, run_config: Callable[[Config], Any]) -> Callable[..., Any]:
     """``server(**accounts)`` -> a running server with those ``[accounts]`` keys."""
-    handles: list[Any] = []
 
     def start(**accounts: Any) -> Any:
-        cfg = dataclasses.replace(make_config(engine), accounts=AccountsConfig(**accounts))
-        handle = start_in_thread(cfg)
-        handles.append(handle)
-        return handle
+        return run_config(
+            dataclasses.replace(make_config(engine), accounts=AccountsConfig(**accounts))
+        )
 
-    yield start
-    for handle in handles:
-        handle.stop()
+    return start
 
 
 def make_account(srv: Any, connect: Connect, name: str) -> None:

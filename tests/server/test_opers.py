@@ -11,16 +11,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ircutil import RawClient, make_config, wait_for
-from relaychat.config import CloakingConfig, OperConfig
+from relaychat.config import CloakingConfig, Config, OperConfig
 from relaychat.passwords import hash_password
 from relaychat.protocol.message import Message
-from relaychat.server.runner import start_in_thread
 
 PASSWORD = "secret"
 HASH = hash_password(PASSWORD, n=2**10)  # cheap parameters: the test is about the flow
@@ -30,24 +29,20 @@ Connect = Callable[..., RawClient]
 
 
 @pytest.fixture
-def server(engine: str) -> Iterator[Callable[..., Any]]:
+def server(engine: str, run_config: Callable[[Config], Any]) -> Callable[..., Any]:
     """``server(cloaking=False, **limits)`` -> a running server with an operator
     ``admin`` (password ``secret``, any host)."""
-    handles: list[Any] = []
 
     def start(cloaking: bool = False, **limits: object) -> Any:
-        cfg = dataclasses.replace(
-            make_config(engine, **limits),
-            opers={"admin": OperConfig(HASH)},
-            cloaking=CloakingConfig(enabled=cloaking, secret=SECRET if cloaking else ""),
+        return run_config(
+            dataclasses.replace(
+                make_config(engine, **limits),
+                opers={"admin": OperConfig(HASH)},
+                cloaking=CloakingConfig(enabled=cloaking, secret=SECRET if cloaking else ""),
+            )
         )
-        handle = start_in_thread(cfg)
-        handles.append(handle)
-        return handle
 
-    yield start
-    for handle in handles:
-        handle.stop()
+    return start
 
 
 def nick_of(msg: Message) -> str | None:
