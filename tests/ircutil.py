@@ -5,6 +5,7 @@ Everything waits for a condition with a deadline; nothing sleeps and hopes.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import select
@@ -214,6 +215,21 @@ class RawClient:
         welcome = self.expect("001", timeout)
         self.expect("376", max(0.0, deadline - time.monotonic()))
         return welcome
+
+    def sasl_plain(self, nick: str, account: str, password: str, caps: tuple[str, ...] = ()) -> str:
+        """Register with SASL PLAIN (``CAP REQ :sasl`` and ``caps``, NICK, USER,
+        AUTHENTICATE): the numeric that ends the exchange, 903 (logged in) or 904.
+        ``CAP END`` is left to the caller."""
+        self.send("CAP LS 302")
+        self.send("CAP REQ :" + " ".join(["sasl", *caps]))
+        self.send(f"NICK {nick}")
+        self.send(f"USER {nick} 0 * :SASL {nick}")
+        self.expect(lambda m: m.command == "CAP" and m.params[1] == "ACK")
+        self.send("AUTHENTICATE PLAIN")
+        assert self.expect("AUTHENTICATE").params == ["+"]
+        creds = base64.b64encode(f"\0{account}\0{password}".encode()).decode()
+        self.send("AUTHENTICATE " + creds)
+        return self.expect(lambda m: m.command in ("903", "904")).command
 
     def join(self, channel: str) -> None:
         self.send(f"JOIN {channel}")

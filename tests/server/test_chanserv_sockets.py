@@ -5,7 +5,6 @@ on a store file, stopped with SIGTERM)."""
 
 from __future__ import annotations
 
-import base64
 import signal
 import sqlite3
 from collections.abc import Callable
@@ -130,15 +129,7 @@ def test_hostile_chanserv_input_is_answered_only_to_the_sender(
 # ------------------------------------------------------- restart, a real process
 def _sasl_plain(port: int, nick: str) -> RawClient:
     c = RawClient(port)
-    c.send("CAP LS 302")
-    c.send("CAP REQ :sasl")
-    c.send(f"NICK {nick}")
-    c.send(f"USER {nick} 0 * :SASL")
-    c.expect(lambda m: m.command == "CAP" and m.params[1] == "ACK")
-    c.send("AUTHENTICATE PLAIN")
-    c.expect("AUTHENTICATE")
-    c.send("AUTHENTICATE " + base64.b64encode(f"\0{nick}\0{PW}".encode()).decode())
-    c.expect(N.RPL_SASLSUCCESS)
+    assert c.sasl_plain(nick, nick, PW) == N.RPL_SASLSUCCESS
     c.send("CAP END")
     c.expect("376")
     return c

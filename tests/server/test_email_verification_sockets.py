@@ -6,7 +6,6 @@ before verification, a mail server that is down, and NickServ REGISTER/VERIFY.""
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import logging
 import queue
@@ -103,15 +102,7 @@ def verifying(
 
 def _sasl_plain(c: RawClient, nick: str, account: str, password: str) -> str:
     """SASL PLAIN before registration: the numeric that ends it (903 or 904)."""
-    c.send("CAP LS 302")
-    c.send("CAP REQ :sasl")
-    c.send(f"NICK {nick}")
-    c.send(f"USER {nick} 0 * :SASL")
-    c.expect(lambda m: m.command == "CAP" and m.params[1] == "ACK")
-    c.send("AUTHENTICATE PLAIN")
-    assert c.expect("AUTHENTICATE").params == ["+"]
-    c.send("AUTHENTICATE " + base64.b64encode(f"\0{account}\0{password}".encode()).decode())
-    return c.expect(lambda m: m.command in (N.ERR_SASLFAIL, N.RPL_SASLSUCCESS)).command
+    return c.sasl_plain(nick, account, password)
 
 
 def _ns(c: RawClient) -> str:

@@ -5,7 +5,6 @@ user stays (NAMES, 433) and a new login re-attaches; sessions are bounded."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -46,15 +45,7 @@ def login(srv: Any, connect: Connect, account: str, nick: str, caps: str = "") -
     """A connection logged in to ``account`` with SASL PLAIN during registration;
     returns once the welcome burst is in (001 to 376), not consumed past that."""
     c = connect(srv)
-    c.send("CAP LS 302")
-    c.send("CAP REQ :" + " ".join(["sasl", *caps.split()]))
-    c.send(f"NICK {nick}")
-    c.send(f"USER {nick} 0 * :Real {nick}")
-    c.expect(lambda m: m.command == "CAP" and m.params[1] == "ACK")
-    c.send("AUTHENTICATE PLAIN")
-    c.expect("AUTHENTICATE")
-    c.send("AUTHENTICATE " + base64.b64encode(f"\0{account}\0{PW}".encode()).decode())
-    c.expect(N.RPL_SASLSUCCESS)
+    assert c.sasl_plain(nick, account, PW, tuple(caps.split())) == N.RPL_SASLSUCCESS
     c.send("CAP END")
     return c
 
