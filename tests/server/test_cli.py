@@ -527,10 +527,11 @@ def test_bans_set_just_before_sigterm_are_all_written(
 def test_kill_9_loses_no_message_that_any_client_received(
     spawn: Callable[..., Server], engine: str, tmp_path: Path
 ) -> None:
-    """Three senders stream into a channel (and one privately) while two watchers
-    record what they receive; the server is killed with SIGKILL mid-stream and
-    started again on the same file. Every message any client received is in
-    CHATHISTORY, in the order it was received, exactly once."""
+    """Three senders stream into a channel while two watchers record what they
+    receive; the server is killed with SIGKILL mid-stream and started again on
+    the same file. Every message any client received is in CHATHISTORY, in the
+    order it was received, exactly once; the account and the registered channel
+    made before the stream are intact."""
     db = tmp_path / "history.db"
     conf = tmp_path / "history.toml"
     conf.write_text(
@@ -545,6 +546,11 @@ def test_kill_9_loses_no_message_that_any_client_received(
         c.join("#d")
     for c in watchers + senders:
         c.sync()
+    owner = watchers[0]  # the channel's first member: its operator
+    owner.send("PRIVMSG NickServ :REGISTER sekrit-pass")
+    owner.expect(lambda m: m.command == "NOTICE" and "registered" in m.params[-1])
+    owner.send("PRIVMSG ChanServ :REGISTER #d")
+    owner.expect(lambda m: m.command == "NOTICE" and "now registered" in m.params[-1])
     sent = 0
     received: list[list[tuple[str, str]]] = [[] for _ in watchers + senders]
     clients = watchers + senders
@@ -577,6 +583,10 @@ def test_kill_9_loses_no_message_that_any_client_received(
     second = spawn(engine, "--config", str(conf))
     reader = second.client("reader", caps)
     try:
+        reader.send("PRIVMSG NickServ :IDENTIFY watch0 sekrit-pass")
+        reader.expect(lambda m: m.command == "NOTICE" and "now identified" in m.params[-1])
+        reader.send("PRIVMSG ChanServ :INFO #d")
+        reader.expect(lambda m: m.command == "NOTICE" and m.params[-1] == "Founder: watch0")
         reader.join("#d")
         history: list[tuple[str, str]] = []
         ref = "timestamp=1970-01-01T00:00:00.000Z"
