@@ -85,7 +85,8 @@ RECORDED: dict[str, bool] = {
 }
 PRIVATE = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
-COMMITS_IN_FLIGHT = 4  # commits handed to the store at once (it groups them)
+COMMITS_IN_FLIGHT = 4  # commits handed to the store at once (it groups them) ...
+PARALLEL_COMMIT_ROWS = 64  # ... beyond the first, each once this many rows wait
 HELD_MAX = 64 << 20  # bytes of output held for a commit before it is released anyway
 
 Out = list[tuple[Any, bytes, bool]]
@@ -256,11 +257,11 @@ class History:
             return self.take_ready() + out
         inflight = self.inflight
         if not self.config.relay_after_commit:  # written behind the relay: faster, less safe
-            if self.rows and len(inflight) < COMMITS_IN_FLIGHT:
+            if self.rows and self._may_start():
                 self._start([])
             return self.take_ready() + out if self.ready else out
         if self.rows:
-            if len(inflight) < COMMITS_IN_FLIGHT:
+            if self._may_start():
                 self.held_bytes += _size(out)
                 self._start(self.next_out + out)
                 self.next_out = []
@@ -274,6 +275,13 @@ class History:
             else:
                 return self.take_ready() + out if self.ready else out
         return self.take_ready()
+
+    def _may_start(self) -> bool:
+        """Whether the rows waiting may go in a commit of their own now: when none
+        runs, or when enough wait to be worth a second one (small commits in
+        parallel would cost an operation each for a row or two)."""
+        n = len(self.inflight)
+        return n == 0 or (n < COMMITS_IN_FLIGHT and len(self.rows) >= PARALLEL_COMMIT_ROWS)
 
     def _hold(self, into: Out, out: Out) -> None:
         into += out
@@ -323,7 +331,7 @@ class History:
             self.ready += out
         if self.stopped:
             return
-        if self.rows and len(inflight) < COMMITS_IN_FLIGHT:
+        if self.rows and self._may_start():
             nxt, self.next_out = self.next_out, []
             self._start(nxt)
         elif self.next_out and not self.rows:
