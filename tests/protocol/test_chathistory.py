@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.coreharness import Clock, Peer, new_core, pump
 
 from relaychat.config import Config, HistoryConfig, LimitsConfig
+from relaychat.protocol import history as history_module
 from relaychat.protocol.message import Message
 
 CAPS = ("batch", "server-time", "message-tags", "draft/chathistory")
@@ -421,3 +423,25 @@ def test_write_behind_relays_at_once_and_still_keeps_history() -> None:
         core.op_done(op, clock.now)
     pump(core)
     assert texts(history(bob, "CHATHISTORY LATEST #c * 10")[0]) == ["fast"]
+
+
+def test_a_flood_faster_than_commits_pauses_input_instead_of_relaying_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(history_module, "PAUSE_AT", 2000)
+    monkeypatch.setattr(history_module, "RESUME_AT", 500)
+    clock, core, alice, bob = setup(Config(limits=LimitsConfig(flood_rate=0.0)))
+    ops = []
+    for i in range(60):  # turn after turn, no commit finishing meanwhile
+        alice.feed(f"PRIVMSG #c :{i}\r\n".encode(), flush=False)
+        assert core.data_to_send() == []  # nothing relayed before its commit
+        ops += core.ops_to_run()
+    assert core.input_paused and alice.session.inq  # the rest waits, queued
+    assert len(ops) < 60
+    for op in ops:  # the commits finish: input resumes and the queue runs
+        op.result = op.run()
+        core.op_done(op, clock.now)
+    pump(core)
+    assert not core.input_paused
+    assert texts(bob.take()) == [str(i) for i in range(60)]
+    assert texts(history(bob, "CHATHISTORY LATEST #c * 100")[0]) == [str(i) for i in range(60)]

@@ -241,6 +241,10 @@ class ServerCore:
         self._next_id = 1
         self._now = now
         self._overflowed: list[Session] = []
+        # input is paused (queued per session) while history commits are too far
+        # behind the relay; the sessions with queued input resume when they catch up
+        self.input_paused = False
+        self.paused_sessions: set[Session] = set()
         # message history: kept when there is a store and [history] enabled says so
         self.history: History | None = None
         if store is not None and config.history.enabled:
@@ -805,6 +809,23 @@ class ServerCore:
         run.__name__ = what
         # no session on the op: a write is not cancelled when the operator leaves
         self.submit(Op(run, then, None, ordered=False, pool="bans"))
+
+    def pause_input(self) -> None:
+        """Stop running clients' lines (they queue, bounded by recvq) until
+        :meth:`resume_input`: history's commits are behind the relay."""
+        if not self.input_paused:
+            self.input_paused = True
+            log.warning("history commits are behind: input paused")
+
+    def resume_input(self) -> None:
+        if not self.input_paused:
+            return
+        self.input_paused = False
+        sessions, self.paused_sessions = self.paused_sessions, set()
+        now = self._now
+        for sess in sessions:
+            if sess.closing is None and sess.inq:
+                self.inbound.drain(sess, now)
 
     def _prune_history(self, now: Now) -> None:
         """Apply history retention now and every ``prune_interval`` seconds."""

@@ -87,6 +87,11 @@ PRIVATE = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 COMMITS_IN_FLIGHT = 4  # commits handed to the store at once (it groups them) ...
 PARALLEL_COMMIT_ROWS = 64  # ... beyond the first, each once this many rows wait
+# held output past PAUSE_AT bytes pauses clients' input (it queues, bounded by
+# recvq) until commits bring it under RESUME_AT: a flood faster than the disk is
+# slowed down, never relayed uncommitted
+PAUSE_AT = 8 << 20
+RESUME_AT = 2 << 20
 HELD_MAX = 64 << 20  # bytes of output held for a commit before it is released anyway
 
 Out = list[tuple[Any, bytes, bool]]
@@ -263,6 +268,8 @@ class History:
         if self.rows:
             if self._may_start():
                 self.held_bytes += _size(out)
+                if self.held_bytes > PAUSE_AT:
+                    self.core.pause_input()
                 self._start(self.next_out + out)
                 self.next_out = []
             else:  # waits for a free commit, with the rows it follows
@@ -286,6 +293,8 @@ class History:
     def _hold(self, into: Out, out: Out) -> None:
         into += out
         self.held_bytes += _size(out)
+        if self.held_bytes > PAUSE_AT:
+            self.core.pause_input()
         if self.held_bytes > HELD_MAX:
             log.error(
                 "history: %d bytes of output waited for commits; released unwritten",
@@ -341,6 +350,8 @@ class History:
                 self.ready += self.next_out
                 self.held_bytes -= _size(self.next_out)
             self.next_out = []
+        if self.held_bytes < RESUME_AT:
+            self.core.resume_input()  # (if paused) queued lines run: their rows go next
 
     def _release_all(self) -> None:
         for commit in self.inflight:
@@ -349,6 +360,7 @@ class History:
         self.ready += self.next_out
         self.next_out = []
         self.held_bytes = 0
+        self.core.resume_input()
 
     def stop(self) -> None:
         """The server is stopping: output goes at once (rows still queued are

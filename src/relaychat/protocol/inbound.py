@@ -55,7 +55,7 @@ class Inbound:
         if _closed(sess) or not lines:
             return
         sess.last_active = now.mono
-        if sess.inq is not None or sess.busy:
+        if sess.inq is not None or sess.busy or self.core.input_paused:
             for line in lines:
                 self._enqueue(sess, line, now)
                 if _closed(sess):
@@ -65,16 +65,20 @@ class Inbound:
         exempt = not self.flood or sess.user.oper_name is not None
         if not exempt:
             self._refill(sess, now.mono)
-        dispatch = self.core.dispatch
+        core = self.core
+        dispatch = core.dispatch
         for i, line in enumerate(lines):
             if sess.closing is not None:
                 return
-            if sess.busy or (not exempt and sess.tokens < 1.0):
+            if sess.busy or core.input_paused or (not exempt and sess.tokens < 1.0):
                 for rest in lines[i:]:
                     self._enqueue(sess, rest, now)
                     if _closed(sess):
                         return
-                self._schedule_drain(sess, now.mono)
+                if core.input_paused:
+                    core.paused_sessions.add(sess)
+                else:
+                    self._schedule_drain(sess, now.mono)
                 return
             if not exempt:
                 sess.tokens -= 1.0
@@ -114,7 +118,11 @@ class Inbound:
         exempt = not self.flood or sess.user.oper_name is not None
         if not exempt:
             self._refill(sess, now.mono)
+        core = self.core
         while q and not sess.busy and sess.closing is None:
+            if core.input_paused:  # history commits are behind: resumed when they catch up
+                core.paused_sessions.add(sess)
+                return
             if not exempt:
                 if sess.tokens < 1.0:
                     break
