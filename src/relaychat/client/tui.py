@@ -903,6 +903,13 @@ class ChatSession:
             self.show_block(lines, msg, dim=True)
             self._note_shown(history.target, msg)
         self.show(ending)
+        oldest = history.oldest
+        if oldest is not None and "time" in oldest.tags:  # the same millisecond: not "<"
+            folded = self.conn.casefold(history.target)
+            with self._lock:
+                known = self._oldest.get(folded)
+                if known is None or oldest.tags["time"] <= known.tags.get("time", ""):
+                    self._oldest[folded] = oldest
 
     def _on_join_history(self, history: History) -> None:
         """The history fetched on JOIN: shown above the live lines held meanwhile."""
