@@ -1107,3 +1107,70 @@ def test_tui_register_password_prompt_does_not_show_it(
         assert SECRET not in term.pty.logfile_read.getvalue()
     finally:
         term.close()
+
+
+def test_tui_shows_history_dimmed_above_live_lines_and_loads_older(
+    irc_server: Any, terminal: Any
+) -> None:
+    with connect(HOST, irc_server.port, "alice") as alice:
+        alice.join("#h")
+        alice.wait_for(lambda m: m.command == "366")
+        for i in range(8):
+            alice.privmsg("#h", f"old {i}")
+        alice.request("PING", "stored")  # the server has taken (and stored) them all
+        term = terminal("--nick", "tuiuser", "--history", "3", f"{HOST}:{irc_server.port}")
+        child = term.pty
+        child.expect("connected;")
+        child.sendline("/join #h")
+        child.expect(STAMP + "— history —")
+        for i in range(5, 8):  # dimmed (ANSI faint), with their own times
+            child.expect(re.escape("\x1b[2m") + STAMP + f"<alice> old {i}" + re.escape("\x1b[22m"))
+        child.expect(STAMP + "— live —")
+        alice.privmsg("#h", "now live")
+        child.expect(STAMP + "<alice> now live")
+        child.sendline("/history 2")
+        child.expect(STAMP + "— older history of #h —")
+        child.expect(re.escape("\x1b[2m") + STAMP + "<alice> old 3")
+        child.expect(re.escape("\x1b[2m") + STAMP + "<alice> old 4")
+        child.expect(STAMP + "— end of older history of #h —")
+        child.sendline("/quit")
+        assert term.exit_status() == 0
+
+
+def test_session_marks_the_current_channel_read_when_the_user_speaks(scripted_peer: Any) -> None:
+    lines: list[str] = []
+    conn = Connection(HOST, scripted_peer.port, "me", join_history=10)
+    session = ChatSession(conn, lines.append)
+    conn.on_message(session.handle_message)
+    with ThreadPoolExecutor(1) as pool:
+        connecting = pool.submit(conn.connect)
+        peer = scripted_peer.accept()
+        peer.expect("CAP LS")
+        caps = "batch labeled-response server-time message-tags draft/read-marker"
+        peer.send_line(f":irc.test CAP * LS :{caps}")
+        peer.expect("CAP REQ")
+        peer.send_line(f":irc.test CAP me ACK :{caps}")
+        peer.expect("CAP END")
+        peer.send_line(":irc.test 001 me :Welcome")
+        connecting.result(10)
+    try:
+        session.handle_input("/join #t")
+        assert peer.read_line() == "JOIN #t"  # no CHATHISTORY: the server keeps none
+        peer.send_line(":me!u@h JOIN #t")
+        peer.send_line(":irc.test MARKREAD #t timestamp=2026-01-01T00:00:00.000Z")
+        peer.send_line("@time=2026-01-02T10:00:00.000Z;msgid=a :bob!b@h PRIVMSG #t :read me")
+        wait_for(lambda: any("<bob> read me" in line for line in lines))
+        assert conn.read_marker("#t") == "2026-01-01T00:00:00.000Z"
+        assert not any("MARKREAD" in line or "history" in line for line in lines)
+        session.handle_input("answer")
+        assert peer.read_line() == "PRIVMSG #t answer"
+        assert peer.read_line() == "MARKREAD #t timestamp=2026-01-02T10:00:00.000Z"
+        peer.send_line(":irc.test MARKREAD #t timestamp=2026-01-02T10:00:00.000Z")
+        wait_for(lambda: conn.read_marker("#t") == "2026-01-02T10:00:00.000Z")
+        session.handle_input("again, nothing new to mark")
+        assert peer.read_line() == "PRIVMSG #t :again, nothing new to mark"
+        peer.send_line("PING :sync")  # nothing more from the client before its PONG
+        assert peer.read_line() == "PONG sync"
+    finally:
+        peer.close()
+        conn.close()

@@ -8,6 +8,7 @@ from relaychat.client.connection import (
     ClientProtocol,
     Connection,
     ConnectionClosed,
+    History,
     Incoming,
     NotSupported,
     PendingResponse,
@@ -20,17 +21,26 @@ from relaychat.client.connection import (
     TooManyRequests,
     connect,
 )
-from relaychat.protocol.client import ACCOUNT_REGISTRATION, DEFAULT_CAPS, MultilineLimits
+from relaychat.protocol.client import (
+    ACCOUNT_REGISTRATION,
+    CHATHISTORY,
+    DEFAULT_CAPS,
+    READ_MARKER,
+    MultilineLimits,
+)
 
 __all__ = [
     "ACCOUNT_REGISTRATION",
+    "CHATHISTORY",
     "DEFAULT_CAPS",
+    "READ_MARKER",
     "AuthenticationFailed",
     "Batch",
     "ClientLimits",
     "ClientProtocol",
     "Connection",
     "ConnectionClosed",
+    "History",
     "Incoming",
     "MultilineLimits",
     "NotSupported",

@@ -67,6 +67,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
@@ -77,9 +78,12 @@ from relaychat.protocol.client import (
     ClientLimits,
     ClientProtocol,
     ConnectionClosed,
+    History,
+    HistoryRef,
     MultilineLimits,
     NotSupported,
     Phase,
+    Received,
     RecentMsgids,
     RegistrationError,
     RequestError,
@@ -96,6 +100,7 @@ __all__ = [
     "ClientProtocol",
     "Connection",
     "ConnectionClosed",
+    "History",
     "Incoming",
     "NotSupported",
     "PendingResponse",
@@ -112,8 +117,9 @@ __all__ = [
 logger = logging.getLogger("relaychat.client")
 
 #: What the callbacks, the queue and the iterator deliver: a message outside any batch,
-#: or a whole batch (a multi-line message, say: see :meth:`Batch.multiline`).
-Incoming = Message | Batch
+#: a whole batch (a multi-line message, say: see :meth:`Batch.multiline`), or the
+#: :class:`History` fetched on our own JOIN (``join_history``).
+Incoming = Message | Batch | History
 MessageCallback = Callable[[Incoming], None]
 DisconnectCallback = Callable[[BaseException | None], None]
 _C = TypeVar("_C", bound=Callable[..., None])
@@ -172,6 +178,15 @@ class Connection:
     :meth:`connect` raises :class:`AuthenticationFailed` when the login fails or
     the server does not offer SASL, unless ``sasl_required`` is False (then it
     registers without an account). :attr:`account` is the confirmed account.
+
+    History (``draft/chathistory``, requested by default): :meth:`history` and
+    :meth:`latest` fetch stored messages with a labeled request; with
+    ``join_history`` N > 0, our own JOIN fetches the channel's last N lines (capped by
+    the server's limit), delivered as one :class:`History` item after the JOIN. A
+    message delivered live is never delivered again as history, nor the other way
+    round (by ``msgid``). Read markers (``draft/read-marker``): :meth:`mark_read`,
+    :attr:`read_markers`, updated by the server's ``MARKREAD`` lines (which are also
+    delivered as messages).
     """
 
     def __init__(
@@ -191,6 +206,7 @@ class Connection:
         sasl: SaslCredentials | None = None,
         sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
         sasl_required: bool = True,
+        join_history: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -207,6 +223,7 @@ class Connection:
             sasl=sasl,
             sasl_mechanisms=sasl_mechanisms,
             sasl_required=sasl_required,
+            join_history=join_history,
         )
         self._requests: dict[str, PendingResponse] = {}  # label -> future, under _state_lock
         self._sock: socket.socket | None = None
@@ -284,6 +301,39 @@ class Connection:
         multi-line message as one (``draft/multiline`` and ``batch`` on); else None."""
         with self._state_lock:
             return self._protocol.multiline_limits
+
+    @property
+    def history_enabled(self) -> bool:
+        """Whether :meth:`history` can work (``draft/chathistory`` and labels are on)."""
+        with self._state_lock:
+            return self._protocol.history_enabled
+
+    @property
+    def history_limit(self) -> int | None:
+        """The most messages one history reply holds (ISUPPORT ``CHATHISTORY``)."""
+        with self._state_lock:
+            return self._protocol.history_limit
+
+    def history_pending(self, target: str) -> bool:
+        """Whether a history request for ``target`` (the fetch on JOIN, say) waits."""
+        with self._state_lock:
+            return self._protocol.history_pending(target)
+
+    @property
+    def read_markers_enabled(self) -> bool:
+        with self._state_lock:
+            return self._protocol.read_markers_enabled
+
+    @property
+    def read_markers(self) -> dict[str, str | None]:
+        """target -> the timestamp of its last read message, as the server said
+        (``MARKREAD``); None when nothing was read."""
+        with self._state_lock:
+            return self._protocol.read_markers
+
+    def read_marker(self, target: str) -> str | None:
+        with self._state_lock:
+            return self._protocol.read_marker(target)
 
     def is_me(self, nick: str) -> bool:
         """Whether ``nick`` is our current nick under the server's case mapping."""
@@ -495,6 +545,73 @@ class Connection:
                 raise TimeoutError(f"no reply to REGISTER in {timeout}s") from None
             return future.result()
 
+    def send_history(
+        self,
+        target: str,
+        *,
+        before: HistoryRef | None = None,
+        after: HistoryRef | None = None,
+        limit: int | None = None,
+    ) -> PendingResponse:
+        """Ask for stored messages of ``target`` (see
+        :meth:`ClientProtocol.send_history` for the arguments) and return the future
+        of the reply at once; its :class:`Response` has the :class:`History` as
+        ``history``. Raises :class:`NotSupported` without ``draft/chathistory`` or
+        labels, ValueError for a bad target, reference or limit."""
+        self._check_open()
+        with self._state_lock:
+            if self._protocol.phase is Phase.CLOSED:
+                raise ConnectionClosed("connection is closed")
+            label = self._protocol.send_history(target, before=before, after=after, limit=limit)
+            future = PendingResponse(self, label, "CHATHISTORY")
+            self._requests[label] = future
+        try:
+            self._flush(block=True)
+        except ConnectionClosed:
+            future.cancel()
+            raise
+        return future
+
+    def history(
+        self,
+        target: str,
+        *,
+        before: HistoryRef | None = None,
+        after: HistoryRef | None = None,
+        limit: int | None = None,
+        timeout: float | None = 10.0,
+    ) -> History:
+        """Stored messages of ``target``, oldest first (:meth:`send_history`, then
+        wait as :meth:`request` does). The server's refusal is in ``error``."""
+        if threading.current_thread() is self._reader:
+            raise RuntimeError("history() on the reader thread would wait for itself")
+        future = self.send_history(target, before=before, after=after, limit=limit)
+        try:
+            response = future.result(timeout)
+        except TimeoutError:
+            if future.cancel():
+                raise TimeoutError(f"no reply to CHATHISTORY in {timeout}s") from None
+            response = future.result()
+        assert response.history is not None
+        return response.history
+
+    def latest(
+        self, target: str, limit: int | None = None, timeout: float | None = 10.0
+    ) -> History:
+        """The last ``limit`` stored messages of ``target`` (see :meth:`history`)."""
+        return self.history(target, limit=limit, timeout=timeout)
+
+    def mark_read(self, target: str, timestamp: Message | datetime | str) -> bool:
+        """Tell the server the user read ``target`` up to ``timestamp`` (a message, its
+        time, or a datetime); whether MARKREAD was sent (not when the marker is there
+        already). Raises :class:`NotSupported` without ``draft/read-marker``."""
+        self._check_open()
+        with self._state_lock:
+            sent = self._protocol.mark_read(target, timestamp)
+        if sent:
+            self._flush(block=True)
+        return sent
+
     def _forget_request(self, label: str) -> None:
         with self._state_lock:
             self._protocol.cancel_request(label)
@@ -647,7 +764,7 @@ class Connection:
 
     def _deliver(
         self,
-        received: list[Message | Batch | Response],
+        received: list[Received],
         futures: list[PendingResponse | None],
     ) -> None:
         """Hand over, in order: replies to their futures, the rest to the queue and
@@ -776,6 +893,7 @@ def connect(
     sasl: SaslCredentials | None = None,
     sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
     sasl_required: bool = True,
+    join_history: int = 0,
 ) -> Connection:
     """Create a :class:`Connection`, register ``on_message`` (so it sees the
     registration burst too) and :meth:`~Connection.connect` it."""
@@ -793,6 +911,7 @@ def connect(
         sasl=sasl,
         sasl_mechanisms=sasl_mechanisms,
         sasl_required=sasl_required,
+        join_history=join_history,
     )
     if on_message is not None:
         conn.on_message(on_message)

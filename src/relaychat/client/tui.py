@@ -33,6 +33,16 @@ or reorder or hide text. CTCP VERSION and PING are answered, at most one reply
 per sender and a few in all per few seconds; other CTCP requests are only shown.
 What the user sends is shown once, when it is sent (no ``echo-message``).
 
+History. With a server that offers ``draft/chathistory``, joining a channel fetches
+its last ``--history`` lines (50 by default; ``Connection(join_history=...)``): they
+are shown between ``— history —`` and ``— live —`` lines, dimmed, each with its
+original time, and the channel's live lines that arrive meanwhile wait below them
+(a message seen live is never shown again as history: the library drops it by
+``msgid``). ``/history [n]`` loads the lines before the oldest one shown for the
+current target. With ``draft/read-marker``, what the user types (a message, a
+command, switching to a target) marks the current target read up to the newest
+message shown in it (``MARKREAD``). Without history nothing of this is shown.
+
 Login. With ``--account`` the client logs in with SASL during registration; the
 password comes from ``--password-file``, else ``RELAYCHAT_PASSWORD``, else a prompt
 that does not echo (before the chat screen starts). It is never printed, logged, or
@@ -61,6 +71,7 @@ from relaychat.client.connection import (
     Batch,
     Connection,
     ConnectionClosed,
+    History,
     Incoming,
     NotSupported,
     RegistrationError,
@@ -380,6 +391,7 @@ _RENDERERS: dict[str, _Renderer] = {
     "PONG": _render_hidden,
     "CAP": _render_hidden,
     "TAGMSG": _render_hidden,  # typing notifications and reactions: nothing to print
+    "MARKREAD": _render_hidden,  # read markers: kept by the connection
     "ACK": _render_hidden,  # a late answer to a labeled request given up on
     "BATCH": _render_hidden,  # the start or end of a batch not grouped (limits)
     "FAIL": _render_standard_reply,
@@ -735,6 +747,15 @@ def _timestamp(msg: Message | None, clock: Callable[[], float]) -> str:
     return time.strftime("%H:%M", time.localtime(clock()))
 
 
+#: Live lines of a channel held while its history is on the way, at most.
+MAX_HELD = 1000
+#: Lines ``/history`` loads when not told, and the most it asks for.
+HISTORY_LINES = 50
+MAX_HISTORY_LINES = 1000
+#: Commands whose first parameter names the buffer (channel or nick) a message is for.
+_TARGETED = frozenset({"PRIVMSG", "NOTICE", "JOIN", "PART", "KICK", "TOPIC", "MODE"})
+
+
 class _Command(NamedTuple):
     handler: Callable[[ChatSession, str], None]
     usage: str
@@ -763,8 +784,15 @@ class ChatSession:
         changed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         ask_secret: Callable[[str], str] | None = None,
+        dim: Callable[[str], str] = lambda line: line,
     ) -> None:
         self.conn = conn
+        self._dim = dim
+        # folded channel -> live display units held until its history is shown
+        self._held: dict[str, list[tuple[list[str], Message]]] = {}
+        # folded buffer -> the oldest message shown (for /history), the newest time
+        self._oldest: dict[str, Message] = {}
+        self._newest: dict[str, str] = {}
         self._ask_secret = ask_secret
         self._output = output
         self._changed = changed
@@ -820,17 +848,104 @@ class ChatSession:
         guard for whatever a renderer or a command put into it."""
         self._output(f"[{_timestamp(msg, self._clock)}] {sanitize(text)}")
 
-    def show_block(self, lines: list[str], msg: Message | None = None) -> None:
+    def show_block(self, lines: list[str], msg: Message | None = None, dim: bool = False) -> None:
         """Print several lines as one block: a timestamp on the first, the others
-        indented below it."""
+        indented below it; ``dim`` for history."""
         stamp = f"[{_timestamp(msg, self._clock)}] "
         indent = " " * len(stamp)
+        style = self._dim if dim else str
         self._output(
             "\n".join(
-                stamp + sanitize(lines[0]) if i == 0 else indent + sanitize(line)
+                style(stamp + sanitize(lines[0]) if i == 0 else indent + sanitize(line))
                 for i, line in enumerate(lines)
             )
         )
+
+    # -- buffers and history --------------------------------------------------------
+
+    def _buffer_of(self, msg: Message) -> str | None:
+        """The channel or nick a message belongs to, else None."""
+        if msg.command.upper() not in _TARGETED or not msg.params:
+            return None
+        target = msg.params[0]
+        if self._is_channel(target):
+            return target
+        if msg.source and msg.command.upper() in ("PRIVMSG", "NOTICE"):
+            sender = split_source(msg.source)[0]
+            return target if self.conn.is_me(sender) else sender
+        return None
+
+    def _note_shown(self, buffer: str, msg: Message) -> None:
+        """Remember the oldest message and the newest time shown for ``buffer``."""
+        stamp = msg.tags.get("time")
+        if not stamp:
+            return
+        folded = self.conn.casefold(buffer)
+        with self._lock:
+            oldest = self._oldest.get(folded)
+            if oldest is None or stamp < oldest.tags.get("time", ""):
+                self._oldest[folded] = msg
+            if stamp > self._newest.get(folded, ""):
+                self._newest[folded] = stamp
+
+    def _show_history(self, history: History, heading: str, ending: str) -> None:
+        """History lines, dimmed, between ``heading`` and ``ending`` (nothing when
+        there is none)."""
+        units = []
+        for msg in history.messages:
+            lines = render_lines(msg, is_me=self.conn.is_me, current=self.target)
+            if lines:
+                units.append((lines, msg))
+        if not units:
+            return
+        self.show(heading)
+        for lines, msg in units:
+            self.show_block(lines, msg, dim=True)
+            self._note_shown(history.target, msg)
+        self.show(ending)
+        oldest = history.oldest
+        if oldest is not None and "time" in oldest.tags:  # the same millisecond: not "<"
+            folded = self.conn.casefold(history.target)
+            with self._lock:
+                known = self._oldest.get(folded)
+                if known is None or oldest.tags["time"] <= known.tags.get("time", ""):
+                    self._oldest[folded] = oldest
+
+    def _on_join_history(self, history: History) -> None:
+        """The history fetched on JOIN: shown above the live lines held meanwhile."""
+        with self._lock:
+            held = self._held.pop(self.conn.casefold(history.target), [])
+        if history.error is not None:
+            line = render(history.error, is_me=self.conn.is_me, current=self.target)
+            if line is not None:
+                self.show(line, history.error)
+        where = "" if history.target == self.target else f" of {history.target}"
+        self._show_history(history, f"— history{where} —", f"— live{where} —")
+        for lines, msg in held:
+            self.show_block(lines, msg)
+        self._mark_read(self.target)
+
+    def release_held(self) -> None:
+        """Show the live lines held for history that will not come (disconnected)."""
+        with self._lock:
+            held = [unit for units in self._held.values() for unit in units]
+            self._held.clear()
+        for lines, msg in held:
+            self.show_block(lines, msg)
+
+    def _mark_read(self, target: str | None) -> None:
+        """MARKREAD ``target`` up to the newest message shown in it, when the server
+        keeps read markers and has an older one."""
+        if target is None or not self.conn.read_markers_enabled:
+            return
+        with self._lock:
+            newest = self._newest.get(self.conn.casefold(target))
+        if newest is None:
+            return
+        try:
+            self.conn.mark_read(target, newest)
+        except (ConnectionClosed, RequestError, ValueError):
+            pass
 
     # -- incoming (reader thread) --------------------------------------------------
 
@@ -838,7 +953,11 @@ class ChatSession:
         """Update the session for one incoming message or batch, then print it.
 
         A multi-line message (``draft/multiline`` batch) is shown as one; the
-        messages of any other batch are handled one by one, in order."""
+        messages of any other batch are handled one by one, in order; the history
+        fetched on JOIN is shown above the channel's live lines held meanwhile."""
+        if isinstance(item, History):
+            self._on_join_history(item)
+            return
         if isinstance(item, Batch):
             joined = item.multiline()
             if joined is None:
@@ -850,6 +969,9 @@ class ChatSession:
         command = msg.command.upper()
         sender = split_source(msg.source)[0] if msg.source else ""
         mine = bool(sender) and self.conn.is_me(sender)
+        hold_after = None
+        if command == "JOIN" and mine and msg.params and self.conn.history_pending(msg.params[0]):
+            hold_after = msg.params[0]
         if command == "JOIN" and mine and msg.params:
             channel = msg.params[0]
             with self._lock:
@@ -874,8 +996,19 @@ class ChatSession:
                 self.show_block(block, msg)
             return
         lines = render_lines(msg, is_me=self.conn.is_me, current=self.target)
+        buffer = self._buffer_of(msg)
+        if lines and buffer is not None:
+            self._note_shown(buffer, msg)
+            with self._lock:
+                held = self._held.get(self.conn.casefold(buffer))
+                if held is not None and len(held) < MAX_HELD:
+                    held.append((lines, msg))
+                    return
         if lines:
             self.show_block(lines, msg)
+        if hold_after is not None:
+            with self._lock:
+                self._held.setdefault(self.conn.casefold(hold_after), [])
 
     def _answer_ctcp(self, sender: str, msg: Message) -> None:
         """Answer CTCP VERSION and PING with a NOTICE, within the rate limit; never
@@ -921,8 +1054,11 @@ class ChatSession:
                 self._say(line[1:] if line.startswith("//") else line)
         except ConnectionClosed:
             self.show("! not connected")
+            return
         except (ValueError, MessageParseError, RequestError) as exc:
             self.show(f"! {exc}")
+        if not self.quitting.is_set():
+            self._mark_read(self.target)  # the user is looking at it
 
     def _need_target(self) -> str | None:
         target = self.target
@@ -1074,6 +1210,41 @@ class ChatSession:
         if not response.complete:
             self.show(f"! the reply to {command} was cut short")
 
+    def _cmd_history(self, args: str) -> None:
+        target = self._need_target()
+        if target is None:
+            return
+        if args and not (args.isascii() and args.isdigit() and 0 < int(args)):
+            self._usage("history")
+            return
+        count = min(int(args), MAX_HISTORY_LINES) if args else HISTORY_LINES
+        if not self.conn.history_enabled:
+            self.show("! this server keeps no history")
+            return
+        with self._lock:
+            oldest = self._oldest.get(self.conn.casefold(target))
+        future = self.conn.send_history(target, before=oldest, limit=count)
+        future.add_done_callback(lambda done: self._show_older(target, done))
+
+    def _show_older(self, target: str, done: Future[Response]) -> None:
+        """The reply to /history (reader thread)."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        history = done.result().history
+        if history is None:
+            return
+        if history.error is not None:
+            line = render(history.error, is_me=self.conn.is_me, current=self.target)
+            if line is not None:
+                self.show(line, history.error)
+            return
+        if not history.messages:
+            self.show(f"-- no older history for {target}")
+            return
+        self._show_history(
+            history, f"— older history of {target} —", f"— end of older history of {target} —"
+        )
+
     def _cmd_register(self, args: str) -> None:
         words = args.split()
         if len(words) > 2:
@@ -1145,6 +1316,9 @@ _COMMANDS: dict[str, _Command] = {
     "whois": _Command(ChatSession._cmd_whois, "/whois nick", "about someone"),
     "list": _Command(ChatSession._cmd_list, "/list [#chan,...|filter]", "list channels"),
     "away": _Command(ChatSession._cmd_away, "/away [message]", "set (or clear) away"),
+    "history": _Command(
+        ChatSession._cmd_history, "/history [n]", "load n older lines of this channel or query"
+    ),
     "register": _Command(
         ChatSession._cmd_register,
         "/register [account [email]]",
@@ -1170,6 +1344,11 @@ class _Disconnected(Exception):
     """Ends the prompt when the server goes away."""
 
 
+def _dim(line: str) -> str:
+    """ANSI faint. Safe to print raw: every received text was sanitized (no ESC)."""
+    return f"\x1b[2m{line}\x1b[22m"
+
+
 def _run_terminal(conn: Connection, nick: str) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
@@ -1193,6 +1372,7 @@ def _run_terminal(conn: Connection, nick: str) -> int:
         lambda line: print(line, flush=True),
         changed=app.invalidate,
         ask_secret=ask_secret,
+        dim=_dim,
     )
     conn.on_message(session.handle_message)
 
@@ -1201,6 +1381,7 @@ def _run_terminal(conn: Connection, nick: str) -> int:
             app.exit(exception=_Disconnected())
 
     def on_disconnect(error: BaseException | None) -> None:
+        session.release_held()
         if not session.quitting.is_set():
             session.show(f"! disconnected{f': {error}' if error else ''}")
         loop = app.loop
@@ -1208,7 +1389,7 @@ def _run_terminal(conn: Connection, nick: str) -> int:
             loop.call_soon_threadsafe(stop_prompt)
 
     conn.on_disconnect(on_disconnect)
-    with patch_stdout():
+    with patch_stdout(raw=True):  # our lines hold no escape but the dimming
         session.show(f"-- connecting to {conn.host}:{conn.port} as {nick}")
         try:
             conn.connect()
@@ -1273,6 +1454,14 @@ def chat_main(argv: list[str] | None = None) -> int:
         help="read the account password from the first line of this file",
     )
     parser.add_argument(
+        "--history",
+        type=int,
+        default=HISTORY_LINES,
+        metavar="N",
+        help=f"lines of history shown on joining a channel, when the server keeps it"
+        f" (default {HISTORY_LINES}; 0: none)",
+    )
+    parser.add_argument(
         "address",
         nargs="?",
         default=None,
@@ -1289,6 +1478,8 @@ def chat_main(argv: list[str] | None = None) -> int:
         return 2
     if args.password_file is not None and args.account is None:
         parser.error("--password-file needs --account")
+    if not 0 <= args.history <= MAX_HISTORY_LINES:
+        parser.error(f"--history must be 0-{MAX_HISTORY_LINES}")
     nick = args.nick or _default_nick()
     sasl = None
     if args.account is not None:
@@ -1312,6 +1503,7 @@ def chat_main(argv: list[str] | None = None) -> int:
             password=args.password,
             sasl=sasl,
             caps=(*DEFAULT_CAPS, ACCOUNT_REGISTRATION),
+            join_history=args.history,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -44,9 +44,11 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from relaychat.protocol.casemap import casefolder, fold_rfc1459
 from relaychat.protocol.framing import LineBuffer, TooLong
@@ -81,7 +83,12 @@ SERVER_TAGS_BYTES = 8190
 
 __all__ = [
     "ACCOUNT_REGISTRATION",
+    "CHATHISTORY",
     "DEFAULT_CAPS",
+    "DEFAULT_HISTORY_LINES",
+    "READ_MARKER",
+    "History",
+    "HistoryRef",
     "MULTILINE",
     "MULTILINE_CONCAT",
     "Batch",
@@ -139,11 +146,25 @@ MULTILINE_CONCAT = "draft/multiline-concat"
 #: account-registration, a work-in-progress specification). Not requested by default.
 ACCOUNT_REGISTRATION = "draft/account-registration"
 
+#: IRCv3 chathistory (``CHATHISTORY`` with a ``chathistory`` batch) and read-marker
+#: (``MARKREAD``), work-in-progress specifications, hence the ``draft/`` names.
+CHATHISTORY = "draft/chathistory"
+READ_MARKER = "draft/read-marker"
+
+#: How many lines a history request asks for when not told (capped by the server's
+#: ISUPPORT ``CHATHISTORY`` limit).
+DEFAULT_HISTORY_LINES = 50
+
+#: At most this many targets have a read marker kept (a server cannot grow it).
+MAX_READ_MARKERS = 10_000
+
 #: What a client asks for when the server offers it, unless given ``caps``. Not
 #: ``echo-message``: a bot that repeats what it hears would then hear itself.
 DEFAULT_CAPS: tuple[str, ...] = (
     "batch",
+    CHATHISTORY,
     MULTILINE,
+    READ_MARKER,
     "labeled-response",
     "message-tags",
     "server-time",
@@ -349,6 +370,8 @@ class Response:
     label: str
     messages: list[Message]
     batch: Batch | None = None
+    #: For a history request (:meth:`ClientProtocol.send_history`): the stored messages.
+    history: History | None = None
 
     @property
     def ack(self) -> bool:
@@ -378,8 +401,100 @@ class Response:
         return len(self.messages)
 
 
+@dataclass(frozen=True, eq=False)
+class History:
+    """Stored messages of one target (IRCv3 chathistory), oldest first: the answer
+    to a history request, and the item delivered for the automatic fetch on JOIN
+    (``auto`` True). Everything in it is history, never a live message; a message
+    the connection already delivered live (same ``msgid``) is left out, and a
+    live message that comes after it with a ``msgid`` in it is not delivered again.
+
+    ``error`` is the server's ``FAIL`` (or error numeric) when it refused; ``complete``
+    is False for a batch cut short (limits). Each message keeps its ``time`` and
+    ``msgid`` tags.
+    """
+
+    target: str
+    messages: list[Message]
+    auto: bool = False
+    error: Message | None = None
+    complete: bool = True
+
+    @property
+    def command(self) -> str:
+        """``"CHATHISTORY"``: code that picks items by command passes over it."""
+        return "CHATHISTORY"
+
+    @property
+    def oldest(self) -> Message | None:
+        return self.messages[0] if self.messages else None
+
+    @property
+    def newest(self) -> Message | None:
+        return self.messages[-1] if self.messages else None
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+#: A point in a target's history: a message (its ``msgid``, else its ``time``), a
+#: datetime (timezone-aware, or taken as UTC), or a reference as the spec writes it
+#: (``msgid=...`` / ``timestamp=...``).
+HistoryRef = Message | datetime | str
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
+
+
+def format_timestamp(when: datetime) -> str:
+    """``YYYY-MM-DDThh:mm:ss.sssZ`` (server-time), UTC; a naive datetime is UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def history_reference(ref: HistoryRef) -> str:
+    """The CHATHISTORY reference for ``ref``. Raises ValueError for a message with
+    neither ``msgid`` nor a valid ``time`` tag, or a string that is no reference."""
+    if isinstance(ref, datetime):
+        return "timestamp=" + format_timestamp(ref)
+    if isinstance(ref, Message):
+        if ref.msgid is not None and _valid_word(ref.msgid):
+            return "msgid=" + ref.msgid
+        stamp = ref.tags.get("time", "")
+        if _TIMESTAMP.fullmatch(stamp):
+            return "timestamp=" + stamp
+        raise ValueError("the message has neither a msgid nor a time tag")
+    kind, _, value = ref.partition("=")
+    if kind == "msgid" and _valid_word(value):
+        return ref
+    if kind == "timestamp" and _TIMESTAMP.fullmatch(value):
+        return ref
+    raise ValueError(f"bad history reference {ref!r}")
+
+
+def _valid_word(word: str) -> bool:
+    return bool(word) and word[0] != ":" and not any(c in word for c in " \r\n\0")
+
+
+def read_timestamp(value: Message | datetime | str) -> str:
+    """The ``YYYY-MM-DDThh:mm:ss.sssZ`` of a read marker: a message's ``time`` tag, a
+    datetime, or the text itself (``timestamp=`` in front allowed). ValueError else."""
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, Message):
+        value = value.tags.get("time", "")
+    value = value.removeprefix("timestamp=")
+    if not _TIMESTAMP.fullmatch(value):
+        raise ValueError(f"bad timestamp {value!r}")
+    return value
+
+
 #: What :meth:`ClientProtocol.receive_data` returns: see the module docstring.
-Received = Message | Batch | Response
+Received = Message | Batch | Response | History
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +694,7 @@ class ClientProtocol:
         sasl: SaslCredentials | None = None,
         sasl_mechanisms: Iterable[str] = DEFAULT_MECHANISMS,
         sasl_required: bool = True,
+        join_history: int = 0,
     ) -> None:
         if not nick or any(c in nick for c in " \r\n\0:"):
             raise ValueError(f"bad nick {nick!r}")
@@ -603,6 +719,17 @@ class ClientProtocol:
         self._lines = LineBuffer(line_length=MAX_LINE_BYTES, tags_length=SERVER_TAGS_BYTES)
         self._outbuf = bytearray()
         self._pending: set[str] = set()  # labels of requests waiting for their reply
+        # history requests among them: label -> (target, fetched on JOIN)
+        self._history_requests: dict[str, tuple[str, bool]] = {}
+        if join_history < 0:
+            raise ValueError("join_history must be >= 0")
+        #: Lines of history fetched on our own JOIN when the server offers it (0: none).
+        self.join_history = join_history
+        # with draft/chathistory: msgids delivered live, and delivered as history
+        self._live_msgids = RecentMsgids()
+        self._history_msgids = RecentMsgids()
+        # draft/read-marker: folded target -> (name, timestamp or None for "*")
+        self._read_markers: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self._labels = itertools.count(1)
         self._batch_refs = itertools.count(1)
         # open batches: ref -> batch, its parent's ref (None: top level), its root's ref
@@ -673,6 +800,40 @@ class ClientProtocol:
         return MultilineLimits.parse(self.available_caps.get(MULTILINE, ""))
 
     @property
+    def history_enabled(self) -> bool:
+        """Whether history can be requested: ``draft/chathistory`` and labels are on."""
+        return CHATHISTORY in self.enabled_caps and self.labels_enabled
+
+    @property
+    def history_limit(self) -> int | None:
+        """The most messages one history reply holds (ISUPPORT ``CHATHISTORY``), or
+        None when the server names no limit."""
+        value = self.isupport.get("CHATHISTORY", "")
+        if value.isascii() and value.isdigit() and 0 < int(value):
+            return int(value)
+        return None
+
+    def history_pending(self, target: str) -> bool:
+        """Whether a history request for ``target`` waits for its reply."""
+        folded = self.casefold(target)
+        return any(self.casefold(t) == folded for t, _ in self._history_requests.values())
+
+    @property
+    def read_markers_enabled(self) -> bool:
+        return READ_MARKER in self.enabled_caps
+
+    @property
+    def read_markers(self) -> dict[str, str | None]:
+        """target -> timestamp (``YYYY-MM-DDThh:mm:ss.sssZ``) of the last message
+        read, as the server last said (``MARKREAD``); None for ``*`` (nothing read)."""
+        return dict(self._read_markers.values())
+
+    def read_marker(self, target: str) -> str | None:
+        """The read marker of ``target`` (by the server's case mapping), else None."""
+        found = self._read_markers.get(self.casefold(target))
+        return None if found is None else found[1]
+
+    @property
     def open_batches(self) -> int:
         """How many batches are open (started, not yet ended or delivered)."""
         return len(self._open)
@@ -730,8 +891,77 @@ class ClientProtocol:
         reply that comes later is delivered as an ordinary Message or Batch."""
         if label in self._pending:
             self._pending.remove(label)
+            self._history_requests.pop(label, None)
             return True
         return False
+
+    def send_history(
+        self,
+        target: str,
+        *,
+        before: HistoryRef | None = None,
+        after: HistoryRef | None = None,
+        limit: int | None = None,
+        auto: bool = False,
+    ) -> str:
+        """Queue a labeled ``CHATHISTORY`` request for ``target`` and return its label;
+        its reply comes out of :meth:`receive_data` as a :class:`Response` whose
+        ``history`` is the :class:`History` (or, with ``auto``, as the History itself).
+
+        Neither ``before`` nor ``after``: the latest messages (LATEST); ``before``:
+        those just before it (BEFORE); ``after``: those just after it (AFTER); both:
+        those between (BETWEEN). ``limit`` (default :data:`DEFAULT_HISTORY_LINES`) is
+        capped by :attr:`history_limit`. Raises :class:`NotSupported` unless
+        :attr:`history_enabled`, ValueError for a bad target, reference or limit,
+        and what :meth:`send_request` raises.
+        """
+        if not self.history_enabled:
+            raise NotSupported(f"the server did not enable {CHATHISTORY} and labels")
+        if not _valid_word(target):
+            raise ValueError(f"bad target {target!r}")
+        count = DEFAULT_HISTORY_LINES if limit is None else limit
+        if count < 1:
+            raise ValueError("limit must be at least 1")
+        most = self.history_limit
+        if most is not None:
+            count = min(count, most)
+        if before is not None and after is not None:
+            params = ["BETWEEN", target, history_reference(after), history_reference(before)]
+        elif before is not None:
+            params = ["BEFORE", target, history_reference(before)]
+        elif after is not None:
+            params = ["AFTER", target, history_reference(after)]
+        else:
+            params = ["LATEST", target, "*"]
+        label = self.send_request(Message("CHATHISTORY", [*params, str(count)]))
+        self._history_requests[label] = (target, auto)
+        return label
+
+    def mark_read(self, target: str, timestamp: Message | datetime | str) -> bool:
+        """Queue ``MARKREAD <target> timestamp=...`` (the last message the user read)
+        unless the server's marker is at that time or later already; whether it was
+        queued. The server answers with the marker it keeps, which updates
+        :attr:`read_markers`. Raises :class:`NotSupported` without
+        ``draft/read-marker``, ValueError for a bad target or timestamp."""
+        if not self.read_markers_enabled:
+            raise NotSupported(f"the server did not enable {READ_MARKER}")
+        if not _valid_word(target):
+            raise ValueError(f"bad target {target!r}")
+        stamp = read_timestamp(timestamp)
+        known = self.read_marker(target)
+        if known is not None and known >= stamp:
+            return False
+        self.send(Message("MARKREAD", [target, "timestamp=" + stamp]))
+        return True
+
+    def request_read_marker(self, target: str) -> None:
+        """Queue ``MARKREAD <target>``: ask for the marker of a nick (the server sends
+        a channel's on JOIN). Raises as :meth:`mark_read` does."""
+        if not self.read_markers_enabled:
+            raise NotSupported(f"the server did not enable {READ_MARKER}")
+        if not _valid_word(target):
+            raise ValueError(f"bad target {target!r}")
+        self.send(Message("MARKREAD", [target]))
 
     def send_text(self, command: str, target: str, text: str) -> None:
         """Queue ``text`` for ``target`` with ``command`` (PRIVMSG or NOTICE).
@@ -810,6 +1040,7 @@ class ClientProtocol:
         self._held.clear()
         self._held_lines = self._held_bytes = 0
         self._pending.clear()
+        self._history_requests.clear()
         if self.phase is Phase.REGISTERING and self.error is None:
             self.error = "connection closed before registration completed"
         self._transition(_Event.EOF)
@@ -909,26 +1140,77 @@ class ClientProtocol:
         self._held_lines -= lines
         self._held_bytes -= size
         label = batch.tags.get("label")
+        wanted = None if label is None else self._history_requests.get(label)
         if label is not None and self.cancel_request(label):
+            if wanted is not None:
+                self._emit_history(label, wanted, batch.messages(), batch, out)
+                return
             self._record_msgids(batch.messages())
             out.append(Response(label, batch.messages(), batch))
         elif self._keep_batch(batch):
             out.append(batch)
 
+    def _emit_history(
+        self,
+        label: str,
+        wanted: tuple[str, bool],
+        messages: list[Message],
+        batch: Batch | None,
+        out: list[Received],
+    ) -> None:
+        """The reply to a history request: drop what was delivered live (by msgid),
+        remember the rest as history, and give it out as a Response or, for the
+        fetch on JOIN, as the History itself."""
+        target, auto = wanted
+        error = Response(label, messages).error
+        kept: list[Message] = []
+        for msg in messages:
+            if error is not None:
+                break
+            msgid = msg.msgid
+            if msgid is not None:
+                if msgid in self._live_msgids:
+                    continue
+                if self.seen_msgids is not None and self.seen_msgids.is_duplicate(msgid):
+                    continue
+                self._history_msgids.is_duplicate(msgid)
+            kept.append(msg)
+        complete = batch is None or batch.complete
+        history = History(target, kept, auto, error, complete)
+        if auto:
+            out.append(history)
+        else:
+            out.append(Response(label, kept if error is None else messages, batch, history))
+
     def _emit_message(self, msg: Message, out: list[Received]) -> None:
         label = msg.tags.get("label")
+        wanted = None if label is None else self._history_requests.get(label)
         if label is not None and msg.command.upper() != "BATCH" and self.cancel_request(label):
-            if msg.command.upper() == "ACK":
+            if wanted is not None:
+                messages = [] if msg.command.upper() == "ACK" else [msg]
+                self._emit_history(label, wanted, messages, None, out)
+            elif msg.command.upper() == "ACK":
                 out.append(Response(label, []))
             else:
                 self._record_msgids([msg])
                 out.append(Response(label, [msg]))
             return
-        msgid = msg.msgid
-        if msgid is not None and self.seen_msgids is not None:
-            if self.seen_msgids.is_duplicate(msgid):
-                return
+        if not self._live(msg.msgid):
+            return
         out.append(msg)
+
+    def _live(self, msgid: str | None) -> bool:
+        """Whether a live message with ``msgid`` is new: not delivered as history,
+        nor seen before (``seen_msgids``); records it."""
+        if msgid is None:
+            return True
+        if msgid in self._history_msgids:
+            return False
+        if self.seen_msgids is not None and self.seen_msgids.is_duplicate(msgid):
+            return False
+        if CHATHISTORY in self.enabled_caps:
+            self._live_msgids.is_duplicate(msgid)
+        return True
 
     def _record_msgids(self, messages: list[Message]) -> None:
         if self.seen_msgids is not None:
@@ -939,17 +1221,14 @@ class ClientProtocol:
     def _keep_batch(self, batch: Batch) -> bool:
         """With ``seen_msgids``: False for a batch seen before (by its own msgid);
         otherwise drop the messages in it seen before, and keep it."""
-        seen = self.seen_msgids
-        if seen is None:
-            return True
-        if batch.msgid is not None and seen.is_duplicate(batch.msgid):
+        if batch.msgid is not None and not self._live(batch.msgid):
             return False
         kept: list[Message | Batch] = []
         for item in batch.items:
             if isinstance(item, Batch):
                 if self._keep_batch(item):
                     kept.append(item)
-            elif item.msgid is None or not seen.is_duplicate(item.msgid):
+            elif self._live(item.msgid):
                 kept.append(item)
         batch.items = kept
         return True
@@ -1008,6 +1287,35 @@ class ClientProtocol:
             else:
                 key, _, value = token.partition("=")
                 self.isupport[key.upper()] = value
+
+    def _on_join(self, msg: Message) -> None:
+        """Our own JOIN: fetch the channel's last :attr:`join_history` lines."""
+        if not (msg.source and msg.params and self.join_history > 0 and self.history_enabled):
+            return
+        if not self.is_me(split_source(msg.source)[0]) or self.history_pending(msg.params[0]):
+            return
+        try:
+            self.send_history(msg.params[0], limit=self.join_history, auto=True)
+        except (RequestError, ValueError) as exc:  # too many pending, a bad name
+            logger.warning("no history fetched on JOIN %r: %s", msg.params[0], exc)
+
+    def _on_markread(self, msg: Message) -> None:
+        """``MARKREAD <target> <timestamp=...|*>`` from the server: the read marker."""
+        if len(msg.params) < 2 or not _valid_word(msg.params[0]):
+            return
+        target, value = msg.params[0], msg.params[1]
+        if value == "*":
+            stamp = None
+        elif value.startswith("timestamp=") and _TIMESTAMP.fullmatch(value[10:]):
+            stamp = value[10:]
+        else:
+            logger.warning("ignoring MARKREAD with a bad timestamp %r", value[:64])
+            return
+        folded = self.casefold(target)
+        self._read_markers[folded] = (target, stamp)
+        self._read_markers.move_to_end(folded)
+        while len(self._read_markers) > MAX_READ_MARKERS:
+            self._read_markers.popitem(last=False)
 
     def _on_nick(self, msg: Message) -> None:
         if msg.source and msg.params and self.is_me(split_source(msg.source)[0]):
@@ -1184,6 +1492,8 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Message], None]] = {
     "PING": ClientProtocol._on_ping,
     "CAP": ClientProtocol._on_cap,
     "NICK": ClientProtocol._on_nick,
+    "JOIN": ClientProtocol._on_join,
+    "MARKREAD": ClientProtocol._on_markread,
     "ERROR": ClientProtocol._on_error,
     RPL_WELCOME: ClientProtocol._on_welcome,
     RPL_ISUPPORT: ClientProtocol._on_isupport,
