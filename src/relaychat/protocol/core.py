@@ -71,7 +71,13 @@ from relaychat.protocol.casemap import casefolder, mask_matches
 from relaychat.protocol.chanreg import ChannelWriter, load_channels, logged_in
 from relaychat.protocol.cloaking import Cloaker
 from relaychat.protocol.events import PEERS, Event, build_event, msgid_source
-from relaychat.protocol.history import CHATHISTORY_CAP, EVENT_PLAYBACK_CAP, History
+from relaychat.protocol.history import (
+    CHATHISTORY_CAP,
+    EVENT_PLAYBACK_CAP,
+    READ_MARKER_CAP,
+    REDACTION_CAP,
+    History,
+)
 from relaychat.protocol.identity import account_changed, change_host
 from relaychat.protocol.inbound import Inbound, Line
 from relaychat.protocol.message import Message, sanitize_text, truncate_utf8
@@ -264,6 +270,8 @@ class ServerCore:
         if self.history is None:
             self.caps_offered.pop(CHATHISTORY_CAP, None)
             self.caps_offered.pop(EVENT_PLAYBACK_CAP, None)
+            self.caps_offered.pop(READ_MARKER_CAP, None)
+            self.caps_offered.pop(REDACTION_CAP, None)
         else:
             if config.history.enabled != self.history.config.enabled:
                 log.warning("turning history on or off needs a restart")

@@ -20,6 +20,7 @@ from relaychat.protocol.handlers.serverbans import refuse_if_klined
 from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.message import Message, truncate_utf8
 from relaychat.protocol.multiclient import add_session, logged_in, owner_to_attach
+from relaychat.protocol.readmarkers import adopt, send_on_join
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -262,6 +263,7 @@ def attach(core: ServerCore, sess: Session, now: Now) -> bool:
             error=f"Too many connections for account {owner.account} (at most {limit})",
         )
         return True
+    adopt(owner, sess.user)  # the read markers loaded at its login, if the owner has none
     add_session(core, owner, sess, now)
     send_welcome(core, sess)
     send = core.output.send_bytes
@@ -273,6 +275,7 @@ def attach(core: ServerCore, sess: Session, now: Now) -> bool:
             break
         params = [chan.name, owner.account or "*", owner.realname] if extended else [chan.name]
         send(sess, Message("JOIN", params, source=owner.source).to_bytes())
+        send_on_join(core, owner, chan, (sess,))
         if chan.topic:
             send_topic(core, sess, chan)
         if "no-implicit-names" not in sess.caps:
