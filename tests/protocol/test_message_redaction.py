@@ -273,6 +273,14 @@ def test_private_messages_sender_only_both_parties_all_sessions() -> None:
     assert fail(dave.take())[:3] == ["UNKNOWN_MSGID", "bob", theirs]
 
 
+def test_a_note_to_oneself_is_redacted_once() -> None:
+    clock, core, alice, bob, plain = setup()
+    msgid = say(alice, "alice", "note to self")
+    alice.send(f"REDACT alice {msgid}")
+    assert [m.params for m in only(alice.take(), "REDACT")] == [["alice", msgid]]
+    assert history_texts(alice, "alice") == []
+
+
 def test_private_message_to_a_party_now_offline_can_still_be_redacted() -> None:
     clock, core, alice, bob, plain = setup()
     msgid = say(alice, "bob", "while you were here")

@@ -60,6 +60,13 @@ _UNKNOWN = "UNKNOWN_MSGID"
 _FORBIDDEN = "REDACT_FORBIDDEN"
 _EXPIRED = "REDACT_WINDOW_EXPIRED"
 _ERROR = "INTERNAL_ERROR"
+_NO_TARGET = "You cannot delete messages from this target"
+_TEXT = {
+    _UNKNOWN: "This message does not exist or is too old",
+    _FORBIDDEN: "You are not authorised to delete this message",
+    _EXPIRED: "You can no longer edit this message",
+    _ERROR: "The message could not be deleted, try again",
+}
 
 
 # REDACT <target> <msgid> [:<reason>]
@@ -81,18 +88,14 @@ def handle_redact(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
     if core.is_channel_name(name):
         chan = core.find_channel(name)
         if chan is None or (user not in chan.members and not is_oper):
-            core.fail(
-                sess, CMD, "INVALID_TARGET", shown, f"You cannot delete messages from {shown}"
-            )
+            core.fail(sess, CMD, "INVALID_TARGET", shown, _NO_TARGET)
             return
         may_any = is_oper or chan.is_op(user)
         key = chan.folded
         shown = chan.name
     else:
         if not valid_nick(core, name):
-            core.fail(
-                sess, CMD, "INVALID_TARGET", shown, f"You cannot delete messages from {shown}"
-            )
+            core.fail(sess, CMD, "INVALID_TARGET", shown, _NO_TARGET)
             return
         may_any = False
         me = party(core, user)
@@ -107,9 +110,7 @@ def handle_redact(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
         return
     account = user.account
     if not may_any and account is None:  # nothing to prove the sender is this user
-        core.fail(
-            sess, CMD, _FORBIDDEN, shown, msgid, "You are not authorised to delete this message"
-        )
+        core.fail(sess, CMD, _FORBIDDEN, shown, msgid, _TEXT[_FORBIDDEN])
         return
     mine = core.fold(account) if account is not None else None
     fold = core.fold
@@ -133,28 +134,10 @@ def handle_redact(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
     def then(outcome: str) -> None:
         if outcome == _DONE:
             _relay(core, sess, chan, peer, shown, msgid, reason)
-        elif outcome == _UNKNOWN:
-            core.fail(
-                sess, CMD, _UNKNOWN, shown, msgid, "This message does not exist or is too old"
-            )
-        elif outcome == _FORBIDDEN:
-            core.fail(
-                sess, CMD, _FORBIDDEN, shown, msgid, "You are not authorised to delete this message"
-            )
         elif outcome == _EXPIRED:
-            core.fail(
-                sess,
-                CMD,
-                _EXPIRED,
-                shown,
-                msgid,
-                f"{window:g}",
-                "You can no longer edit this message",
-            )
+            core.fail(sess, CMD, outcome, shown, msgid, f"{window:g}", _TEXT[outcome])
         else:
-            core.fail(
-                sess, CMD, _ERROR, shown, msgid, "The message could not be deleted, try again"
-            )
+            core.fail(sess, CMD, outcome, shown, msgid, _TEXT[outcome])
 
     core.submit(Op(run, then, sess, pool="store"))
 
