@@ -238,6 +238,8 @@ class HistoryConfig:
     autoreplay_lines: int = 0  # lines replayed on JOIN to clients without chathistory
     exclude_channels: tuple[str, ...] = ()  # channel masks whose messages are not kept
     prune_interval: float = 600.0  # seconds between retention passes
+    # seconds a sender may REDACT its own message (0: no limit); operators have none
+    redact_window: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,6 +584,7 @@ _RULES: dict[str, Rule] = {
     "history.autoreplay_lines": _Range(0, 1000),
     "history.exclude_channels": _channel_masks,
     "history.prune_interval": _Range(hi=86400.0, above=0.0),
+    "history.redact_window": _Range(0.0, 315_360_000.0),
     "email.smtp_host": _smtp_host,
     "email.smtp_port": _Range(1, 65535),
     "email.from_address": _from_address,

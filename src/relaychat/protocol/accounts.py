@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from relaychat.passwords import DUMMY_HASH, hash_password, verify_password
 from relaychat.protocol import numerics as N
+from relaychat.protocol import readmarkers
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.mailer import MailError
 from relaychat.protocol.ops import Op
@@ -506,6 +507,7 @@ def log_in(core: ServerCore, sess: Session, account: str) -> None:
 
     user = sess.user
     core.account_changed(user, account)
+    readmarkers.logged_in(core, sess)  # the account's read markers, before its next command
     core.reply(sess, N.RPL_LOGGEDIN, user.prefix, account, f"You are now logged in as {account}")
     if user.registered:
         multiclient.logged_in(core, user)
@@ -519,6 +521,7 @@ def log_out(core: ServerCore, user: User) -> None:
     if account is None:
         return
     core.account_changed(user, None)
+    user.read_markers = None  # they were the account's
     multiclient.logged_out(core, user, account)
     for sess in user.sessions:
         core.reply(sess, N.RPL_LOGGEDOUT, user.prefix, "You are now logged out")

@@ -57,6 +57,8 @@ SUPPORTED_CAPS: dict[str, str] = {
     "chghost": "",
     "draft/chathistory": "",  # offered by a core that keeps history
     "draft/event-playback": "",
+    "draft/message-redaction": "",  # offered by a core that keeps history
+    "draft/read-marker": "",  # offered by a core that keeps history
     MULTILINE: "",  # max-bytes and max-lines, from the configuration (offered_caps)
     "echo-message": "",
     "extended-join": "",

@@ -24,6 +24,8 @@ from relaychat.protocol.handlers import (
     monitor,
     multiline,
     oper,
+    readmarker,
+    redaction,
     registration,
     sasl,
     serverbans,
@@ -228,6 +230,20 @@ COMMANDS: dict[str, CommandSpec] = {
         " BETWEEN <target> <ref> <ref> <limit> | TARGETS <timestamp> <timestamp> <limit>",
         "Stored messages of a channel you are in or of a conversation (draft/chathistory);"
         " ref: msgid=<id>, timestamp=<YYYY-MM-DDThh:mm:ss.sssZ> or * (LATEST).",
+    ),
+    "MARKREAD": _c(
+        readmarker.handle_markread,
+        0,
+        "MARKREAD <target> [timestamp=<YYYY-MM-DDThh:mm:ss.sssZ>]",
+        "Get, or move forward, what you have read in a channel or conversation"
+        " (draft/read-marker); shared by the connections of your account.",
+    ),
+    "REDACT": _c(
+        redaction.handle_redact,
+        2,
+        "REDACT <target> <msgid> [:<reason>]",
+        "Delete a message from history and from the clients that support it"
+        " (draft/message-redaction): your own (logged in), or any as a channel or IRC operator.",
     ),
     "MONITOR": _c(
         monitor.handle_monitor,

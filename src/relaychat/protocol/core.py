@@ -75,6 +75,8 @@ from relaychat.protocol.history import (
     CHATHISTORY_CAP,
     COMMITS_IN_FLIGHT,
     EVENT_PLAYBACK_CAP,
+    READ_MARKER_CAP,
+    REDACTION_CAP,
     History,
 )
 from relaychat.protocol.identity import account_changed, change_host
@@ -273,6 +275,8 @@ class ServerCore:
         if self.history is None:
             self.caps_offered.pop(CHATHISTORY_CAP, None)
             self.caps_offered.pop(EVENT_PLAYBACK_CAP, None)
+            self.caps_offered.pop(READ_MARKER_CAP, None)
+            self.caps_offered.pop(REDACTION_CAP, None)
         else:
             if config.history.enabled != self.history.config.enabled:
                 log.warning("turning history on or off needs a restart")

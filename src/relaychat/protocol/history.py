@@ -58,6 +58,8 @@ __all__ = [
     "EVENT_PLAYBACK_CAP",
     "HELD_MAX",
     "History",
+    "READ_MARKER_CAP",
+    "REDACTION_CAP",
     "conversation_key",
     "party",
     "replay_missed",
@@ -69,6 +71,8 @@ log = logging.getLogger("relaychat.history")
 
 CHATHISTORY_CAP = "draft/chathistory"
 EVENT_PLAYBACK_CAP = "draft/event-playback"
+READ_MARKER_CAP = "draft/read-marker"  # relaychat.protocol.readmarkers
+REDACTION_CAP = "draft/message-redaction"  # relaychat.protocol.handlers.redaction
 
 # command -> is it an event (sent only to event-playback clients)?
 RECORDED: dict[str, bool] = {

@@ -104,6 +104,7 @@ class User:
         "always_on",
         "last_seen",
         "auto_away",
+        "read_markers",
         "_source",
         "__weakref__",
     )
@@ -135,6 +136,10 @@ class User:
         # store's "what you missed" replay starts when a session attaches again
         self.last_seen: float | None = None
         self.auto_away = False  # ``away`` was set because no session is left
+        # draft/read-marker (relaychat.protocol.readmarkers): target key -> read
+        # time (ms); the store's markers of its account (None: not loaded), or
+        # the only copy for a user not logged in (None: none yet)
+        self.read_markers: dict[str, int] | None = None
         self._source: str | None = None  # prefix, cached while the user relays messages
 
     @property

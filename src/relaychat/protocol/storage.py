@@ -239,6 +239,27 @@ class HistoryStore(Protocol):
         the last ``max_lines`` of each target (0: no limit); the count deleted."""
         ...
 
+    def delete_history(self, target: str, msgid: str) -> bool:
+        """Delete the row of ``target`` with ``msgid`` (a redacted message);
+        False if there was none."""
+        ...
+
+    def read_markers(self, account: str) -> dict[str, int]:
+        """Every read marker of ``account`` (folded): target key -> time (ms)."""
+        ...
+
+    def read_marker(self, account: str, target: str) -> int | None:
+        """``account``'s read marker of ``target`` (ms), or None."""
+        ...
+
+    def set_read_marker(self, account: str, target: str, when: int, keep: int) -> tuple[int, bool]:
+        """Move ``account``'s read marker of ``target`` forward to ``when`` (ms;
+        an older or equal time changes nothing), in one transaction; returns
+        (the stored time, whether it moved). Past ``keep`` markers for the
+        account, those read longest ago are deleted. ``drop_account`` deletes
+        an account's markers."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelListEntry:

@@ -177,6 +177,16 @@ MIGRATIONS: list[str] = [
         last_seen REAL
     ) WITHOUT ROWID;
     """,
+    # 7: read markers (draft/read-marker): per account (folded) and target (the
+    # folded channel or nick as the user names it), the read time in ms
+    """
+    CREATE TABLE read_markers (
+        account TEXT NOT NULL,
+        target TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY (account, target)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 WRITE_TIMEOUT = 30.0  # seconds a caller waits for its commit before giving up
@@ -355,6 +365,52 @@ class _HistoryMixin:
                 found.append((key, name, int(rows[0][0])))
         found.sort(key=lambda item: (item[2], item[0]))
         return found[:limit]
+
+    def delete_history(self, target: str, msgid: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM history WHERE target = ? AND msgid = ?", (target, msgid)
+            )
+            return cur.rowcount > 0
+
+        return bool(self._write(delete))
+
+    def read_markers(self, account: str) -> dict[str, int]:
+        rows = self._read("SELECT target, time FROM read_markers WHERE account = ?", (account,))
+        return {str(t): int(when) for t, when in rows}
+
+    def read_marker(self, account: str, target: str) -> int | None:
+        rows = self._read(
+            "SELECT time FROM read_markers WHERE account = ? AND target = ?", (account, target)
+        )
+        return int(rows[0][0]) if rows else None
+
+    def set_read_marker(self, account: str, target: str, when: int, keep: int) -> tuple[int, bool]:
+        def upsert(conn: sqlite3.Connection) -> tuple[int, bool]:
+            moved = conn.execute(
+                "INSERT INTO read_markers (account, target, time) VALUES (?, ?, ?)"
+                " ON CONFLICT (account, target) DO UPDATE SET time = excluded.time"
+                " WHERE excluded.time > read_markers.time",
+                (account, target, when),
+            ).rowcount
+            stored = int(
+                conn.execute(
+                    "SELECT time FROM read_markers WHERE account = ? AND target = ?",
+                    (account, target),
+                ).fetchone()[0]
+            )
+            if moved:
+                # over ``keep`` markers: the ones read longest ago go
+                conn.execute(
+                    "DELETE FROM read_markers WHERE account = ? AND target IN (SELECT target"
+                    " FROM read_markers WHERE account = ? ORDER BY time DESC, target"
+                    " LIMIT -1 OFFSET ?)",
+                    (account, account, max(1, keep)),
+                )
+            return stored, moved > 0
+
+        result: tuple[int, bool] = self._write(upsert)
+        return result
 
     def prune_history(self, before: int | None, max_lines: int) -> int:
         heads = self.history_heads()
@@ -742,6 +798,7 @@ class SQLiteStore(_HistoryMixin):
     def drop_account(self, folded: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM always_on WHERE folded = ?", (folded,))
+            conn.execute("DELETE FROM read_markers WHERE account = ?", (folded,))
             return conn.execute("DELETE FROM accounts WHERE folded = ?", (folded,)).rowcount == 1
 
         return self._write(delete)

@@ -33,6 +33,7 @@ from relaychat.protocol.handlers.silence import silences
 from relaychat.protocol.history import CHATHISTORY_CAP, replay_on_join
 from relaychat.protocol.identity import join_events
 from relaychat.protocol.message import pack, truncate_utf8
+from relaychat.protocol.readmarkers import send_on_join
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -103,6 +104,7 @@ def _join_one(core: ServerCore, sess: Session, name: str, key: str | None, now: 
                 trailing=True,
             )
         )
+    send_on_join(core, user, chan, user.sessions)  # draft/read-marker: before NAMES
     if chan.topic:
         _send_topic(core, sess, chan)
     if "no-implicit-names" not in sess.caps:

@@ -21,6 +21,7 @@ from relaychat.protocol.handlers.serverinfo import send_lusers, send_motd
 from relaychat.protocol.history import CHATHISTORY_CAP, replay_missed
 from relaychat.protocol.message import Message, truncate_utf8
 from relaychat.protocol.multiclient import add_session, logged_in, owner_to_attach
+from relaychat.protocol.readmarkers import adopt, send_on_join
 
 if TYPE_CHECKING:
     from relaychat.protocol.core import ServerCore
@@ -264,6 +265,7 @@ def attach(core: ServerCore, sess: Session, now: Now) -> bool:
         )
         return True
     missed_since = owner.last_seen  # an always-on user coming back: since when
+    adopt(owner, sess.user)  # the read markers loaded at its login, if the owner has none
     add_session(core, owner, sess, now)
     send_welcome(core, sess)
     send = core.output.send_bytes
@@ -275,6 +277,7 @@ def attach(core: ServerCore, sess: Session, now: Now) -> bool:
             break
         params = [chan.name, owner.account or "*", owner.realname] if extended else [chan.name]
         send(sess, Message("JOIN", params, source=owner.source).to_bytes())
+        send_on_join(core, owner, chan, (sess,))
         if chan.topic:
             send_topic(core, sess, chan)
         if "no-implicit-names" not in sess.caps:
