@@ -261,10 +261,12 @@ class _HistoryMixin:
             if inclusive:
                 return value
             return value + 1 if lower else value - 1
-        span = self._read("SELECT min(seq), max(seq) FROM history WHERE target = ?", (target,))
-        if not span or span[0][0] is None:
+        # min and max in separate queries: each is one index probe (together, a scan)
+        low = self._read("SELECT min(seq) FROM history WHERE target = ?", (target,))
+        if not low or low[0][0] is None:
             return None
-        first, last = int(span[0][0]), int(span[0][1])
+        high = self._read("SELECT max(seq) FROM history WHERE target = ?", (target,))
+        first, last = int(low[0][0]), int(high[0][0])
         if lower:  # the first row past the time (time > value, or >= if inclusive)
             return self._first_past(target, first, last, value, strict=not inclusive)
         # upper: every row before the first that is past the time
