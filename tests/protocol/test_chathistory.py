@@ -445,3 +445,16 @@ def test_a_flood_faster_than_commits_pauses_input_instead_of_relaying_early(
     assert not core.input_paused
     assert texts(bob.take()) == [str(i) for i in range(60)]
     assert texts(history(bob, "CHATHISTORY LATEST #c * 100")[0]) == [str(i) for i in range(60)]
+
+
+def test_messages_to_services_are_never_kept() -> None:
+    """A password sent to NickServ must not land in the history table."""
+    clock, core, alice, bob = setup()
+    alice.send("PRIVMSG NickServ :REGISTER very-secret-pw")
+    alice.send("PRIVMSG NickServ :IDENTIFY alice very-secret-pw")
+    alice.send("PRIVMSG bob :a normal one")
+    store = core.store
+    assert store is not None
+    rows = store._read("SELECT line FROM history")  # type: ignore[attr-defined]
+    assert rows and not any("very-secret-pw" in line for (line,) in rows)
+    assert texts(history(alice, "CHATHISTORY LATEST NickServ * 10")[0]) == []
