@@ -362,7 +362,12 @@ class ThreadedServer:
         """The server side of a handshake, by the deadline; None: failed (logged,
         the socket closed). Plaintext sent here fails it at once."""
         deadline = time.monotonic() + self.config.limits.tls_handshake_timeout
-        sock = tls.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        try:
+            sock = tls.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        except OSError as exc:  # the peer is gone already
+            log.info("TLS handshake from %s failed: %s", ip, exc.strerror or exc)
+            raw.close()
+            return None
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         while True:
