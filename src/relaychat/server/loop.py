@@ -128,7 +128,7 @@ class _Connection(asyncio.Protocol):
                 return b""
             except ssl.SSLError as exc:  # plaintext sent here, say
                 self._send_tls()  # the alert
-                self._handshake_failed(_reason(exc))
+                self._handshake_failed(exc.reason or _reason(exc))
                 return b""
             self._send_tls()
             self._handshake_over()
@@ -171,7 +171,8 @@ class _Connection(asyncio.Protocol):
 
     def _handshake_failed(self, reason: str) -> None:
         peer = self.transport.get_extra_info("peername") if self.transport else None
-        log.info("TLS handshake from %s failed: %s", peer, reason)
+        ip = peer[0] if isinstance(peer, tuple) else "unknown"
+        log.info("TLS handshake from %s failed: %s", ip, reason)
         self._handshake_over()
         if self.transport is not None:
             self.transport.close()  # the alert goes out first
