@@ -11,6 +11,7 @@ import os
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -91,7 +92,8 @@ class RawClient:
     the kernel from hiding a client that stops reading). ``source``: the local
     address to connect from (any of 127.0.0.0/8 works on loopback: a test's
     "other hosts"). ``keep_raw``: keep every byte received in ``raw``, for tests
-    about the byte stream itself.
+    about the byte stream itself. ``tls``: a client context to shake hands with
+    (the handshake is done when the constructor returns).
     """
 
     raw: bytearray | None = None
@@ -105,6 +107,7 @@ class RawClient:
         rcvbuf: int | None = None,
         source: str | None = None,
         keep_raw: bool = False,
+        tls: ssl.SSLContext | None = None,
     ):
         if rcvbuf is None and source is None:
             self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -117,6 +120,12 @@ class RawClient:
                     self.sock.bind((source, 0))
                 self.sock.settimeout(timeout)
                 self.sock.connect((host, port))
+            except OSError:
+                self.sock.close()
+                raise
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
             except OSError:
                 self.sock.close()
                 raise
@@ -134,12 +143,14 @@ class RawClient:
     def _read(self, timeout: float) -> bool:
         if self.closed:
             return False
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        if not ready:
-            return False
+        buffered = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not buffered:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                return False
         try:
             data = self.sock.recv(65536)
-        except (ConnectionResetError, TimeoutError):
+        except (ConnectionResetError, TimeoutError, ssl.SSLError):
             data = b""
         if not data:
             self.closed = True

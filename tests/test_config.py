@@ -137,6 +137,11 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[[listen]]\nport = '6667'", "listen.port"),
     ("[[listen]]\nport = 6667.0", "listen.port"),
     ("[[listen]]\nbind = '::'", "listen.bind"),
+    ("[[listen]]\ntls = 'yes'", "listen.tls"),
+    ("[[listen]]\ntls = true\nkey = 'k.pem'", "listen.cert"),
+    ("[[listen]]\ntls = true\ncert = 'c.pem'", "listen.key"),
+    ("[[listen]]\ntls = true\ncert = 'c.pem'\nkey = \"a\\tb\"", "listen.key"),
+    ("[limits]\ntls_handshake_timeout = 0", "limits.tls_handshake_timeout"),
     ("[limits]\nnicklen = 0", "limits.nicklen"),
     ("[limits]\nnicklen = 256", "limits.nicklen"),
     ("[limits]\nnicklen = true", "limits.nicklen"),
@@ -348,6 +353,18 @@ def test_several_listeners_and_their_defaults(tmp_path: Path) -> None:
         ListenConfig("localhost", 6667),
         ListenConfig("127.0.0.1", 0),  # port 0 (any free port) may repeat
         ListenConfig("127.0.0.1", 0),
+    )
+
+
+def test_a_tls_listener_beside_a_plaintext_one(tmp_path: Path) -> None:
+    path = tmp_path / "tls.toml"
+    path.write_text(
+        '[[listen]]\nport = 6667\n[[listen]]\nport = 6697\ntls = true\ncert = "c.pem"\n'
+        'key = "k.pem"\n'
+    )
+    assert load_config(path).listen == (
+        ListenConfig("127.0.0.1", 6667),
+        ListenConfig("127.0.0.1", 6697, tls=True, cert="c.pem", key="k.pem"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``relaychat serve | chat | mkpasswd``.
+"""Command line: ``relaychat serve | chat | mkpasswd | gencert``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port is taken), 2 bad usage or
 a bad configuration file. Failures print one line to stderr, not a traceback.
@@ -52,6 +52,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     mk = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password")
     mk.add_argument("password", nargs="?", help="the password (default: prompt, or stdin)")
+
+    gen = sub.add_parser(
+        "gencert", help="write a self-signed TLS certificate and key for a TLS listener"
+    )
+    gen.add_argument("--out", default=".", help="directory for relaychat.crt and relaychat.key")
+    gen.add_argument("--host", default="localhost", help="the name in the certificate")
+    gen.add_argument("--days", type=int, default=365, help="days the certificate is valid")
     return parser
 
 
@@ -68,9 +75,10 @@ def _server_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config)
     if args.host is not None or args.port is not None:
         first = cfg.listen[0]
-        listener = ListenConfig(
-            first.address if args.host is None else args.host,
-            first.port if args.port is None else args.port,
+        listener = dataclasses.replace(
+            first,
+            address=first.address if args.host is None else args.host,
+            port=first.port if args.port is None else args.port,
         )
         cfg = dataclasses.replace(cfg, listen=(listener,))
     overrides = {
@@ -144,11 +152,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from relaychat.server.listen import BindError
     from relaychat.server.runner import serve
+    from relaychat.server.tls import TlsError
     from relaychat.store.base import StoreError
 
     try:
         return serve(cfg, reload)
-    except StoreError as exc:  # names the file
+    except (StoreError, TlsError) as exc:  # names the file
         print(f"relaychat: {exc}", file=sys.stderr)
         return 1
     except BindError as exc:
@@ -182,6 +191,22 @@ def _mkpasswd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gencert(args: argparse.Namespace) -> int:
+    from relaychat.server.tls import write_self_signed
+
+    if (problem := check_value("listen.address", args.host)) is not None or args.days < 1:
+        print(f"relaychat: --host {args.host}: {problem or 'bad --days'}", file=sys.stderr)
+        return 2
+    try:
+        cert, key = write_self_signed(args.out, args.host, args.days)
+    except OSError as exc:
+        print(f"relaychat: {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"wrote {cert} and {key} (self-signed for {args.host}, {args.days} days)")
+    print("use them in a [[listen]] table: tls = true, cert = ..., key = ...")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["chat"]:
@@ -193,4 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "mkpasswd":
         return _mkpasswd(args)
+    if args.command == "gencert":
+        return _gencert(args)
     return 2

@@ -76,10 +76,15 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class ListenConfig:
-    """One ``[[listen]]`` table: an address and port to accept clients on."""
+    """One ``[[listen]]`` table: an address and port to accept clients on.
+    ``tls = true`` serves TLS there with the PEM ``cert`` (chain) and ``key``
+    files (relative to the working directory; reloaded on REHASH/SIGHUP)."""
 
     address: str = "127.0.0.1"
     port: int = 6667
+    tls: bool = False
+    cert: str = ""  # TLS only: the certificate (chain), PEM
+    key: str = ""  # TLS only: its private key, PEM, unencrypted
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
@@ -110,6 +115,7 @@ class LimitsConfig:
     ping_interval: float = 120.0  # seconds of silence before the server sends PING
     ping_timeout: float = 60.0  # seconds to answer that PING
     registration_timeout: float = 30.0
+    tls_handshake_timeout: float = 10.0  # seconds a TLS client has to finish its handshake
     max_connections: int = 20000
     max_connections_per_ip: int = 10  # 0 = unlimited
     connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
@@ -464,6 +470,14 @@ def _store_path(value: str, _: Any) -> str | None:
     return None
 
 
+def _tls_file(value: str, listener: Any) -> str | None:
+    if _CONTROL.search(value):
+        return "must be a file name (no control characters)"
+    if listener is not None and listener.tls and not value:
+        return "is required when tls = true (relaychat gencert writes a self-signed pair)"
+    return None
+
+
 def _smtp_host(value: str, _: Any) -> str | None:
     if not value or len(value) > 255 or _CONTROL.search(value) or " " in value:
         return "must be a host name or address"
@@ -509,6 +523,9 @@ _RULES: dict[str, Rule] = {
     "server.disabled_caps": _cap_names,
     "listen.address": _listen_address,
     "listen.port": _Range(0, 65535),
+    "listen.tls": _anything,
+    "listen.cert": _tls_file,
+    "listen.key": _tls_file,
     "limits.nicklen": _LENGTH,
     "limits.userlen": _Range(2, 255),
     "limits.channellen": _Range(2, 255),
@@ -531,6 +548,7 @@ _RULES: dict[str, Rule] = {
     "limits.ping_interval": _SECONDS,
     "limits.ping_timeout": _SECONDS,
     "limits.registration_timeout": _SECONDS,
+    "limits.tls_handshake_timeout": _SECONDS,
     "limits.max_connections": _Range(1, 1_000_000),
     "limits.max_connections_per_ip": _Range(0, 1_000_000),
     "limits.connection_limit_exempt": _networks,

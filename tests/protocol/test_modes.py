@@ -74,11 +74,18 @@ def test_user_mode_for_unknown_nick_is_401(connect: Connect) -> None:
 
 def test_user_mode_unknown_flag_is_501_and_known_ones_still_apply(connect: Connect) -> None:
     a = connect("alice")
-    a.send("MODE alice +iZ")
+    a.send("MODE alice +iQ")
     msgs = a.take()
     assert one(msgs, N.ERR_UMODEUNKNOWNFLAG)
     assert one(msgs, "MODE").params == ["alice", "+i"]
     assert a.user.modes == "i"
+
+
+def test_user_cannot_give_themselves_the_tls_mode(connect: Connect) -> None:
+    a = connect("alice")
+    a.send("MODE alice +Z")  # the server's to set, on a TLS connection
+    assert a.take() == []
+    assert "Z" not in a.user.modes
 
 
 def test_user_cannot_give_themselves_oper(connect: Connect) -> None:

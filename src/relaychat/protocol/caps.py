@@ -75,6 +75,7 @@ SUPPORTED_CAPS: dict[str, str] = {
 }
 
 BOT_MODE = "B"  # the user mode that marks a bot (ISUPPORT BOT, the WHO flag)
+SECURE_MODE = "Z"  # the user mode of a user connected over TLS (as Ergo, UnrealIRCd's +z)
 
 VARIANT_CAPS = {
     "server-time": CAP_SERVER_TIME,

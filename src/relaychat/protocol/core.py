@@ -360,9 +360,10 @@ class ServerCore:
             self.server_notice(sess, f"Configuration reloaded from {result.path}")
 
     # ------------------------------------------------------- transport side
-    def connect(self, ip: str, now: Now, handle: Any = None) -> Session:
+    def connect(self, ip: str, now: Now, handle: Any = None, *, secure: bool = False) -> Session:
         """A new connection. Over a limit, the session comes back already
-        closing, with an ERROR queued."""
+        closing, with an ERROR queued. ``secure``: the transport is TLS (the
+        user gets mode +Z, WHOIS shows 671)."""
         self._now = now
         ip = normalize_ip(ip)
         conn_id = self.new_id()
@@ -376,6 +377,7 @@ class ServerCore:
         sess = Session(conn_id, ip, user, now.mono)
         user.sessions = (sess,)
         sess.handle = handle
+        sess.secure = secure
         sess.tokens = float(lim.flood_burst)
         self.sessions[conn_id] = sess
         count = self.per_ip.get(ip, 0) + 1

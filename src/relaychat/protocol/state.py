@@ -205,6 +205,7 @@ class Session:
         "recv_lines",
         "client_batch",
         "sasl",
+        "secure",
         "__weakref__",
     )
 
@@ -245,6 +246,7 @@ class Session:
         self.recv_lines = 0
         self.client_batch: ClientBatch | None = None  # a batch it has open (draft/multiline)
         self.sasl: SaslState | None = None  # an AUTHENTICATE exchange in progress
+        self.secure = False  # over TLS (the transport says so at connect)
 
     @property
     def registered(self) -> bool:

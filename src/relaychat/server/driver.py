@@ -37,6 +37,7 @@ from relaychat.protocol.commands import build_core
 from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
 from relaychat.protocol.timebase import Now
+from relaychat.server.tls import tls_listeners
 from relaychat.store.base import open_store
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ __all__ = ["CLOSE_DEADLINE", "Driver", "Engine", "clock"]
 log = logging.getLogger("relaychat.driver")
 
 CLOSE_DEADLINE = 2.0  # seconds a closing peer has to read its last lines
+TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS record carrying a handshake
 
 
 _monotonic = time.monotonic
@@ -96,6 +98,9 @@ class Driver:
         self.config = config
         self.engine = engine
         self.config_loader = config_loader
+        # per listener, in order: its TLS state or None; a pair that cannot be
+        # used is an error at start naming the file (TlsError)
+        self.tls = tls_listeners(config.listen)
         # opened (and migrated) before anything listens: a bad file is an error
         # at start naming it (StoreError), not a failure at the first login
         self.store: Store = open_store(config.store)
@@ -105,17 +110,23 @@ class Driver:
         self._timer_at: float | None = None
 
     # ------------------------------------------------------------ entry points
-    def accepted(self, conn: Any, ip: str) -> Session:
+    def accepted(self, conn: Any, ip: str, secure: bool = False) -> Session:
+        """A new connection (``secure``: its TLS handshake is done)."""
         lim = self.core.limits
         conn.framer = LineBuffer(lim.line_length, lim.tags_length)
         conn.closed = False
-        sess = self.core.connect(ip, clock(), handle=conn)
+        sess = self.core.connect(ip, clock(), handle=conn, secure=secure)
         conn.session = sess
         return sess
 
     def data_received(self, conn: Any, data: bytes) -> None:
         sess = conn.session
         if sess.closing is not None:
+            return
+        if not sess.recv_bytes and data[:1] == TLS_HANDSHAKE and not sess.secure:
+            # a TLS ClientHello on a plaintext port: no IRC line starts with 0x16
+            sess.recv_bytes += len(data)
+            self.core.disconnect(sess, "This port does not speak TLS", clock())
             return
         try:
             framer = conn.framer
@@ -239,15 +250,22 @@ class Driver:
 
     # --------------------------------------------------------------- internals
     def start_rehash(self, sess: Session | None) -> None:
-        """Reload the configuration in a worker; the core applies all or nothing."""
+        """Reload the configuration in a worker; the core applies all or nothing.
+        The TLS listeners read their certificate and key again (each keeps its
+        old pair if the new one is broken)."""
         loader = self.config_loader
         core = self.core
+        tls = [item for item in self.tls if item is not None]
         if loader is None:
+            if tls:
+                core.submit(Op(lambda: [item.reload() for item in tls], lambda _: None, None))
             if sess is not None:
                 core.server_notice(sess, "REHASH: this server has no configuration file")
             return
 
         def run() -> object:
+            for item in tls:
+                item.reload()
             try:
                 return loader()
             except Exception as exc:  # reported to the oper; the old config stays

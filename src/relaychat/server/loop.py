@@ -9,6 +9,13 @@ turn (``call_soon``). The flush writes every connection's pending lines with one
 once. A write never blocks: asyncio buffers what the socket does not take, and
 the driver drops a client whose buffer passes SendQ.
 
+TLS is done here, sans-I/O style: a TLS listener's connection runs an
+``ssl.SSLObject`` over two memory BIOs (ciphertext in from ``data_received``,
+out through ``transport.write``). It joins the driver once its handshake is
+done; a handshake has a deadline (a timer), and a stop aborts the ones in
+flight. (``create_server(ssl=...)`` gives no handle on a connection before its
+handshake ends, and uvloop reads before ``start_tls`` can take over.)
+
 Operations (password hashes, reloading the config) run in the default executor
 and come back on the loop. Timers: one ``call_later`` for the driver's next
 deadline. Everything here runs on the loop's thread, so the core needs no lock.
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +37,7 @@ from relaychat.server.listen import open_listeners, tune_socket
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.server.tls import TlsListener
 
 __all__ = ["LoopServer", "new_event_loop"]
 
@@ -38,10 +47,27 @@ _HIGH_WATER = 64 * 1024  # resume_writing tells the core the backlog drained
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "session", "framer", "closed", "__weakref__")
+    __slots__ = (
+        "server",
+        "tls",
+        "tls_obj",
+        "tls_in",
+        "tls_out",
+        "tls_timer",
+        "transport",
+        "session",
+        "framer",
+        "closed",
+        "__weakref__",
+    )
 
-    def __init__(self, server: LoopServer) -> None:
+    def __init__(self, server: LoopServer, tls: TlsListener | None = None) -> None:
         self.server = server
+        self.tls = tls  # a TLS listener's: the handshake comes first
+        self.tls_obj: ssl.SSLObject | None = None
+        self.tls_in: ssl.MemoryBIO | None = None
+        self.tls_out: ssl.MemoryBIO | None = None
+        self.tls_timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.session: Any = None
         self.framer: Any = None
@@ -50,34 +76,126 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but quack alike
         self.transport = transport  # type: ignore[assignment]
+        if self.tls is None:
+            self._made()
+            return
+        srv = self.server
+        self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls_obj = self.tls.context.wrap_bio(self.tls_in, self.tls_out, server_side=True)
+        srv.handshaking.add(self)
+        self.tls_timer = srv.loop.call_later(
+            srv.config.limits.tls_handshake_timeout, self._handshake_expired
+        )
+
+    def _made(self) -> None:
+        """The connection is ready for IRC (after its TLS handshake, if any)."""
+        transport = self.transport
+        assert transport is not None
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else "unknown"
         sock = transport.get_extra_info("socket")
         if sock is not None:
             tune_socket(sock)
         try:
-            transport.set_write_buffer_limits(high=_HIGH_WATER)  # type: ignore[attr-defined]
+            transport.set_write_buffer_limits(high=_HIGH_WATER)
         except (AttributeError, ValueError):
             pass
         srv = self.server
         srv.connections.add(self)
-        srv.driver.accepted(self, ip)
+        srv.driver.accepted(self, ip, self.tls is not None)
         srv.schedule_flush()
 
     def data_received(self, data: bytes) -> None:
+        if self.tls_obj is not None:
+            data = self._decrypt(data)
+            if not data or self.session is None:
+                return
         srv = self.server
         srv.driver.data_received(self, data)
         srv.schedule_flush()
 
+    # ---------------------------------------------------------------- TLS
+    def _decrypt(self, data: bytes) -> bytes:
+        """Feed ciphertext; the plaintext it completes (the handshake first)."""
+        obj, transport = self.tls_obj, self.transport
+        assert obj is not None and self.tls_in is not None and transport is not None
+        self.tls_in.write(data)
+        if self.session is None:
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                self._send_tls()
+                return b""
+            except ssl.SSLError as exc:  # plaintext sent here, say
+                self._send_tls()  # the alert
+                self._handshake_failed(exc.reason or _reason(exc))
+                return b""
+            self._send_tls()
+            self._handshake_over()
+            self._made()
+        chunks = []
+        while True:
+            try:
+                chunk = obj.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # close_notify: the peer is done
+                transport.close()
+                break
+            except ssl.SSLError as exc:
+                log.info("[%d] TLS error: %s", self.session.conn_id, _reason(exc))
+                transport.abort()
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        self._send_tls()
+        return b"".join(chunks)
+
+    def encrypt(self, data: bytes) -> bytes:
+        assert self.tls_obj is not None and self.tls_out is not None
+        self.tls_obj.write(data)
+        return self.tls_out.read()
+
+    def _send_tls(self) -> None:
+        assert self.tls_out is not None and self.transport is not None
+        out = self.tls_out.read()
+        if out and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def _handshake_over(self) -> None:
+        self.server.handshaking.discard(self)
+        if self.tls_timer is not None:
+            self.tls_timer.cancel()
+            self.tls_timer = None
+
+    def _handshake_failed(self, reason: str) -> None:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        ip = peer[0] if isinstance(peer, tuple) else "unknown"
+        log.info("TLS handshake from %s failed: %s", ip, reason)
+        self._handshake_over()
+        if self.transport is not None:
+            self.transport.close()  # the alert goes out first
+
+    def _handshake_expired(self) -> None:
+        self.tls_timer = None
+        self._handshake_failed("no handshake by the deadline")
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------------
     def eof_received(self) -> bool:
         return False  # close our side too
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and self.session is not None:
             self.server.driver.wrote(self, self.transport.get_write_buffer_size(), False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         srv = self.server
+        if self.session is None:  # lost before (or during) its TLS handshake
+            self._handshake_over()
+            return
         srv.connections.discard(self)
         reason = "Connection closed" if exc is None else f"Read error: {_reason(exc)}"
         srv.driver.connection_lost(self, reason)
@@ -110,6 +228,7 @@ class LoopServer:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._servers: list[asyncio.Server] = []
         self._in_flight: set[asyncio.Future[Any]] = set()  # operations on worker threads
+        self.handshaking: set[_Connection] = set()  # TLS handshakes in flight
         self._flush_scheduled = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = "Server shutting down"
@@ -121,17 +240,25 @@ class LoopServer:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         socks = socks if socks is not None else open_listeners(self.config)
-        for sock in socks:
+        for sock, tls in zip(socks, self.driver.tls, strict=True):
             server = await self.loop.create_server(
-                lambda: _Connection(self), sock=sock, backlog=4096
+                lambda tls=tls: _Connection(self, tls),  # type: ignore[misc]
+                sock=sock,
+                backlog=4096,
             )
             self._servers.append(server)
             self.ports.append(sock.getsockname()[1])
         self.port = self.ports[0]
         kind = type(self.loop).__module__.split(".")[0]
-        for sock in socks:
+        for sock, tls in zip(socks, self.driver.tls, strict=True):
             addr = sock.getsockname()
-            log.info("listening on %s port %d (engine: loop, %s)", addr[0], addr[1], kind)
+            log.info(
+                "listening on %s port %d%s (engine: loop, %s)",
+                addr[0],
+                addr[1],
+                " (TLS)" if tls is not None else "",
+                kind,
+            )
 
     async def serve_forever(self) -> None:
         assert self._stop is not None
@@ -166,6 +293,10 @@ class LoopServer:
             self._timer.cancel()
         for server in self._servers:
             server.close()
+        for conn in list(self.handshaking):
+            conn._handshake_over()
+            if conn.transport is not None:
+                conn.transport.abort()
         self.driver.shutdown(reason)
         self.flush()
         if self.connections:
@@ -188,6 +319,12 @@ class LoopServer:
         transport = conn.transport
         if transport is None or transport.is_closing():
             return 0
+        if conn.tls_obj is not None:
+            try:
+                data = conn.encrypt(data)
+            except ssl.SSLError:
+                transport.abort()
+                return 0
         transport.write(data)
         return transport.get_write_buffer_size()
 

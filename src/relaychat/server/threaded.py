@@ -33,14 +33,27 @@ Locks (``flush_lock`` may be held while taking ``lock``, never the reverse):
 A socket's file descriptor is closed only by its reader thread, under
 ``flush_lock``, so a write can never hit a reused descriptor; ``abort`` only
 shuts the socket down, which wakes the reader.
+
+TLS (a listener with ``tls = true``): the reader thread does the handshake
+first (non-blocking, ``poll`` with the handshake deadline), and only then is
+the connection handed to the driver. An ``ssl.SSLSocket`` takes no
+``MSG_DONTWAIT``, so a TLS socket is non-blocking for good: the reader waits in
+``poll`` and reads until ``SSLWantReadError``; a write that gets
+``SSLWantWriteError`` keeps its buffer at the head of the backlog and is
+retried with exactly that buffer (OpenSSL's rule), small buffers are merged
+only before a first attempt. One ``SSL`` object must not be used by two
+threads at once: each TLS connection's ``tls_lock`` (taken after
+``flush_lock``, never held while waiting) serialises its reads and writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import selectors
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -55,6 +68,7 @@ from relaychat.server.listen import open_listeners, tune_socket
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.server.tls import TlsListener
 
 __all__ = ["ThreadedServer"]
 
@@ -70,6 +84,8 @@ GIL_SWITCH_INTERVAL = 0.05
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 _IOV_MAX = 64
 _ACCEPT_WARN_INTERVAL = 10.0
+_TLS_CHUNK = 16384  # a TLS record's payload: small buffers are merged up to this
+_TLS_WAIT = 1.0  # seconds between checks for a stop while a handshake waits
 
 
 class _Conn:
@@ -84,11 +100,15 @@ class _Conn:
         "close_when_drained",
         "watched",
         "thread",
+        "tls_lock",
+        "tls_retry",
         "__weakref__",
     )
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.tls_lock: threading.Lock | None = None  # a TLS connection's (see above)
+        self.tls_retry = False  # the backlog's head must be written again as it is
         self.session: Any = None
         self.framer: Any = None
         self.closed = False  # the driver is done with it
@@ -130,6 +150,7 @@ class ThreadedServer:
         self._service_done = False
         self._accept_errors = 0
         self._accept_warned = 0.0
+        self._no_new = False  # shutting down: a finished handshake joins no more
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -141,9 +162,10 @@ class ThreadedServer:
             target=self._service_loop, name="relaychat-service", daemon=True
         )
         self._service.start()
-        for sock in self._listeners:
+        for sock, tls in zip(self._listeners, self.driver.tls, strict=True):
             addr = sock.getsockname()
-            log.info("listening on %s port %d (engine: threads)", addr[0], addr[1])
+            secure = " (TLS)" if tls is not None else ""
+            log.info("listening on %s port %d%s (engine: threads)", addr[0], addr[1], secure)
 
     def serve_forever(self, wait_for_readers: bool = True) -> None:
         """Accept until stopped, then shut down (ERROR to all) within about 2 s.
@@ -154,8 +176,8 @@ class ThreadedServer:
         old_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         sel = selectors.DefaultSelector()
-        for sock in self._listeners:
-            sel.register(sock, selectors.EVENT_READ)
+        for sock, tls in zip(self._listeners, self.driver.tls, strict=True):
+            sel.register(sock, selectors.EVENT_READ, tls)
         old_stack = threading.stack_size()
         threading.stack_size(STACK_SIZE)
         try:
@@ -167,7 +189,7 @@ class ThreadedServer:
                     self._signalled_rehash = False
                     self.request_rehash()
                 for key, _ in sel.select(0.1):
-                    self._accept(key.fileobj)  # type: ignore[arg-type]
+                    self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
         finally:
             threading.stack_size(old_stack)
             sys.setswitchinterval(old_interval)
@@ -199,6 +221,7 @@ class ThreadedServer:
         for sock in self._listeners:
             sock.close()
         with self.lock:
+            self._no_new = True
             self.driver.shutdown(self._stop_reason)
             self._pending = True
             conns = list(self.conns)
@@ -240,7 +263,7 @@ class ThreadedServer:
         log.info("stopped: %s", self._stop_reason)
 
     # ------------------------------------------------------------ per conn
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: socket.socket, tls: TlsListener | None) -> None:
         for _ in range(64):
             try:
                 sock, addr = listener.accept()
@@ -249,7 +272,10 @@ class ThreadedServer:
             except OSError as exc:
                 self._accept_failed(exc)
                 return
-            self._accepted(sock, addr)
+            if tls is None:
+                self._accepted(sock, addr)
+            else:
+                self._accepted_tls(sock, addr, tls)
 
     def _accept_failed(self, exc: OSError) -> None:
         """EMFILE and friends: one warning per interval, and a short back-off."""
@@ -295,13 +321,105 @@ class ThreadedServer:
             return
         self._after_turn()
 
+    def _accepted_tls(self, sock: socket.socket, addr: Any, tls: TlsListener) -> None:
+        """The reader thread shakes hands, then joins the driver (``_tls_reader``)."""
+        tune_socket(sock)
+        sock.setblocking(False)
+        ip = addr[0] if isinstance(addr, tuple) else "unknown"
+        thread = threading.Thread(
+            target=self._tls_reader, args=(sock, ip, tls), daemon=True, name="relaychat-tls"
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            log.error("cannot start a reader thread: %s", exc)
+            sock.close()
+
+    def _tls_reader(self, raw: socket.socket, ip: str, tls: TlsListener) -> None:
+        try:
+            sock = self._handshake(raw, ip, tls)
+        except Exception:
+            log.exception("TLS handshake from %s failed", ip)
+            raw.close()
+            return
+        if sock is None:
+            return
+        conn = _Conn(sock)
+        conn.tls_lock = threading.Lock()
+        conn.thread = threading.current_thread()
+        with self.lock:
+            if self._no_new:
+                sock.close()
+                return
+            self.driver.accepted(conn, ip, True)
+            self.conns.add(conn)
+            self._pending = True
+        conn.thread.name = f"relaychat-conn-{conn.session.conn_id}"
+        self._after_turn()
+        self._reader(conn)
+
+    def _handshake(self, raw: socket.socket, ip: str, tls: TlsListener) -> ssl.SSLSocket | None:
+        """The server side of a handshake, by the deadline; None: failed (logged,
+        the socket closed). Plaintext sent here fails it at once."""
+        deadline = time.monotonic() + self.config.limits.tls_handshake_timeout
+        try:
+            sock = tls.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        except OSError as exc:  # the peer is gone already
+            log.info("TLS handshake from %s failed: %s", ip, exc.strerror or exc)
+            raw.close()
+            return None
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        while True:
+            try:
+                sock.do_handshake()
+                return sock
+            except ssl.SSLWantReadError:
+                poller.modify(sock.fileno(), select.POLLIN)
+            except ssl.SSLWantWriteError:
+                poller.modify(sock.fileno(), select.POLLOUT)
+            except (ssl.SSLError, OSError) as exc:
+                reason = getattr(exc, "reason", None) or exc.strerror or exc.__class__.__name__
+                log.info("TLS handshake from %s failed: %s", ip, reason)
+                sock.close()
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                log.info("TLS handshake from %s: no handshake by the deadline", ip)
+                sock.close()
+                return None
+            poller.poll(min(left, _TLS_WAIT) * 1000)
+
+    def _recv_tls(self, conn: _Conn, poller: select.poll) -> bytes:
+        """The next decrypted bytes (b"": the peer closed); waits without a lock."""
+        sock = conn.sock
+        assert conn.tls_lock is not None
+        while not conn.dead:
+            try:
+                with conn.tls_lock:
+                    return sock.recv(65536)
+            except ssl.SSLWantReadError:
+                poller.modify(sock.fileno(), select.POLLIN)
+            except ssl.SSLWantWriteError:
+                poller.modify(sock.fileno(), select.POLLIN | select.POLLOUT)
+            except ssl.SSLZeroReturnError:
+                return b""  # close_notify
+            except ssl.SSLError as exc:
+                raise OSError(exc.errno, exc.reason or "TLS error") from None
+            poller.poll()
+        return b""
+
     def _reader(self, conn: _Conn) -> None:
         sock = conn.sock
         reason = "Connection closed"
+        poller = None
+        if conn.tls_lock is not None:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
         try:
             while not conn.dead:
                 try:
-                    data = sock.recv(65536)
+                    data = sock.recv(65536) if poller is None else self._recv_tls(conn, poller)
                 except OSError as exc:
                     reason = f"Read error: {exc.strerror or exc.__class__.__name__}"
                     break
@@ -375,22 +493,74 @@ class ThreadedServer:
             conn.backlog.append(memoryview(data))
             conn.backlog_bytes += len(data)
             return conn.backlog_bytes
-        try:
-            sent = conn.sock.send(data, _SEND_FLAGS)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._kill(conn)
-            return 0
+        if conn.tls_lock is not None:
+            done = self._write_tls(conn, data)
+            if done is None:
+                return 0
+            sent = done
+        else:
+            try:
+                sent = conn.sock.send(data, _SEND_FLAGS)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._kill(conn)
+                return 0
         if sent < len(data):
             conn.backlog.append(memoryview(data)[sent:])
             conn.backlog_bytes += len(data) - sent
             self._watch(conn)
         return conn.backlog_bytes
 
+    def _write_tls(self, conn: _Conn, data: bytes | memoryview) -> int | None:
+        """One non-blocking TLS write: bytes written (0: retry later with exactly
+        ``data``), or None (the connection failed and is shut down). Caller holds
+        ``flush_lock``."""
+        assert conn.tls_lock is not None
+        try:
+            with conn.tls_lock:
+                sent: int = conn.sock.send(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            conn.tls_retry = True
+            return 0
+        except (OSError, ValueError):
+            self._kill(conn)
+            return None
+        conn.tls_retry = False
+        return sent
+
+    def _drain_backlog_tls(self, conn: _Conn) -> None:
+        backlog = conn.backlog
+        while backlog:
+            if not conn.tls_retry and len(backlog) > 1 and len(backlog[0]) < _TLS_CHUNK:
+                parts: list[memoryview] = []
+                size = 0
+                while backlog and size < _TLS_CHUNK:
+                    parts.append(backlog.popleft())
+                    size += len(parts[-1])
+                backlog.appendleft(memoryview(b"".join(parts)))
+            head = backlog[0]
+            sent = self._write_tls(conn, head)
+            if sent is None:
+                return
+            if not sent:
+                break
+            conn.backlog_bytes -= sent
+            if sent >= len(head):
+                backlog.popleft()
+            else:
+                backlog[0] = head[sent:]
+        if backlog:
+            self._watch(conn)
+        elif conn.close_when_drained:
+            self._kill(conn)
+
     def _drain_backlog(self, conn: _Conn) -> None:
         """Write as much of the backlog as the kernel takes. Caller holds ``flush_lock``."""
         if conn.dead:
+            return
+        if conn.tls_lock is not None:
+            self._drain_backlog_tls(conn)
             return
         backlog = conn.backlog
         while backlog:
@@ -464,7 +634,9 @@ class ThreadedServer:
             return
         conn.dead = True
         with contextlib.suppress(OSError):
-            conn.sock.shutdown(socket.SHUT_RDWR)
+            # the plain socket's shutdown: SSLSocket.shutdown would drop its SSL
+            # object under a reader that may be using it
+            socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
 
     def _watch(self, conn: _Conn) -> None:
         if conn.watched or conn.dead:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.caps import BOT_MODE
+from relaychat.protocol.caps import BOT_MODE, SECURE_MODE
 from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, MAX_RELAY_LINE, SELF
 from relaychat.protocol.handlers.common import channel_visible, parse_int, safe_param
 from relaychat.protocol.message import valid_middle
@@ -94,6 +94,7 @@ USER_MODES: dict[str, tuple[bool, bool]] = {
     "w": (True, True),
     "o": (False, True),
     "s": (True, True),
+    SECURE_MODE: (False, False),  # set by the server on a TLS connection, fixed
 }
 
 KEY_MAX = 32  # characters in a channel key

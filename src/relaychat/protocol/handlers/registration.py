@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from relaychat import __version__
 from relaychat.protocol import numerics as N
 from relaychat.protocol.accounts import check_nick
-from relaychat.protocol.caps import cap_lines, set_caps
+from relaychat.protocol.caps import SECURE_MODE, cap_lines, set_caps
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.channel import send_names, send_topic
 from relaychat.protocol.handlers.common import parse_int, safe_param
@@ -230,6 +230,10 @@ def try_register(core: ServerCore, sess: Session, now: Now) -> None:
     core.registered(sess, now)
     log.info("[%d] registered as %s", sess.conn_id, user.prefix)
     send_welcome(core, sess)
+    if sess.secure:
+        core.registry.set_user_modes(user, user.modes + SECURE_MODE)
+        mode = Message("MODE", [user.name, "+" + SECURE_MODE], source=user.name)
+        core.output.send_bytes(sess, mode.to_bytes())
     if user.account is not None:
         logged_in(core, user)  # owns its account; always-on if that is
     check_nick(core, sess)
@@ -304,7 +308,7 @@ def send_welcome(core: ServerCore, sess: Session) -> None:
         N.RPL_MYINFO,
         cfg.name,
         f"relaychat-{__version__}",
-        "Biosw",
+        "BiosZw",
         "beIiklmnostv",
         "beIklov",
     )

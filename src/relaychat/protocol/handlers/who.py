@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relaychat.protocol import numerics as N
-from relaychat.protocol.caps import BOT_MODE
+from relaychat.protocol.caps import BOT_MODE, SECURE_MODE
 from relaychat.protocol.casemap import mask_matches
 from relaychat.protocol.handlers.common import (
     channel_visible,
@@ -202,6 +202,8 @@ def handle_whois(core: ServerCore, sess: Session, msg: Message, now: Now) -> Non
         core.reply(sess, N.RPL_WHOISOPERATOR, tn, "is an IRC operator")
     if target.account is not None:
         core.reply(sess, N.RPL_WHOISACCOUNT, tn, target.account, "is logged in as")
+    if SECURE_MODE in target.modes:
+        core.reply(sess, N.RPL_WHOISSECURE, tn, "is using a secure connection")
     count = len(target.sessions)
     if count != 1 and target.registered:  # multiclient, or always-on with none
         text = f"is connected with {count} connections" if count else "is always-on, not connected"
