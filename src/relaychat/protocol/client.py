@@ -61,11 +61,20 @@ from relaychat.protocol.message import (
 )
 from relaychat.protocol.numerics import (
     ERR_ERRONEUSNICKNAME,
+    ERR_NICKLOCKED,
     ERR_NICKNAMEINUSE,
     ERR_PASSWDMISMATCH,
+    ERR_SASLABORTED,
+    ERR_SASLALREADY,
+    ERR_SASLFAIL,
+    ERR_SASLTOOLONG,
     ERR_UNKNOWNCOMMAND,
     ERR_YOUREBANNEDCREEP,
     RPL_ISUPPORT,
+    RPL_LOGGEDIN,
+    RPL_LOGGEDOUT,
+    RPL_SASLMECHS,
+    RPL_SASLSUCCESS,
     RPL_WELCOME,
 )
 from relaychat.protocol.sasl_client import (
@@ -116,17 +125,6 @@ logger = logging.getLogger("relaychat.client")
 ERR_NICKCOLLISION = "436"
 ERR_UNAVAILRESOURCE = "437"
 
-# IRCv3 sasl-3.1 numerics. Here rather than in relaychat.protocol.numerics while the
-# server's side of SASL is built elsewhere.
-RPL_LOGGEDIN = "900"
-RPL_LOGGEDOUT = "901"
-ERR_NICKLOCKED = "902"
-RPL_SASLSUCCESS = "903"
-ERR_SASLFAIL = "904"
-ERR_SASLTOOLONG = "905"
-ERR_SASLABORTED = "906"
-ERR_SASLALREADY = "907"
-RPL_SASLMECHS = "908"
 
 _NICK_REJECTED = frozenset(
     {ERR_ERRONEUSNICKNAME, ERR_NICKNAMEINUSE, ERR_NICKCOLLISION, ERR_UNAVAILRESOURCE}

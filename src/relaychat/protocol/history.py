@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from relaychat.protocol.events import CHANNEL, PEERS, USER, Event
 from relaychat.protocol.masks import match_mask
@@ -60,6 +60,8 @@ __all__ = [
     "History",
     "READ_MARKER_CAP",
     "REDACTION_CAP",
+    "Conversation",
+    "conversation",
     "conversation_key",
     "party",
     "replay_missed",
@@ -106,6 +108,33 @@ def party(core: ServerCore, user: User) -> str:
     if user.account is not None:
         return "a:" + core.fold(user.account)
     return "n:" + (user.nick_folded or "")
+
+
+class Conversation(NamedTuple):
+    """A user's private conversation with the nick ``shown``, as a command names
+    it: ``key`` when the peer is online (its party is known), else ``lookup``
+    ((owner, folded nick)) for :meth:`target` to find in the store."""
+
+    key: str | None
+    lookup: tuple[str, str] | None
+    shown: str
+    peer: User | None
+
+    def target(self, store: Store) -> str | None:
+        """The conversation's history key (on a worker thread), or None: none kept."""
+        if self.key is not None:
+            return self.key
+        assert self.lookup is not None
+        return store.history_conversation(*self.lookup)
+
+
+def conversation(core: ServerCore, user: User, nick: str) -> Conversation:
+    """``user``'s conversation with ``nick`` (a valid nick, online or not)."""
+    me = party(core, user)
+    peer = core.find_user(nick)
+    if peer is not None:
+        return Conversation(conversation_key(me, party(core, peer)), None, peer.name, peer)
+    return Conversation(None, (me, core.fold(nick)), nick, None)
 
 
 def conversation_key(a: str, b: str) -> str:

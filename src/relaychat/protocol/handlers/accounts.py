@@ -57,6 +57,9 @@ NICKSERV = "NickServ!NickServ@services."
 EMAIL_MAX = 254
 
 
+_UNAVAILABLE_TEXT = "Accounts are temporarily unavailable; try again later"
+
+
 def _valid_email(email: str) -> bool:
     local, at, domain = email.partition("@")
     return bool(
@@ -276,7 +279,7 @@ def _ns_register(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
 
     def then(result: object) -> None:
         if result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         elif not result:
             _ns(core, sess, f"Account {name} already exists")
         else:
@@ -286,7 +289,7 @@ def _ns_register(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
 
     def pending(result: object) -> None:
         if result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         elif result == MAIL_FAILED:
             _ns(core, sess, _MAIL_FAILED_TEXT)
         elif not result:
@@ -325,7 +328,7 @@ def _ns_verify(core: ServerCore, sess: Session, args: list[str], now: Now) -> No
             if sess.user.account is None:
                 log_in(core, sess, result.name)
         elif result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         else:
             _ns(core, sess, _VERIFY_TEXT[str(result)])
 
@@ -344,7 +347,7 @@ def _ns_identify(core: ServerCore, sess: Session, args: list[str], now: Now) -> 
 
     def then(result: AccountRecord | None | object) -> None:
         if result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         elif isinstance(result, AccountRecord):
             _ns(core, sess, f"You are now identified for {result.name}")
             log_in(core, sess, result.name)
@@ -363,7 +366,7 @@ def _ns_info(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
 
     def then(result: AccountRecord | None | object) -> None:
         if result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         elif not isinstance(result, AccountRecord):
             _ns(core, sess, f"{name[:64]} is not a registered account")
         else:
@@ -410,7 +413,7 @@ def _ns_set_always_on(core: ServerCore, sess: Session, args: list[str], now: Now
 
     def then(result: object) -> None:
         if result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
             return
         set_choice(core, folded, choice)
         _ns(core, sess, f"Always-on is now {'ON' if choice else 'OFF'} for {account}")
@@ -447,7 +450,7 @@ def _ns_set_password(core: ServerCore, sess: Session, args: list[str], now: Now)
             log.info("[%d] password of %r changed from %s", sess.conn_id, account, sess.ip)
             _ns(core, sess, "Password changed")
         elif result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         else:
             _ns(core, sess, f"Account {account} no longer exists")
 
@@ -474,7 +477,7 @@ def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
                 if user.account is not None and core.fold(user.account) == folded:
                     log_out(core, user)
         elif result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         else:
             _ns(core, sess, f"Account {account} no longer exists")
 
@@ -483,7 +486,7 @@ def _ns_drop(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
 
     def then(result: AccountRecord | None | object) -> None:
         if result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         elif not isinstance(result, AccountRecord):
             _ns(core, sess, "Invalid account or password")
         else:
@@ -529,7 +532,7 @@ def _ns_ghost(core: ServerCore, sess: Session, args: list[str], now: Now) -> Non
 
     def then(result: AccountRecord | None | object) -> None:
         if result is UNAVAILABLE:
-            _ns(core, sess, "Accounts are temporarily unavailable; try again later")
+            _ns(core, sess, _UNAVAILABLE_TEXT)
         elif isinstance(result, AccountRecord):
             kill()
         else:

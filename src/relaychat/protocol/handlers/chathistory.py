@@ -23,8 +23,9 @@ from relaychat.protocol.handlers.common import safe_param
 from relaychat.protocol.handlers.registration import valid_nick
 from relaychat.protocol.history import (
     EVENT_PLAYBACK_CAP,
+    Conversation,
     History,
-    conversation_key,
+    conversation,
     party,
     row_bytes,
     stamp_ms,
@@ -108,42 +109,32 @@ def handle_chathistory(core: ServerCore, sess: Session, msg: Message, now: Now) 
     user = sess.user
     events = EVENT_PLAYBACK_CAP in sess.caps
     since: int | None = None
-    shown = name
-    key: str | None
-    lookup: tuple[str, str] | None = None  # (owner, folded nick): an offline peer
+    channel_key: str | None = None
+    conv: Conversation | None = None
     if core.is_channel_name(name):
         chan = core.find_channel(name)
         if chan is None or user not in chan.members:
             core.fail(sess, CMD, "INVALID_TARGET", sub, safe_param(name), "No such channel")
             return
-        key = chan.folded
+        channel_key = chan.folded
         shown = chan.name
     else:
         if not valid_nick(core, name):
             core.fail(sess, CMD, "INVALID_TARGET", sub, safe_param(name), "No such nick")
             return
-        me = party(core, user)
         if user.account is None:
             since = stamp_ms(user.signon)  # a nick's earlier owner's messages are not ours
-        peer = core.find_user(name)
-        if peer is not None:
-            key = conversation_key(me, party(core, peer))
-            shown = peer.name
-        else:
-            key = None
-            lookup = (me, core.fold(name))
+        conv = conversation(core, user, name)
+        shown = conv.shown
     refs_ok: list[Ref] = [r for r in refs if r is not None]
 
     def run() -> list[HistoryRow] | None:
         store = core.store
         assert store is not None
         try:
-            target = key
+            target = channel_key if conv is None else conv.target(store)
             if target is None:
-                assert lookup is not None
-                target = store.history_conversation(*lookup)
-                if target is None:
-                    return []
+                return []
             return query_rows(store, target, sub, refs_ok, limit, events, since)
         except StoreError:
             return None

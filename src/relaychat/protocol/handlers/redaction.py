@@ -37,7 +37,7 @@ from relaychat.protocol.events import CHANNEL, ECHO_ALWAYS, SELF, USER
 from relaychat.protocol.handlers.chathistory import REF_MAX
 from relaychat.protocol.handlers.common import safe_param
 from relaychat.protocol.handlers.registration import valid_nick
-from relaychat.protocol.history import REDACTION_CAP, conversation_key, party, stamp_ms
+from relaychat.protocol.history import REDACTION_CAP, Conversation, conversation, stamp_ms
 from relaychat.protocol.message import valid_middle
 from relaychat.protocol.ops import Op
 from relaychat.protocol.storage import StoreError
@@ -84,7 +84,7 @@ def handle_redact(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
     chan: Channel | None = None
     peer: User | None = None
     key: str | None = None
-    lookup: tuple[str, str] | None = None  # (owner, folded nick): an offline peer
+    conv: Conversation | None = None
     if core.is_channel_name(name):
         chan = core.find_channel(name)
         if chan is None or (user not in chan.members and not is_oper):
@@ -98,13 +98,9 @@ def handle_redact(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
             core.fail(sess, CMD, "INVALID_TARGET", shown, _NO_TARGET)
             return
         may_any = False
-        me = party(core, user)
-        peer = core.find_user(name)
-        if peer is not None:
-            key = conversation_key(me, party(core, peer))
-            shown = peer.name
-        else:
-            lookup = (me, core.fold(name))
+        conv = conversation(core, user, name)
+        peer = conv.peer
+        shown = conv.shown
     if not msgid or len(msgid) > REF_MAX or not valid_middle(msgid):
         core.fail(sess, CMD, _UNKNOWN, shown, safe_param(msgid), "This message does not exist")
         return
@@ -121,12 +117,9 @@ def handle_redact(core: ServerCore, sess: Session, msg: Message, now: Now) -> No
 
     def run() -> str:
         try:
-            target = key
+            target = key if conv is None else conv.target(store)
             if target is None:
-                assert lookup is not None
-                target = store.history_conversation(*lookup)
-                if target is None:
-                    return _UNKNOWN
+                return _UNKNOWN
             return _redact(store, target, msgid, may_any, mine, oldest, fold)
         except StoreError:
             return _ERROR
