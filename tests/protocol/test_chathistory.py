@@ -146,7 +146,7 @@ def test_quit_and_nick_are_kept_in_each_channel_of_the_user() -> None:
 
 
 def test_errors_are_the_specs_fail_codes() -> None:
-    clock, core, alice, bob = setup()
+    clock, core, alice, bob = setup(Config(limits=LimitsConfig(flood_rate=0.0)))
     cases = {
         "CHATHISTORY": "NEED_MORE_PARAMS",
         "CHATHISTORY LATEST #c *": "NEED_MORE_PARAMS",
@@ -155,6 +155,9 @@ def test_errors_are_the_specs_fail_codes() -> None:
         "CHATHISTORY BEFORE #c * 10": "INVALID_PARAMS",
         "CHATHISTORY LATEST #c * -1": "INVALID_PARAMS",
         "CHATHISTORY LATEST #c * ten": "INVALID_PARAMS",
+        "CHATHISTORY LATEST #c * \u00b2": "INVALID_PARAMS",  # isdigit(), but int() refuses it
+        "CHATHISTORY LATEST #c * \u0663": "INVALID_PARAMS",  # an Arabic-Indic 3
+        "CHATHISTORY TARGETS * * \u00b2": "INVALID_PARAMS",
         "CHATHISTORY LATEST #c timestamp=yesterday 10": "INVALID_PARAMS",
         "CHATHISTORY LATEST #c timestamp=2023-01-01T00:00:00 10": "INVALID_PARAMS",
         f"CHATHISTORY LATEST #c msgid={'x' * 200} 10": "INVALID_PARAMS",

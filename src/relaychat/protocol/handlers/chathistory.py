@@ -75,7 +75,7 @@ def parse_reference(text: str, star: bool = False) -> Ref | None:
 
 
 def _limit(text: str, most: int) -> int | None:
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # not '²', not '٣'
         return None
     return min(int(text), most) or most  # 0: as many as the server gives
 
