@@ -47,6 +47,7 @@ __all__ = [
     "OperConfig",
     "ServerConfig",
     "StoreConfig",
+    "WebSocketConfig",
     "HistoryConfig",
     "check_value",
     "load_config",
@@ -85,6 +86,7 @@ class ListenConfig:
     tls: bool = False
     cert: str = ""  # TLS only: the certificate (chain), PEM
     key: str = ""  # TLS only: its private key, PEM, unencrypted
+    websocket: bool = False  # HTTP/WebSocket (IRCv3 WebSocket, the browser client) instead of IRC
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
@@ -249,6 +251,22 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """``[websocket]``: the listeners with ``websocket = true`` (see
+    :mod:`relaychat.server.websocket`). Read again at REHASH, for new connections."""
+
+    default_subprotocol: str = "text"  # "text" or "binary": for clients that ask for none
+    origins: tuple[str, ...] = ()  # allowed Origin values, exact; empty: any (and none)
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For / Forwarded is believed
+    max_message: int = 8192  # bytes of one incoming message (more: close 1009)
+    ping_interval: float = 30.0  # seconds between WebSocket pings to idle clients; 0: none
+    web_client: bool = True  # serve the browser client on plain GET requests
+
+
+WEB_PORT = 8097  # the embedded default's WebSocket and browser client listener
+
+
+@dataclass(frozen=True, slots=True)
 class OperConfig:
     password: str  # a hash from `relaychat mkpasswd`
     host: str = "*@*"  # user@host mask the oper must match
@@ -257,7 +275,10 @@ class OperConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
-    listen: tuple[ListenConfig, ...] = (ListenConfig(),)
+    listen: tuple[ListenConfig, ...] = (
+        ListenConfig(),
+        ListenConfig(port=WEB_PORT, websocket=True),
+    )
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -266,6 +287,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -287,6 +309,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig,
     "history": HistoryConfig,
     "email": EmailConfig,
+    "websocket": WebSocketConfig,
 }
 
 # keys that moved: the message says where to
@@ -413,6 +436,16 @@ def _networks(value: tuple[str, ...], _: Any) -> str | None:
     return None
 
 
+def _origins(value: tuple[str, ...], _: Any) -> str | None:
+    for item in value:
+        if not item or " " in item or "," in item or _CONTROL.search(item):
+            return (
+                f'must list Origin values such as "https://chat.example.org" '
+                f"(one each, no spaces): {item!r}"
+            )
+    return None
+
+
 def _cap_names(value: tuple[str, ...], _: Any) -> str | None:
     from relaychat.protocol.caps import SUPPORTED_CAPS
 
@@ -526,6 +559,7 @@ _RULES: dict[str, Rule] = {
     "listen.tls": _anything,
     "listen.cert": _tls_file,
     "listen.key": _tls_file,
+    "listen.websocket": _anything,
     "limits.nicklen": _LENGTH,
     "limits.userlen": _Range(2, 255),
     "limits.channellen": _Range(2, 255),
@@ -612,6 +646,12 @@ _RULES: dict[str, Rule] = {
     "email.timeout": _Range(hi=300.0, above=0.0),
     "email.code_lifetime": _Range(60.0, 30 * 86400.0),
     "email.max_attempts": _Range(1, 100),
+    "websocket.default_subprotocol": _one_of("text", "binary"),
+    "websocket.origins": _origins,
+    "websocket.trusted_proxies": _networks,
+    "websocket.max_message": _Range(512, 1 << 24),
+    "websocket.ping_interval": _Range(0.0, 86400.0),
+    "websocket.web_client": _anything,
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol.ops import Op
 from relaychat.server.driver import Driver
-from relaychat.server.listen import open_listeners, tune_socket
+from relaychat.server.listen import listener_kind, log_web_clients, open_listeners, tune_socket
 
 if TYPE_CHECKING:
     from relaychat.config import Config
@@ -58,12 +58,20 @@ class _Connection(asyncio.Protocol):
         "session",
         "framer",
         "closed",
+        "ws",
+        "websocket",
+        "ready",
         "__weakref__",
     )
 
-    def __init__(self, server: LoopServer, tls: TlsListener | None = None) -> None:
+    def __init__(
+        self, server: LoopServer, tls: TlsListener | None = None, websocket: bool = False
+    ) -> None:
         self.server = server
         self.tls = tls  # a TLS listener's: the handshake comes first
+        self.websocket = websocket  # a WebSocket listener's
+        self.ready = False  # handed to the driver (after the TLS handshake, if any)
+        self.ws: Any = None
         self.tls_obj: ssl.SSLObject | None = None
         self.tls_in: ssl.MemoryBIO | None = None
         self.tls_out: ssl.MemoryBIO | None = None
@@ -102,13 +110,14 @@ class _Connection(asyncio.Protocol):
             pass
         srv = self.server
         srv.connections.add(self)
-        srv.driver.accepted(self, ip, self.tls is not None)
+        self.ready = True
+        srv.driver.accepted(self, ip, self.tls is not None, self.websocket)
         srv.schedule_flush()
 
     def data_received(self, data: bytes) -> None:
         if self.tls_obj is not None:
             data = self._decrypt(data)
-            if not data or self.session is None:
+            if not data or not self.ready:
                 return
         srv = self.server
         srv.driver.data_received(self, data)
@@ -120,7 +129,7 @@ class _Connection(asyncio.Protocol):
         obj, transport = self.tls_obj, self.transport
         assert obj is not None and self.tls_in is not None and transport is not None
         self.tls_in.write(data)
-        if self.session is None:
+        if not self.ready:
             try:
                 obj.do_handshake()
             except ssl.SSLWantReadError:
@@ -143,7 +152,7 @@ class _Connection(asyncio.Protocol):
                 transport.close()
                 break
             except ssl.SSLError as exc:
-                log.info("[%d] TLS error: %s", self.session.conn_id, _reason(exc))
+                log.info("[%s] TLS error: %s", _label(self), _reason(exc))
                 transport.abort()
                 break
             if not chunk:
@@ -193,7 +202,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         srv = self.server
-        if self.session is None:  # lost before (or during) its TLS handshake
+        if not self.ready:  # lost before (or during) its TLS handshake
             self._handshake_over()
             return
         srv.connections.discard(self)
@@ -202,6 +211,11 @@ class _Connection(asyncio.Protocol):
         srv.schedule_flush()
         if not srv.connections and srv._all_closed is not None:
             srv._all_closed.set()
+
+
+def _label(conn: _Connection) -> str:
+    """The connection id for log lines ("-" before a WebSocket upgrade)."""
+    return "-" if conn.session is None else str(conn.session.conn_id)
 
 
 def _reason(exc: BaseException) -> str:
@@ -240,9 +254,9 @@ class LoopServer:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         socks = socks if socks is not None else open_listeners(self.config)
-        for sock, tls in zip(socks, self.driver.tls, strict=True):
+        for sock, tls, ws in zip(socks, self.driver.tls, self.driver.websocket, strict=True):
             server = await self.loop.create_server(
-                lambda tls=tls: _Connection(self, tls),  # type: ignore[misc]
+                lambda tls=tls, ws=ws: _Connection(self, tls, ws),  # type: ignore[misc]
                 sock=sock,
                 backlog=4096,
             )
@@ -250,15 +264,16 @@ class LoopServer:
             self.ports.append(sock.getsockname()[1])
         self.port = self.ports[0]
         kind = type(self.loop).__module__.split(".")[0]
-        for sock, tls in zip(socks, self.driver.tls, strict=True):
+        for sock, tls, ws in zip(socks, self.driver.tls, self.driver.websocket, strict=True):
             addr = sock.getsockname()
             log.info(
                 "listening on %s port %d%s (engine: loop, %s)",
                 addr[0],
                 addr[1],
-                " (TLS)" if tls is not None else "",
+                listener_kind(tls is not None, ws),
                 kind,
             )
+        log_web_clients(self.config, socks, self.driver.tls, self.driver.websocket)
 
     async def serve_forever(self) -> None:
         assert self._stop is not None

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaychat.protocol.ops import Op
 from relaychat.server.driver import Driver
-from relaychat.server.listen import open_listeners, tune_socket
+from relaychat.server.listen import listener_kind, log_web_clients, open_listeners, tune_socket
 
 if TYPE_CHECKING:
     from relaychat.config import Config
@@ -102,6 +102,7 @@ class _Conn:
         "thread",
         "tls_lock",
         "tls_retry",
+        "ws",
         "__weakref__",
     )
 
@@ -109,8 +110,9 @@ class _Conn:
         self.sock = sock
         self.tls_lock: threading.Lock | None = None  # a TLS connection's (see above)
         self.tls_retry = False  # the backlog's head must be written again as it is
-        self.session: Any = None
+        self.session: Any = None  # None before a WebSocket upgrade
         self.framer: Any = None
+        self.ws: Any = None
         self.closed = False  # the driver is done with it
         self.dead = False  # shut down: write nothing more
         self.backlog: deque[memoryview] = deque()  # unsent; guarded by flush_lock
@@ -118,6 +120,11 @@ class _Conn:
         self.close_when_drained = False
         self.watched = False  # registered with the service thread's selector
         self.thread: threading.Thread | None = None
+
+
+def _label(conn: _Conn) -> str:
+    """The connection id for names and log lines ("ws" before a WebSocket upgrade)."""
+    return "ws" if conn.session is None else str(conn.session.conn_id)
 
 
 class ThreadedServer:
@@ -162,10 +169,12 @@ class ThreadedServer:
             target=self._service_loop, name="relaychat-service", daemon=True
         )
         self._service.start()
-        for sock, tls in zip(self._listeners, self.driver.tls, strict=True):
+        driver = self.driver
+        for sock, tls, ws in zip(self._listeners, driver.tls, driver.websocket, strict=True):
             addr = sock.getsockname()
-            secure = " (TLS)" if tls is not None else ""
-            log.info("listening on %s port %d%s (engine: threads)", addr[0], addr[1], secure)
+            kind = listener_kind(tls is not None, ws)
+            log.info("listening on %s port %d%s (engine: threads)", addr[0], addr[1], kind)
+        log_web_clients(self.config, self._listeners, driver.tls, driver.websocket)
 
     def serve_forever(self, wait_for_readers: bool = True) -> None:
         """Accept until stopped, then shut down (ERROR to all) within about 2 s.
@@ -176,8 +185,9 @@ class ThreadedServer:
         old_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         sel = selectors.DefaultSelector()
-        for sock, tls in zip(self._listeners, self.driver.tls, strict=True):
-            sel.register(sock, selectors.EVENT_READ, tls)
+        kinds = zip(self.driver.tls, self.driver.websocket, strict=True)
+        for sock, kind in zip(self._listeners, kinds, strict=True):
+            sel.register(sock, selectors.EVENT_READ, kind)
         old_stack = threading.stack_size()
         threading.stack_size(STACK_SIZE)
         try:
@@ -189,7 +199,7 @@ class ThreadedServer:
                     self._signalled_rehash = False
                     self.request_rehash()
                 for key, _ in sel.select(0.1):
-                    self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
+                    self._accept(key.fileobj, *key.data)  # type: ignore[arg-type]
         finally:
             threading.stack_size(old_stack)
             sys.setswitchinterval(old_interval)
@@ -263,7 +273,7 @@ class ThreadedServer:
         log.info("stopped: %s", self._stop_reason)
 
     # ------------------------------------------------------------ per conn
-    def _accept(self, listener: socket.socket, tls: TlsListener | None) -> None:
+    def _accept(self, listener: socket.socket, tls: TlsListener | None, ws: bool) -> None:
         for _ in range(64):
             try:
                 sock, addr = listener.accept()
@@ -273,9 +283,9 @@ class ThreadedServer:
                 self._accept_failed(exc)
                 return
             if tls is None:
-                self._accepted(sock, addr)
+                self._accepted(sock, addr, ws)
             else:
-                self._accepted_tls(sock, addr, tls)
+                self._accepted_tls(sock, addr, tls, ws)
 
     def _accept_failed(self, exc: OSError) -> None:
         """EMFILE and friends: one warning per interval, and a short back-off."""
@@ -292,20 +302,20 @@ class ThreadedServer:
             self._accept_errors = 0
         time.sleep(0.05)
 
-    def _accepted(self, sock: socket.socket, addr: Any) -> None:
+    def _accepted(self, sock: socket.socket, addr: Any, ws: bool = False) -> None:
         sock.setblocking(True)
         tune_socket(sock)
         conn = _Conn(sock)
         ip = addr[0] if isinstance(addr, tuple) else "unknown"
         with self.lock:
-            self.driver.accepted(conn, ip)
+            self.driver.accepted(conn, ip, False, ws)
             self.conns.add(conn)
             self._pending = True
         thread = threading.Thread(
             target=self._reader,
             args=(conn,),
             daemon=True,
-            name=f"relaychat-conn-{conn.session.conn_id}",
+            name=f"relaychat-conn-{_label(conn)}",
         )
         conn.thread = thread
         try:
@@ -314,20 +324,23 @@ class ThreadedServer:
             log.error("cannot start a reader thread: %s", exc)
             conn.thread = None
             with self.lock:
-                self.core.disconnect(conn.session, "Server is out of resources", self.core.now)
+                if conn.session is not None:
+                    self.core.disconnect(conn.session, "Server is out of resources", self.core.now)
                 self._pending = True
             self._after_turn()
             self._finish(conn, "Server is out of resources")
             return
         self._after_turn()
 
-    def _accepted_tls(self, sock: socket.socket, addr: Any, tls: TlsListener) -> None:
+    def _accepted_tls(
+        self, sock: socket.socket, addr: Any, tls: TlsListener, ws: bool = False
+    ) -> None:
         """The reader thread shakes hands, then joins the driver (``_tls_reader``)."""
         tune_socket(sock)
         sock.setblocking(False)
         ip = addr[0] if isinstance(addr, tuple) else "unknown"
         thread = threading.Thread(
-            target=self._tls_reader, args=(sock, ip, tls), daemon=True, name="relaychat-tls"
+            target=self._tls_reader, args=(sock, ip, tls, ws), daemon=True, name="relaychat-tls"
         )
         try:
             thread.start()
@@ -335,7 +348,7 @@ class ThreadedServer:
             log.error("cannot start a reader thread: %s", exc)
             sock.close()
 
-    def _tls_reader(self, raw: socket.socket, ip: str, tls: TlsListener) -> None:
+    def _tls_reader(self, raw: socket.socket, ip: str, tls: TlsListener, ws: bool) -> None:
         try:
             sock = self._handshake(raw, ip, tls)
         except Exception:
@@ -351,10 +364,10 @@ class ThreadedServer:
             if self._no_new:
                 sock.close()
                 return
-            self.driver.accepted(conn, ip, True)
+            self.driver.accepted(conn, ip, True, ws)
             self.conns.add(conn)
             self._pending = True
-        conn.thread.name = f"relaychat-conn-{conn.session.conn_id}"
+        conn.thread.name = f"relaychat-conn-{_label(conn)}"
         self._after_turn()
         self._reader(conn)
 
@@ -430,7 +443,7 @@ class ThreadedServer:
                     self._pending = True
                 self._after_turn()
         except Exception:
-            log.exception("[%d] reader failed", conn.session.conn_id)
+            log.exception("[%s] reader failed", _label(conn))
             reason = "Internal error"
         finally:
             self._finish(conn, reason)
