@@ -27,6 +27,7 @@ from relaychat.config import (
     OperConfig,
     ServerConfig,
     StoreConfig,
+    WebSocketConfig,
     check_value,
     load_config,
 )
@@ -37,9 +38,12 @@ SAMPLE = ROOT / "relaychat.example.toml"
 HASH = hash_password("secret", n=2**10)  # cheap parameters: only the format matters here
 
 
-def test_embedded_defaults_listen_on_localhost_6667() -> None:
+def test_embedded_defaults_listen_on_localhost_6667_and_the_web_on_8097() -> None:
     cfg = load_config(None)
-    assert cfg.listen == (ListenConfig("127.0.0.1", 6667),)
+    assert cfg.listen == (
+        ListenConfig("127.0.0.1", 6667),
+        ListenConfig("127.0.0.1", 8097, websocket=True),
+    )
     assert cfg.server.engine == "loop" and cfg.path is None
 
 
@@ -55,13 +59,14 @@ def test_sample_config_loads_and_documents_every_key() -> None:
         "accounts",
         "store",
         "email",
+        "websocket",
     ):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
         assert documented == fields, (section, fields ^ documented)
         # the sample shows the built-in defaults
         assert getattr(cfg, section) == getattr(Config(), section)
-    assert data["listen"] == [dataclasses.asdict(ListenConfig())]
+    assert data["listen"] == [dataclasses.asdict(item) for item in Config().listen]
     assert cfg.listen == Config().listen
     # [opers.NAME] is documented in comments
     text = SAMPLE.read_text()
@@ -93,6 +98,7 @@ def test_every_key_has_a_rule() -> None:
             ("store", StoreConfig),
             ("history", HistoryConfig),
             ("email", EmailConfig),
+            ("websocket", WebSocketConfig),
             ("opers", OperConfig),
         )
         for f in dataclasses.fields(cls)
@@ -248,6 +254,14 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[store]\ncommit_ms = 1001", "store.commit_ms"),
     ("[accounts]\nemail_verification = 'on'", "accounts.email_verification"),
     ("[accounts]\nemail_verification = true", "email.from_address"),
+    ("[websocket]\ndefault_subprotocol = 'json'", "websocket.default_subprotocol"),
+    ("[websocket]\norigins = ['https://a.example', '']", "websocket.origins"),
+    ("[websocket]\norigins = ['https://a.example https://b.example']", "websocket.origins"),
+    ("[websocket]\ntrusted_proxies = ['10.0.0.0/33']", "websocket.trusted_proxies"),
+    ("[websocket]\nmax_message = 100", "websocket.max_message"),
+    ("[websocket]\nping_interval = -1", "websocket.ping_interval"),
+    ("[websocket]\nweb_client = 'yes'", "websocket.web_client"),
+    ("[[listen]]\nwebsocket = 1", "listen.websocket"),
     ("[email]\nsmtp_host = ''", "email.smtp_host"),
     ("[email]\nsmtp_host = 'mail host'", "email.smtp_host"),
     ("[email]\nsmtp_port = 0", "email.smtp_port"),
