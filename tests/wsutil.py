@@ -244,6 +244,12 @@ class WsRawClient:
         self.protocol.send_text(line.encode())
         self._flush()
 
+    def send_many(self, lines: list[str]) -> None:
+        """One message per line, written at once."""
+        for line in lines:
+            self.protocol.send_text(line.encode())
+        self._flush()
+
     def lines(self) -> list[str]:
         return [
             bytes(f.data).decode() for f in self.frames if f.opcode in (Opcode.TEXT, Opcode.BINARY)

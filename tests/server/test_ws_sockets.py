@@ -389,6 +389,31 @@ def test_a_websocket_client_that_stops_reading_is_dropped_at_sendq(
         slow.close()
 
 
+# ------------------------------------------------------------- flood control
+@pytest.mark.parametrize("what", ["lines", "empty messages"])
+def test_a_websocket_flood_is_excess_flood_as_on_tcp(
+    ws_with: Callable[..., Any], connect: Callable[..., RawClient], what: str
+) -> None:
+    server = ws_with(flood_rate=4.0, flood_burst=20)
+    watcher = connect(server, "watcher")
+    flooder = WsRawClient(ws_port(server))
+    try:
+        flooder.send_many(["NICK flooder", "USER f 0 * :f", "JOIN #c"])
+        flooder.wait_line(" 366 ")
+        watcher.join("#c")
+        line = "PRIVMSG #c :" + "z" * 300 if what == "lines" else ""
+        try:
+            flooder.send_many([line] * 20000 + ["PING :after"])
+        except OSError:
+            pass  # cut off mid-way: what is being tested
+        got = watcher.take_until(lambda m: m.command == "QUIT")
+        assert got[-1].source.startswith("flooder!") and got[-1].params == ["Excess Flood"]
+        relayed = [m for m in got if m.command == "PRIVMSG"]
+        assert len(relayed) < 100  # the burst and what the tokens refilled, no more
+    finally:
+        flooder.close()
+
+
 # ------------------------------------------------------------------ pings
 def test_idle_websocket_clients_get_pings(ws_with: Callable[..., Any]) -> None:
     server = ws_with(WebSocketConfig(ping_interval=0.2))
