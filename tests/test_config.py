@@ -61,7 +61,9 @@ def test_sample_config_loads_and_documents_every_key() -> None:
         assert documented == fields, (section, fields ^ documented)
         # the sample shows the built-in defaults
         assert getattr(cfg, section) == getattr(Config(), section)
-    assert data["listen"] == [dataclasses.asdict(ListenConfig())]
+    assert [
+        {k: tuple(v) if isinstance(v, list) else v for k, v in t.items()} for t in data["listen"]
+    ] == [dataclasses.asdict(ListenConfig())]
     assert cfg.listen == Config().listen
     # [opers.NAME] is documented in comments
     text = SAMPLE.read_text()
@@ -142,6 +144,11 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[[listen]]\ntls = true\ncert = 'c.pem'", "listen.key"),
     ("[[listen]]\ntls = true\ncert = 'c.pem'\nkey = \"a\\tb\"", "listen.key"),
     ("[limits]\ntls_handshake_timeout = 0", "limits.tls_handshake_timeout"),
+    ("[limits]\nproxy_timeout = 0", "limits.proxy_timeout"),
+    ("[[listen]]\nproxy = ['10.0.0.0/33']", "listen.proxy"),
+    ("[[listen]]\nproxy = ['haproxy.local']", "listen.proxy"),
+    ("[[listen]]\nproxy = ['10.0.0.1/8']", "listen.proxy"),
+    ("[[listen]]\nproxy = '10.0.0.1'", "listen.proxy"),
     ("[limits]\nnicklen = 0", "limits.nicklen"),
     ("[limits]\nnicklen = 256", "limits.nicklen"),
     ("[limits]\nnicklen = true", "limits.nicklen"),
@@ -366,6 +373,21 @@ def test_a_tls_listener_beside_a_plaintext_one(tmp_path: Path) -> None:
         ListenConfig("127.0.0.1", 6667),
         ListenConfig("127.0.0.1", 6697, tls=True, cert="c.pem", key="k.pem"),
     )
+
+
+def test_a_listener_behind_trusted_proxies(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.toml"
+    path.write_text(
+        '[[listen]]\nport = 6667\n[[listen]]\nport = 6668\nproxy = ["10.0.0.0/8", "::1"]\n'
+        "[limits]\nproxy_timeout = 2.5\n"
+    )
+    cfg = load_config(path)
+    assert cfg.listen[0].proxy == ()
+    assert cfg.listen[1].proxy == ("10.0.0.0/8", "::1")
+    assert cfg.limits.proxy_timeout == 2.5
+    path.write_text('[[listen]]\nport = 6667\n[[listen]]\nport = 6668\nproxy = ["10.0.0.1/8"]\n')
+    with pytest.raises(ConfigError, match=r"key 'listen.proxy' \(listener 2\) must list IP"):
+        load_config(path)
 
 
 @pytest.mark.parametrize(

@@ -78,13 +78,17 @@ class ServerConfig:
 class ListenConfig:
     """One ``[[listen]]`` table: an address and port to accept clients on.
     ``tls = true`` serves TLS there with the PEM ``cert`` (chain) and ``key``
-    files (relative to the working directory; reloaded on REHASH/SIGHUP)."""
+    files (relative to the working directory; reloaded on REHASH/SIGHUP).
+    ``proxy``: the addresses and networks of trusted proxies; when not empty,
+    every connection must come from one of them and start with a PROXY
+    header (v1 or v2), whose source address is the client's."""
 
     address: str = "127.0.0.1"
     port: int = 6667
     tls: bool = False
     cert: str = ""  # TLS only: the certificate (chain), PEM
     key: str = ""  # TLS only: its private key, PEM, unencrypted
+    proxy: tuple[str, ...] = ()  # trusted proxies (addresses, networks): PROXY header required
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
@@ -116,6 +120,7 @@ class LimitsConfig:
     ping_timeout: float = 60.0  # seconds to answer that PING
     registration_timeout: float = 30.0
     tls_handshake_timeout: float = 10.0  # seconds a TLS client has to finish its handshake
+    proxy_timeout: float = 5.0  # seconds a proxy has to send its PROXY header
     max_connections: int = 20000
     max_connections_per_ip: int = 10  # 0 = unlimited
     connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
@@ -526,6 +531,7 @@ _RULES: dict[str, Rule] = {
     "listen.tls": _anything,
     "listen.cert": _tls_file,
     "listen.key": _tls_file,
+    "listen.proxy": _networks,
     "limits.nicklen": _LENGTH,
     "limits.userlen": _Range(2, 255),
     "limits.channellen": _Range(2, 255),
@@ -549,6 +555,7 @@ _RULES: dict[str, Rule] = {
     "limits.ping_timeout": _SECONDS,
     "limits.registration_timeout": _SECONDS,
     "limits.tls_handshake_timeout": _SECONDS,
+    "limits.proxy_timeout": _SECONDS,
     "limits.max_connections": _Range(1, 1_000_000),
     "limits.max_connections_per_ip": _Range(0, 1_000_000),
     "limits.connection_limit_exempt": _networks,

@@ -37,6 +37,7 @@ from relaychat.protocol.commands import build_core
 from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
 from relaychat.protocol.timebase import Now
+from relaychat.server.proxy import ProxyParser, TrustedProxies
 from relaychat.server.tls import tls_listeners
 from relaychat.store.base import open_store
 
@@ -101,6 +102,10 @@ class Driver:
         # per listener, in order: its TLS state or None; a pair that cannot be
         # used is an error at start naming the file (TlsError)
         self.tls = tls_listeners(config.listen)
+        # per listener, in order: its trusted proxies (a PROXY header first) or None
+        self.proxies = [
+            TrustedProxies(item.proxy) if item.proxy else None for item in config.listen
+        ]
         # opened (and migrated) before anything listens: a bad file is an error
         # at start naming it (StoreError), not a failure at the first login
         self.store: Store = open_store(config.store)
@@ -118,6 +123,23 @@ class Driver:
         sess = self.core.connect(ip, clock(), handle=conn, secure=secure)
         conn.session = sess
         return sess
+
+    @staticmethod
+    def proxy_refused(peer: str, reason: str) -> None:
+        """A connection on a listener behind proxies closed before it was one:
+        its one log line (``peer``: the socket's address, the proxy's). Any
+        thread may call it; nothing else happens."""
+        log.info("PROXY: closed the connection from %s: %s", peer, reason)
+
+    @staticmethod
+    def proxy_closed(peer: str, parser: ProxyParser) -> None:
+        """The peer closed before the end of its header: logged like a refusal,
+        but at DEBUG when it sent nothing at all (a load balancer's TCP health
+        check connects and closes, every few seconds)."""
+        if parser.received:
+            log.info("PROXY: %s closed the connection within its PROXY header", peer)
+        else:
+            log.debug("PROXY: %s closed the connection before sending anything", peer)
 
     def data_received(self, conn: Any, data: bytes) -> None:
         sess = conn.session
