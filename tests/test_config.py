@@ -27,6 +27,7 @@ from relaychat.config import (
     OperConfig,
     ServerConfig,
     StoreConfig,
+    StsConfig,
     check_value,
     load_config,
 )
@@ -55,6 +56,7 @@ def test_sample_config_loads_and_documents_every_key() -> None:
         "accounts",
         "store",
         "email",
+        "sts",
     ):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
@@ -95,6 +97,7 @@ def test_every_key_has_a_rule() -> None:
             ("store", StoreConfig),
             ("history", HistoryConfig),
             ("email", EmailConfig),
+            ("sts", StsConfig),
             ("opers", OperConfig),
         )
         for f in dataclasses.fields(cls)
@@ -145,6 +148,12 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[[listen]]\ntls = true\ncert = 'c.pem'\nkey = \"a\\tb\"", "listen.key"),
     ("[limits]\ntls_handshake_timeout = 0", "limits.tls_handshake_timeout"),
     ("[limits]\nproxy_timeout = 0", "limits.proxy_timeout"),
+    ("[sts]\nenabled = 'yes'", "sts.enabled"),
+    ("[sts]\nenabled = 1", "sts.enabled"),
+    ("[sts]\nport = 70000", "sts.port"),
+    ("[sts]\nduration = -1", "sts.duration"),
+    ("[sts]\nduration = 1.5", "sts.duration"),
+    ("[sts]\npreload = 'no'", "sts.preload"),
     ("[[listen]]\nproxy = ['10.0.0.0/33']", "listen.proxy"),
     ("[[listen]]\nproxy = ['haproxy.local']", "listen.proxy"),
     ("[[listen]]\nproxy = ['10.0.0.1/8']", "listen.proxy"),
@@ -373,6 +382,20 @@ def test_a_tls_listener_beside_a_plaintext_one(tmp_path: Path) -> None:
         ListenConfig("127.0.0.1", 6667),
         ListenConfig("127.0.0.1", 6697, tls=True, cert="c.pem", key="k.pem"),
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "enabled"),
+    [("enabled = true", "true"), ("enabled = false", "false"), ('enabled = "auto"', "auto")],
+)
+def test_sts_enabled_takes_a_word_or_a_boolean(tmp_path: Path, text: str, enabled: str) -> None:
+    path = tmp_path / "sts.toml"
+    path.write_text(f"[sts]\n{text}\nport = 6697\nduration = 0\npreload = true\n")
+    assert load_config(path).sts == StsConfig(enabled, 6697, 0, True)
+
+
+def test_sts_defaults() -> None:
+    assert Config().sts == StsConfig("auto", 0, 2592000, False)
 
 
 def test_a_listener_behind_trusted_proxies(tmp_path: Path) -> None:

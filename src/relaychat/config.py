@@ -47,6 +47,7 @@ __all__ = [
     "OperConfig",
     "ServerConfig",
     "StoreConfig",
+    "StsConfig",
     "HistoryConfig",
     "check_value",
     "load_config",
@@ -254,6 +255,21 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StsConfig:
+    """``[sts]``: the IRCv3 Strict Transport Security policy (the ``sts``
+    capability): plaintext clients are told to reconnect with TLS on ``port``,
+    TLS clients to keep doing so for ``duration`` seconds. ``"auto"``: only when
+    a TLS listener's certificate verifies against the system's CA store (a
+    self-signed one would lock clients out); ``"true"``: whenever a TLS listener
+    exists; ``"false"``: never."""
+
+    enabled: str = "auto"  # "auto", "true" or "false" (true and false may be booleans)
+    port: int = 0  # the TLS port clients are sent to; 0: the first TLS listener's
+    duration: int = 2592000  # seconds clients keep the policy (30 days); 0 drops it
+    preload: bool = False  # consent to be put on clients' preload lists
+
+
+@dataclass(frozen=True, slots=True)
 class OperConfig:
     password: str  # a hash from `relaychat mkpasswd`
     host: str = "*@*"  # user@host mask the oper must match
@@ -271,6 +287,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    sts: StsConfig = field(default_factory=StsConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -292,6 +309,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig,
     "history": HistoryConfig,
     "email": EmailConfig,
+    "sts": StsConfig,
 }
 
 # keys that moved: the message says where to
@@ -619,6 +637,10 @@ _RULES: dict[str, Rule] = {
     "email.timeout": _Range(hi=300.0, above=0.0),
     "email.code_lifetime": _Range(60.0, 30 * 86400.0),
     "email.max_attempts": _Range(1, 100),
+    "sts.enabled": _one_of("auto", "true", "false"),
+    "sts.port": _Range(0, 65535),
+    "sts.duration": _Range(0, 10 * 365 * 86400),
+    "sts.preload": _anything,  # true or false: checked by type
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }
@@ -630,6 +652,8 @@ _OPER_NAME = _token(64)
 def _expected_type(f: dataclasses.Field[Any]) -> type[Any]:
     return str if f.default is dataclasses.MISSING else type(f.default)
 
+
+_WORD_OR_BOOL = {"accounts.always_on", "sts.enabled"}  # true/false may be written bare
 
 _TYPE_NAMES = {
     bool: "true or false",
@@ -672,7 +696,7 @@ def _build(cls: type[Any], table: Any, where: str, source: str, label: str = "")
         if f is None:
             raise ConfigError(f"{source}: unknown key '{name}'{label}")
         expected = _expected_type(f)
-        if name == "accounts.always_on" and isinstance(value, bool):
+        if name in _WORD_OR_BOOL and isinstance(value, bool):
             value = "true" if value else "false"  # always_on = true is "true"
         try:
             kwargs[key] = _typed(value, expected)

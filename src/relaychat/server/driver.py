@@ -38,11 +38,13 @@ from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
 from relaychat.protocol.timebase import Now
 from relaychat.server.proxy import ProxyParser, TrustedProxies
+from relaychat.server.sts import sts_policy
 from relaychat.server.tls import tls_listeners
 from relaychat.store.base import open_store
 
 if TYPE_CHECKING:
-    from relaychat.config import Config
+    from relaychat.config import Config, StsConfig
+    from relaychat.protocol.caps import StsPolicy
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.state import Session
     from relaychat.protocol.storage import Store
@@ -112,9 +114,28 @@ class Driver:
         self.core: ServerCore = build_core(config, clock(), secrets.token_hex(8), store=self.store)
         self.core.mailer = SmtpMailer()
         self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
+        self.ports: list[int] = []  # each listener's bound port, once listening
         self._timer_at: float | None = None
 
     # ------------------------------------------------------------ entry points
+    def listening(self, ports: list[int]) -> None:
+        """The engine bound its listeners (``ports``: each one's port, in
+        order), before serving anyone: the STS policy can be decided."""
+        self.ports = list(ports)
+        self.core.set_sts(self.decide_sts(self.config.sts))
+
+    def decide_sts(self, sts: StsConfig) -> StsPolicy | None:
+        """The STS policy under ``sts`` (reads the certificate: may block); a
+        check that fails unexpectedly advertises nothing (logged)."""
+        try:
+            policy, why = sts_policy(sts, self.config.listen, self.ports)
+        except Exception:
+            log.exception("STS not advertised: checking the certificate failed")
+            return None
+        if why is not None:
+            log.info("STS %s", why)
+        return policy
+
     def accepted(self, conn: Any, ip: str, secure: bool = False) -> Session:
         """A new connection (``secure``: its TLS handshake is done)."""
         lim = self.core.limits
@@ -280,7 +301,13 @@ class Driver:
         tls = [item for item in self.tls if item is not None]
         if loader is None:
             if tls:
-                core.submit(Op(lambda: [item.reload() for item in tls], lambda _: None, None))
+
+                def reload_tls() -> object:
+                    for item in tls:
+                        item.reload()
+                    return self.decide_sts(self.config.sts)  # a new certificate, maybe
+
+                core.submit(Op(reload_tls, core.set_sts, None))
             if sess is not None:
                 core.server_notice(sess, "REHASH: this server has no configuration file")
             return
@@ -289,11 +316,14 @@ class Driver:
             for item in tls:
                 item.reload()
             try:
-                return loader()
+                config = loader()
             except Exception as exc:  # reported to the oper; the old config stays
                 return exc
+            return config, self.decide_sts(config.sts)
 
         def then(result: Any) -> None:
+            if isinstance(result, tuple):
+                result, core.sts = result  # offered with the new configuration
             core.rehash_result(sess, result, core.now)
 
         core.submit(Op(run, then, None))

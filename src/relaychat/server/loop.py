@@ -330,6 +330,7 @@ class LoopServer:
             self._servers.append(server)
             self.ports.append(sock.getsockname()[1])
         self.port = self.ports[0]
+        self.driver.listening(self.ports)
         kind = type(self.loop).__module__.split(".")[0]
         for sock, tls in zip(socks, self.driver.tls, strict=True):
             addr = sock.getsockname()

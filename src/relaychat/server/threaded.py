@@ -167,6 +167,7 @@ class ThreadedServer:
         self._listeners = open_listeners(self.config, backlog=1024)
         self.ports = [s.getsockname()[1] for s in self._listeners]
         self.port = self.ports[0]
+        self.driver.listening(self.ports)
         self._proxies = {
             sock.fileno(): proxy
             for sock, proxy in zip(self._listeners, self.driver.proxies, strict=True)
