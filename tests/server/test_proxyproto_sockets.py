@@ -1,5 +1,5 @@
 """PROXY protocol listeners over real sockets, for both engines: v1 and v2
-headers give the client's address (WHOIS, K-lines), a header and IRC lines in
+headers give the client's address (WHOIS, K-lines, cloaks, per-IP limits), a header and IRC lines in
 one packet, a TLS listener behind a proxy (header, then the ClientHello; also in
 one packet), and every refusal (untrusted peer, malformed, truncated, oversized,
 stalled header) closing that one connection with one log line while a
@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 from ircutil import DEFAULT_TIMEOUT, RawClient, make_config, wait_for
-from relaychat.config import Config, ListenConfig, OperConfig
+from relaychat.config import CloakingConfig, Config, ListenConfig, OperConfig
 from relaychat.passwords import hash_password
 from relaychat.protocol import numerics as N
+from relaychat.protocol.cloaking import Cloaker
 from relaychat.server.proxy import V2_MAX_LENGTH, V2_SIGNATURE
 from relaychat.server.tls import write_self_signed
 
@@ -445,3 +446,28 @@ def test_a_plain_listener_treats_a_proxy_line_as_an_unknown_command(
     c.send(line)
     assert c.expect(N.ERR_UNKNOWNCOMMAND).params[:2] == ["direct", "PROXY"]
     assert whois_host(bystander, "direct") == "127.0.0.1"
+
+
+def test_the_cloak_is_made_from_the_forwarded_address(
+    engine: str, run_config: Callable[[Config], Any], made: list[RawClient]
+) -> None:
+    secret = "a cloaking secret for the PROXY tests"
+    cfg = dataclasses.replace(
+        make_config(engine),
+        listen=(
+            ListenConfig("127.0.0.1", 0),
+            ListenConfig("127.0.0.1", 0, proxy=("127.0.0.1",)),
+        ),
+        cloaking=CloakingConfig(enabled=True, secret=secret),
+    )
+    server = run_config(cfg)
+    watcher = RawClient(server.port)
+    made.append(watcher)
+    watcher.register("watcher")
+    far = RawClient(port_of(server, 1))
+    made.append(far)
+    far.send(v2("203.0.113.77"))
+    far.register("far")
+    cloaker = Cloaker(secret, "ip", 32, 64)
+    assert whois_host(watcher, "far") == cloaker.cloak("203.0.113.77")
+    assert whois_host(watcher, "watcher") == cloaker.cloak("127.0.0.1")
