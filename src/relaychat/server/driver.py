@@ -51,12 +51,15 @@ from relaychat.protocol.commands import build_core
 from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
 from relaychat.protocol.timebase import Now
+from relaychat.server.proxy import ProxyParser, TrustedProxies
+from relaychat.server.sts import sts_policy
 from relaychat.server.tls import tls_listeners
 from relaychat.server.websocket import WebRoot, WebSocketLink
 from relaychat.store.base import open_store
 
 if TYPE_CHECKING:
-    from relaychat.config import Config
+    from relaychat.config import Config, StsConfig
+    from relaychat.protocol.caps import StsPolicy
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.state import Session
     from relaychat.protocol.storage import Store
@@ -119,12 +122,17 @@ class Driver:
         # per listener, in order: whether it speaks HTTP/WebSocket
         self.websocket = [item.websocket for item in config.listen]
         self.web_root = WebRoot()
+        # per listener, in order: its trusted proxies (a PROXY header first) or None
+        self.proxies = [
+            TrustedProxies(item.proxy) if item.proxy else None for item in config.listen
+        ]
         # opened (and migrated) before anything listens: a bad file is an error
         # at start naming it (StoreError), not a failure at the first login
         self.store: Store = open_store(config.store)
         self.core: ServerCore = build_core(config, clock(), secrets.token_hex(8), store=self.store)
         self.core.mailer = SmtpMailer()
         self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
+        self.ports: list[int] = []  # each listener's bound port, once listening
         self._timer_at: float | None = None
         self._ws_conns: set[Any] = set()  # every connection of a WebSocket listener
         self._ws_dirty: set[Any] = set()  # ... whose link has bytes to write
@@ -132,6 +140,24 @@ class Driver:
         self._ws_ping_at: float | None = None
 
     # ------------------------------------------------------------ entry points
+    def listening(self, ports: list[int]) -> None:
+        """The engine bound its listeners (``ports``: each one's port, in
+        order), before serving anyone: the STS policy can be decided."""
+        self.ports = list(ports)
+        self.core.set_sts(self.decide_sts(self.config.sts))
+
+    def decide_sts(self, sts: StsConfig) -> StsPolicy | None:
+        """The STS policy under ``sts`` (reads the certificate: may block); a
+        check that fails unexpectedly advertises nothing (logged)."""
+        try:
+            policy, why = sts_policy(sts, self.config.listen, self.ports)
+        except Exception:
+            log.exception("STS not advertised: checking the certificate failed")
+            return None
+        if why is not None:
+            log.info("STS %s", why)
+        return policy
+
     def accepted(
         self, conn: Any, ip: str, secure: bool = False, websocket: bool = False
     ) -> Session | None:
@@ -154,6 +180,23 @@ class Driver:
         sess = self.core.connect(ip, clock(), handle=conn, secure=secure)
         conn.session = sess
         return sess
+
+    @staticmethod
+    def proxy_refused(peer: str, reason: str) -> None:
+        """A connection on a listener behind proxies closed before it was one:
+        its one log line (``peer``: the socket's address, the proxy's). Any
+        thread may call it; nothing else happens."""
+        log.info("PROXY: closed the connection from %s: %s", peer, reason)
+
+    @staticmethod
+    def proxy_closed(peer: str, parser: ProxyParser) -> None:
+        """The peer closed before the end of its header: logged like a refusal,
+        but at DEBUG when it sent nothing at all (a load balancer's TCP health
+        check connects and closes, every few seconds)."""
+        if parser.received:
+            log.info("PROXY: %s closed the connection within its PROXY header", peer)
+        else:
+            log.debug("PROXY: %s closed the connection before sending anything", peer)
 
     def data_received(self, conn: Any, data: bytes) -> None:
         if conn.ws is not None:
@@ -389,7 +432,13 @@ class Driver:
         tls = [item for item in self.tls if item is not None]
         if loader is None:
             if tls:
-                core.submit(Op(lambda: [item.reload() for item in tls], lambda _: None, None))
+
+                def reload_tls() -> object:
+                    for item in tls:
+                        item.reload()
+                    return self.decide_sts(self.config.sts)  # a new certificate, maybe
+
+                core.submit(Op(reload_tls, core.set_sts, None))
             if sess is not None:
                 core.server_notice(sess, "REHASH: this server has no configuration file")
             return
@@ -398,11 +447,14 @@ class Driver:
             for item in tls:
                 item.reload()
             try:
-                return loader()
+                config = loader()
             except Exception as exc:  # reported to the oper; the old config stays
                 return exc
+            return config, self.decide_sts(config.sts)
 
         def then(result: Any) -> None:
+            if isinstance(result, tuple):
+                result, core.sts = result  # offered with the new configuration
             core.rehash_result(sess, result, core.now)
 
         core.submit(Op(run, then, None))

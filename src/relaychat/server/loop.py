@@ -9,6 +9,12 @@ turn (``call_soon``). The flush writes every connection's pending lines with one
 once. A write never blocks: asyncio buffers what the socket does not take, and
 the driver drops a client whose buffer passes SendQ.
 
+A listener behind trusted proxies (``proxy`` in its config) first checks the
+peer against the list, then feeds what arrives to a
+:class:`~relaychat.server.proxy.ProxyParser` under a deadline; only once the
+header is complete does the connection start as any other (its TLS handshake,
+or IRC) with the header's source address, fed the bytes that came after it.
+
 TLS is done here, sans-I/O style: a TLS listener's connection runs an
 ``ssl.SSLObject`` over two memory BIOs (ciphertext in from ``data_received``,
 out through ``transport.write``). It joins the driver once its handshake is
@@ -34,9 +40,11 @@ from typing import TYPE_CHECKING, Any
 from relaychat.protocol.ops import Op
 from relaychat.server.driver import Driver
 from relaychat.server.listen import listener_kind, log_web_clients, open_listeners, tune_socket
+from relaychat.server.proxy import ProxyHeaderError, ProxyParser
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.server.proxy import TrustedProxies
     from relaychat.server.tls import TlsListener
 
 __all__ = ["LoopServer", "new_event_loop"]
@@ -61,13 +69,25 @@ class _Connection(asyncio.Protocol):
         "ws",
         "websocket",
         "ready",
+        "proxy",
+        "proxy_parser",
+        "proxy_timer",
+        "client_ip",
         "__weakref__",
     )
 
     def __init__(
-        self, server: LoopServer, tls: TlsListener | None = None, websocket: bool = False
+        self,
+        server: LoopServer,
+        tls: TlsListener | None = None,
+        proxy: TrustedProxies | None = None,
+        websocket: bool = False,
     ) -> None:
         self.server = server
+        self.proxy = proxy  # a listener behind proxies': the PROXY header comes first
+        self.proxy_parser: ProxyParser | None = None  # while the header is read
+        self.proxy_timer: asyncio.TimerHandle | None = None
+        self.client_ip: str | None = None  # the header's source address
         self.tls = tls  # a TLS listener's: the handshake comes first
         self.websocket = websocket  # a WebSocket listener's
         self.ready = False  # handed to the driver (after the TLS handshake, if any)
@@ -84,6 +104,13 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but quack alike
         self.transport = transport  # type: ignore[assignment]
+        if self.proxy is not None:
+            self._proxy_begin()  # then _begin, once the header is read
+            return
+        self._begin()
+
+    def _begin(self) -> None:
+        """The connection proper: its TLS handshake, or IRC at once."""
         if self.tls is None:
             self._made()
             return
@@ -99,8 +126,7 @@ class _Connection(asyncio.Protocol):
         """The connection is ready for IRC (after its TLS handshake, if any)."""
         transport = self.transport
         assert transport is not None
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if isinstance(peer, tuple) else "unknown"
+        ip = self.client_ip or self._peer_ip()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             tune_socket(sock)
@@ -115,6 +141,9 @@ class _Connection(asyncio.Protocol):
         srv.schedule_flush()
 
     def data_received(self, data: bytes) -> None:
+        if self.proxy_parser is not None:
+            self._proxy_received(data)
+            return
         if self.tls_obj is not None:
             data = self._decrypt(data)
             if not data or not self.ready:
@@ -122,6 +151,53 @@ class _Connection(asyncio.Protocol):
         srv = self.server
         srv.driver.data_received(self, data)
         srv.schedule_flush()
+
+    def _peer_ip(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return peer[0] if isinstance(peer, tuple) else "unknown"
+
+    # ---------------------------------------------------------- PROXY header
+    def _proxy_begin(self) -> None:
+        assert self.proxy is not None
+        if not self.proxy.trusts(self._peer_ip()):
+            self._proxy_refuse("not a trusted proxy of this listener")
+            return
+        srv = self.server
+        self.proxy_parser = ProxyParser()
+        srv.proxying.add(self)
+        self.proxy_timer = srv.loop.call_later(srv.config.limits.proxy_timeout, self._proxy_expired)
+
+    def _proxy_received(self, data: bytes) -> None:
+        assert self.proxy_parser is not None and self.transport is not None
+        try:
+            header = self.proxy_parser.feed(data)
+        except ProxyHeaderError as exc:
+            self._proxy_refuse(exc.reason)
+            return
+        if header is None:
+            return
+        self._proxy_over()
+        self.client_ip = header.source  # None: the proxy's own (UNKNOWN, LOCAL)
+        self._begin()
+        if header.leftover and not self.transport.is_closing():
+            self.data_received(header.leftover)  # IRC lines, or the ClientHello
+
+    def _proxy_over(self) -> None:
+        self.proxy_parser = None
+        self.server.proxying.discard(self)
+        if self.proxy_timer is not None:
+            self.proxy_timer.cancel()
+            self.proxy_timer = None
+
+    def _proxy_refuse(self, reason: str) -> None:
+        self.server.driver.proxy_refused(self._peer_ip(), reason)
+        self._proxy_over()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _proxy_expired(self) -> None:
+        self.proxy_timer = None
+        self._proxy_refuse("no PROXY header by the deadline")
 
     # ---------------------------------------------------------------- TLS
     def _decrypt(self, data: bytes) -> bytes:
@@ -202,6 +278,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         srv = self.server
+        if self.proxy_parser is not None:  # lost before the end of its PROXY header
+            srv.driver.proxy_closed(self._peer_ip(), self.proxy_parser)
+            self._proxy_over()
         if not self.ready:  # lost before (or during) its TLS handshake
             self._handshake_over()
             return
@@ -243,6 +322,7 @@ class LoopServer:
         self._servers: list[asyncio.Server] = []
         self._in_flight: set[asyncio.Future[Any]] = set()  # operations on worker threads
         self.handshaking: set[_Connection] = set()  # TLS handshakes in flight
+        self.proxying: set[_Connection] = set()  # PROXY headers being read
         self._flush_scheduled = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = "Server shutting down"
@@ -254,15 +334,21 @@ class LoopServer:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         socks = socks if socks is not None else open_listeners(self.config)
-        for sock, tls, ws in zip(socks, self.driver.tls, self.driver.websocket, strict=True):
+        per_listener = zip(
+            socks, self.driver.tls, self.driver.proxies, self.driver.websocket, strict=True
+        )
+        for sock, tls, proxy, ws in per_listener:
             server = await self.loop.create_server(
-                lambda tls=tls, ws=ws: _Connection(self, tls, ws),  # type: ignore[misc]
+                lambda tls=tls, proxy=proxy, ws=ws: _Connection(  # type: ignore[misc]
+                    self, tls, proxy, ws
+                ),
                 sock=sock,
                 backlog=4096,
             )
             self._servers.append(server)
             self.ports.append(sock.getsockname()[1])
         self.port = self.ports[0]
+        self.driver.listening(self.ports)
         kind = type(self.loop).__module__.split(".")[0]
         for sock, tls, ws in zip(socks, self.driver.tls, self.driver.websocket, strict=True):
             addr = sock.getsockname()
@@ -308,6 +394,10 @@ class LoopServer:
             self._timer.cancel()
         for server in self._servers:
             server.close()
+        for conn in list(self.proxying):
+            conn._proxy_over()
+            if conn.transport is not None:
+                conn.transport.abort()
         for conn in list(self.handshaking):
             conn._handshake_over()
             if conn.transport is not None:

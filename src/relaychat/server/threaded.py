@@ -34,6 +34,12 @@ A socket's file descriptor is closed only by its reader thread, under
 ``flush_lock``, so a write can never hit a reused descriptor; ``abort`` only
 shuts the socket down, which wakes the reader.
 
+PROXY (a listener with a ``proxy`` list): the acceptor checks the peer against
+the list; a reader thread then reads the PROXY header under its deadline
+(``poll``), exactly (``ProxyParser.wanted``: never a byte past the header, so
+IRC lines or the ClientHello stay in the socket), and only then goes on as a
+plain or TLS connection would, with the header's source address.
+
 TLS (a listener with ``tls = true``): the reader thread does the handshake
 first (non-blocking, ``poll`` with the handshake deadline), and only then is
 the connection handed to the driver. An ``ssl.SSLSocket`` takes no
@@ -65,9 +71,11 @@ from typing import TYPE_CHECKING, Any
 from relaychat.protocol.ops import Op
 from relaychat.server.driver import Driver
 from relaychat.server.listen import listener_kind, log_web_clients, open_listeners, tune_socket
+from relaychat.server.proxy import ProxyHeader, ProxyHeaderError, ProxyParser
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.server.proxy import TrustedProxies
     from relaychat.server.tls import TlsListener
 
 __all__ = ["ThreadedServer"]
@@ -141,6 +149,7 @@ class ThreadedServer:
         self.ports: list[int] = []
         self.conns: set[_Conn] = set()  # guarded by lock
         self._listeners: list[socket.socket] = []
+        self._proxies: dict[int, TrustedProxies] = {}  # listener fd -> its trusted proxies
         self._stopping = threading.Event()
         self._stop_reason = "Server shutting down"
         self._selector = selectors.DefaultSelector()
@@ -165,6 +174,12 @@ class ThreadedServer:
         self._listeners = open_listeners(self.config, backlog=1024)
         self.ports = [s.getsockname()[1] for s in self._listeners]
         self.port = self.ports[0]
+        self.driver.listening(self.ports)
+        self._proxies = {
+            sock.fileno(): proxy
+            for sock, proxy in zip(self._listeners, self.driver.proxies, strict=True)
+            if proxy is not None
+        }
         self._service = threading.Thread(
             target=self._service_loop, name="relaychat-service", daemon=True
         )
@@ -282,7 +297,10 @@ class ThreadedServer:
             except OSError as exc:
                 self._accept_failed(exc)
                 return
-            if tls is None:
+            proxy = self._proxies.get(listener.fileno())
+            if proxy is not None:
+                self._accepted_proxy(sock, addr, tls, proxy, ws)
+            elif tls is None:
                 self._accepted(sock, addr, ws)
             else:
                 self._accepted_tls(sock, addr, tls, ws)
@@ -332,6 +350,102 @@ class ThreadedServer:
             return
         self._after_turn()
 
+    # ---------------------------------------------------------- PROXY header
+    def _accepted_proxy(
+        self,
+        sock: socket.socket,
+        addr: Any,
+        tls: TlsListener | None,
+        proxy: TrustedProxies,
+        ws: bool,
+    ) -> None:
+        """A trusted peer gets a thread that reads its header (``_proxy_reader``)."""
+        peer = addr[0] if isinstance(addr, tuple) else "unknown"
+        if not proxy.trusts(peer):
+            self.driver.proxy_refused(peer, "not a trusted proxy of this listener")
+            sock.close()
+            return
+        tune_socket(sock)
+        sock.setblocking(False)
+        thread = threading.Thread(
+            target=self._proxy_reader,
+            args=(sock, peer, tls, ws),
+            daemon=True,
+            name="relaychat-proxy",
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            log.error("cannot start a reader thread: %s", exc)
+            sock.close()
+
+    def _proxy_reader(
+        self, sock: socket.socket, peer: str, tls: TlsListener | None, ws: bool
+    ) -> None:
+        try:
+            header = self._read_proxy_header(sock, peer)
+        except Exception:
+            log.exception("PROXY header from %s failed", peer)
+            sock.close()
+            return
+        if header is None:
+            return
+        ip = header.source or peer  # None: the proxy's own (UNKNOWN, LOCAL)
+        if tls is not None:
+            self._tls_reader(sock, ip, tls, ws)  # the ClientHello is still in the socket
+            return
+        sock.setblocking(True)
+        conn = _Conn(sock)
+        conn.thread = threading.current_thread()
+        with self.lock:
+            if self._no_new:
+                sock.close()
+                return
+            self.driver.accepted(conn, ip, False, ws)
+            self.conns.add(conn)
+            if header.leftover:  # none: the header was read exactly
+                self.driver.data_received(conn, header.leftover)
+            self._pending = True
+        conn.thread.name = f"relaychat-conn-{_label(conn)}"
+        self._after_turn()
+        self._reader(conn)
+
+    def _read_proxy_header(self, sock: socket.socket, peer: str) -> ProxyHeader | None:
+        """The header, read exactly, by the deadline; None: refused (logged,
+        the socket closed)."""
+        deadline = time.monotonic() + self.config.limits.proxy_timeout
+        parser = ProxyParser()
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                self.driver.proxy_refused(peer, "no PROXY header by the deadline")
+                break
+            if not poller.poll(min(left, _TLS_WAIT) * 1000):
+                continue
+            try:
+                data = sock.recv(parser.wanted())
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                reason = exc.strerror or exc.__class__.__name__
+                self.driver.proxy_refused(peer, f"read error: {reason}")
+                break
+            if not data:
+                self.driver.proxy_closed(peer, parser)
+                break
+            try:
+                header = parser.feed(data)
+            except ProxyHeaderError as exc:
+                self.driver.proxy_refused(peer, exc.reason)
+                break
+            if header is not None:
+                return header
+        sock.close()
+        return None
+
+    # ------------------------------------------------------------------ TLS
     def _accepted_tls(
         self, sock: socket.socket, addr: Any, tls: TlsListener, ws: bool = False
     ) -> None:
