@@ -110,12 +110,15 @@ class Driver:
         self._timer_at: float | None = None
 
     # ------------------------------------------------------------ entry points
-    def accepted(self, conn: Any, ip: str, secure: bool = False) -> Session:
-        """A new connection (``secure``: its TLS handshake is done)."""
+    def accepted(
+        self, conn: Any, ip: str, secure: bool = False, certfp: str | None = None
+    ) -> Session:
+        """A new connection (``secure``: its TLS handshake is done; ``certfp``:
+        the SHA-256 fingerprint of the client's certificate, if it sent one)."""
         lim = self.core.limits
         conn.framer = LineBuffer(lim.line_length, lim.tags_length)
         conn.closed = False
-        sess = self.core.connect(ip, clock(), handle=conn, secure=secure)
+        sess = self.core.connect(ip, clock(), handle=conn, secure=secure, certfp=certfp)
         conn.session = sess
         return sess
 
