@@ -214,8 +214,11 @@ class TlsSession:
         chunks = []
         while True:
             try:
-                chunks.append(conn.bio_read(_READ_SIZE))
+                chunk = conn.bio_read(_READ_SIZE)
             except SSL.WantReadError:  # empty
+                break
+            chunks.append(chunk)
+            if len(chunk) < _READ_SIZE:  # a memory BIO gives all it has: empty now
                 break
         return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
