@@ -78,7 +78,7 @@ SUPPORTED_CAPS: dict[str, str] = {
     "message-tags": "",
     "multi-prefix": "",
     "no-implicit-names": "",
-    "sasl": "PLAIN,SCRAM-SHA-256",  # offered only by a core with a store
+    "sasl": "PLAIN,SCRAM-SHA-256,EXTERNAL",  # offered only by a core with a store
     "server-time": "",
     "setname": "",
     "userhost-in-names": "",

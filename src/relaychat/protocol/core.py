@@ -383,10 +383,20 @@ class ServerCore:
             self.server_notice(sess, f"Configuration reloaded from {result.path}")
 
     # ------------------------------------------------------- transport side
-    def connect(self, ip: str, now: Now, handle: Any = None, *, secure: bool = False) -> Session:
+    def connect(
+        self,
+        ip: str,
+        now: Now,
+        handle: Any = None,
+        *,
+        secure: bool = False,
+        certfp: str | None = None,
+    ) -> Session:
         """A new connection. Over a limit, the session comes back already
         closing, with an ERROR queued. ``secure``: the transport is TLS (the
-        user gets mode +Z, WHOIS shows 671)."""
+        user gets mode +Z, WHOIS shows 671); ``certfp``: the SHA-256
+        fingerprint of its client certificate (lowercase hex; WHOIS 276 to
+        itself and opers, SASL EXTERNAL)."""
         self._now = now
         ip = normalize_ip(ip)
         conn_id = self.new_id()
@@ -401,6 +411,7 @@ class ServerCore:
         user.sessions = (sess,)
         sess.handle = handle
         sess.secure = secure
+        sess.certfp = certfp if secure else None
         sess.tokens = float(lim.flood_burst)
         self.sessions[conn_id] = sess
         count = self.per_ip.get(ip, 0) + 1

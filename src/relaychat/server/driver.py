@@ -159,17 +159,25 @@ class Driver:
         return policy
 
     def accepted(
-        self, conn: Any, ip: str, secure: bool = False, websocket: bool = False
+        self,
+        conn: Any,
+        ip: str,
+        secure: bool = False,
+        websocket: bool = False,
+        certfp: str | None = None,
     ) -> Session | None:
         """A new connection (``secure``: its TLS handshake is done; ``websocket``:
-        it came to a WebSocket listener, and has no session until its upgrade)."""
+        it came to a WebSocket listener, and has no session until its upgrade;
+        ``certfp``: the SHA-256 fingerprint of the client's certificate, if it
+        sent one)."""
         lim = self.core.limits
         conn.framer = LineBuffer(lim.line_length, lim.tags_length)
         conn.closed = False
         if websocket:
             settings = self.core.config.websocket
             conn.session = None
-            conn.ws = WebSocketLink(settings, ip, secure, self.web_root)
+            conn.ws = link = WebSocketLink(settings, ip, secure, self.web_root)
+            link.certfp = certfp
             self._ws_conns.add(conn)
             mono = _monotonic()
             self._upgrading[conn] = mono + lim.tls_handshake_timeout
@@ -177,7 +185,7 @@ class Driver:
                 self._ws_ping_at = mono + settings.ping_interval
             return None
         conn.ws = None
-        sess = self.core.connect(ip, clock(), handle=conn, secure=secure)
+        sess = self.core.connect(ip, clock(), handle=conn, secure=secure, certfp=certfp)
         conn.session = sess
         return sess
 
@@ -366,7 +374,9 @@ class Driver:
             if not link.open:
                 return
             self._upgrading.pop(conn, None)
-            sess = self.core.connect(link.ip, clock(), handle=conn, secure=link.secure)
+            sess = self.core.connect(
+                link.ip, clock(), handle=conn, secure=link.secure, certfp=link.certfp
+            )
             conn.session = sess
             if sess.closing is not None:
                 return

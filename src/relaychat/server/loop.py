@@ -15,11 +15,12 @@ peer against the list, then feeds what arrives to a
 header is complete does the connection start as any other (its TLS handshake,
 or IRC) with the header's source address, fed the bytes that came after it.
 
-TLS is done here, sans-I/O style: a TLS listener's connection runs an
-``ssl.SSLObject`` over two memory BIOs (ciphertext in from ``data_received``,
-out through ``transport.write``). It joins the driver once its handshake is
-done; a handshake has a deadline (a timer), and a stop aborts the ones in
-flight. (``create_server(ssl=...)`` gives no handle on a connection before its
+TLS is done here, sans-I/O style: a TLS listener's connection runs a
+:class:`~relaychat.server.tls.TlsSession` (pyOpenSSL over memory BIOs:
+ciphertext in from ``data_received``, out through ``transport.write``). It
+joins the driver once its handshake is done, with the client certificate's
+fingerprint; a handshake has a deadline (a timer), and a stop aborts the ones
+in flight. (``create_server(ssl=...)`` gives no handle on a connection before its
 handshake ends, and uvloop reads before ``start_tls`` can take over.)
 
 Operations (password hashes, reloading the config) run in the default executor
@@ -32,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from OpenSSL import SSL
 
 from relaychat.protocol.ops import Op
 from relaychat.server.driver import Driver
@@ -45,7 +47,7 @@ from relaychat.server.proxy import ProxyHeaderError, ProxyParser
 if TYPE_CHECKING:
     from relaychat.config import Config
     from relaychat.server.proxy import TrustedProxies
-    from relaychat.server.tls import TlsListener
+    from relaychat.server.tls import TlsListener, TlsSession
 
 __all__ = ["LoopServer", "new_event_loop"]
 
@@ -59,8 +61,6 @@ class _Connection(asyncio.Protocol):
         "server",
         "tls",
         "tls_obj",
-        "tls_in",
-        "tls_out",
         "tls_timer",
         "transport",
         "session",
@@ -92,9 +92,7 @@ class _Connection(asyncio.Protocol):
         self.websocket = websocket  # a WebSocket listener's
         self.ready = False  # handed to the driver (after the TLS handshake, if any)
         self.ws: Any = None
-        self.tls_obj: ssl.SSLObject | None = None
-        self.tls_in: ssl.MemoryBIO | None = None
-        self.tls_out: ssl.MemoryBIO | None = None
+        self.tls_obj: TlsSession | None = None
         self.tls_timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.session: Any = None
@@ -115,8 +113,7 @@ class _Connection(asyncio.Protocol):
             self._made()
             return
         srv = self.server
-        self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls_obj = self.tls.context.wrap_bio(self.tls_in, self.tls_out, server_side=True)
+        self.tls_obj = self.tls.session()  # the newest certificate
         srv.handshaking.add(self)
         self.tls_timer = srv.loop.call_later(
             srv.config.limits.tls_handshake_timeout, self._handshake_expired
@@ -137,7 +134,8 @@ class _Connection(asyncio.Protocol):
         srv = self.server
         srv.connections.add(self)
         self.ready = True
-        srv.driver.accepted(self, ip, self.tls is not None, self.websocket)
+        certfp = self.tls_obj.certfp if self.tls_obj is not None else None
+        srv.driver.accepted(self, ip, self.tls is not None, self.websocket, certfp)
         srv.schedule_flush()
 
     def data_received(self, data: bytes) -> None:
@@ -202,49 +200,32 @@ class _Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- TLS
     def _decrypt(self, data: bytes) -> bytes:
         """Feed ciphertext; the plaintext it completes (the handshake first)."""
-        obj, transport = self.tls_obj, self.transport
-        assert obj is not None and self.tls_in is not None and transport is not None
-        self.tls_in.write(data)
-        if not self.ready:
-            try:
-                obj.do_handshake()
-            except ssl.SSLWantReadError:
-                self._send_tls()
-                return b""
-            except ssl.SSLError as exc:  # plaintext sent here, say
-                self._send_tls()  # the alert
-                self._handshake_failed(exc.reason or _reason(exc))
-                return b""
-            self._send_tls()
+        tls, transport = self.tls_obj, self.transport
+        assert tls is not None and transport is not None
+        shaking = not tls.handshake_done
+        plain = tls.feed(data)
+        self._send_tls()  # handshake records, alerts, tickets
+        if tls.error is not None:
+            if shaking:
+                self._handshake_failed(tls.error)  # plaintext sent here, say
+            else:
+                log.info("[%s] TLS error: %s", _label(self), tls.error)
+                transport.abort()
+            return b""
+        if shaking and tls.handshake_done:
             self._handshake_over()
             self._made()
-        chunks = []
-        while True:
-            try:
-                chunk = obj.read(65536)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:  # close_notify: the peer is done
-                transport.close()
-                break
-            except ssl.SSLError as exc:
-                log.info("[%s] TLS error: %s", _label(self), _reason(exc))
-                transport.abort()
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        self._send_tls()
-        return b"".join(chunks)
+        if tls.peer_closed:
+            transport.close()  # close_notify: the peer is done (after its last lines)
+        return plain
 
     def encrypt(self, data: bytes) -> bytes:
-        assert self.tls_obj is not None and self.tls_out is not None
-        self.tls_obj.write(data)
-        return self.tls_out.read()
+        assert self.tls_obj is not None
+        return self.tls_obj.encrypt(data)
 
     def _send_tls(self) -> None:
-        assert self.tls_out is not None and self.transport is not None
-        out = self.tls_out.read()
+        assert self.tls_obj is not None and self.transport is not None
+        out = self.tls_obj.outgoing()
         if out and not self.transport.is_closing():
             self.transport.write(out)
 
@@ -427,7 +408,7 @@ class LoopServer:
         if conn.tls_obj is not None:
             try:
                 data = conn.encrypt(data)
-            except ssl.SSLError:
+            except SSL.Error:  # the session failed (logged by the read side)
                 transport.abort()
                 return 0
         transport.write(data)
@@ -438,8 +419,14 @@ class LoopServer:
         return 0 if transport is None else transport.get_write_buffer_size()
 
     def close(self, conn: _Connection) -> None:
-        if conn.transport is not None:
-            conn.transport.close()
+        transport = conn.transport
+        if transport is None:
+            return
+        if conn.tls_obj is not None and not transport.is_closing():
+            notify = conn.tls_obj.close_notify()
+            if notify:
+                transport.write(notify)
+        transport.close()
 
     def abort(self, conn: _Connection) -> None:
         if conn.transport is not None:

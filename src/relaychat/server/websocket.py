@@ -122,6 +122,7 @@ class WebSocketLink:
         "peer_ip",
         "ip",
         "secure",
+        "certfp",
         "open",
         "text",
         "strict",
@@ -150,6 +151,7 @@ class WebSocketLink:
         self.peer_ip = peer_ip
         self.ip = peer_ip
         self.secure = secure
+        self.certfp: str | None = None  # the TLS client certificate's, for the session
         self.open = False
         self.text = settings.default_subprotocol == "text"
         self.strict = self.text  # every message must be UTF-8
