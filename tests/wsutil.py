@@ -92,7 +92,9 @@ class WsClient:
         headers: dict[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
         path: str = "/",
+        sock: socket.socket | None = None,
     ) -> None:
+        """``sock``: a connected socket to use (a PROXY header sent on it first)."""
         scheme = "wss" if tls is not None else "ws"
         # entered as a context manager: the form every websockets version takes
         self.ws: ClientConnection = connect(
@@ -101,6 +103,7 @@ class WsClient:
             origin=origin,  # type: ignore[arg-type]
             additional_headers=headers,
             ssl=tls,
+            sock=sock,
             open_timeout=DEFAULT_TIMEOUT,
             proxy=None,
             compression=None,
