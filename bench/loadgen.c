@@ -79,6 +79,7 @@ typedef struct Conn {
      * IRC lines can go through (wire, and the WebSocket upgrade answered with 101) */
     bool wire, ready;
     void *ssl;               /* SSL * with TLS, else NULL */
+    double t_start;          /* when connect() was called (registration latency) */
     Buf hs;                  /* WebSocket: the HTTP response so far, then partial frames */
     unsigned char mask[4];   /* WebSocket: this client's frame mask */
 } Conn;
@@ -97,8 +98,8 @@ static struct {
     Conn *conns, **senders;
     Times *sent;
     int *credits;
-    double *lat;
-    size_t nlat, caplat;
+    double *lat, *reglat;    /* fan-out/private latencies; connect-to-001 times */
+    size_t nlat, caplat, nreglat, capreglat;
     char setup_error[600], errors[3][300];
     int nerrors;
 } R = {.ep = -1};
@@ -349,7 +350,11 @@ static void setup_line(Conn *c, const char *line, size_t n) {
     size_t rest = n - (size_t)(cmd - line);
     if (rest > 3 && cmd[3] != ' ') return;  /* only 3-digit numerics matter here */
     if (!memcmp(cmd, "001", 3)) {
-        if (!c->registered) R.nregistered++;
+        if (!c->registered) {
+            R.nregistered++;
+            R.reglat = grow(R.reglat, &R.capreglat, R.nreglat + 1, sizeof(double));
+            R.reglat[R.nreglat++] = now() - c->t_start;
+        }
         c->registered = true;
     } else if (!memcmp(cmd, "366", 3)) {
         c->joined = true;
@@ -669,6 +674,7 @@ static void conn_start(Conn *c, char letter, int i) {
     c->sid = -1;
     c->quickack = R.quickack;
     c->parse = true;
+    c->t_start = now();
     R.nstarted++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -1087,6 +1093,9 @@ int main(int argc, char **argv) {
                 jnum("rate", idle / (b.t0 - a.t0));
                 jint("rss_before_kib", rss0), jint("rss_after_kib", rss1);
                 jnum("kib_per_client", (double)(rss1 - rss0) / idle);
+                qsort(R.reglat, R.nreglat, sizeof(double), cmp_double);
+                jms("p50_ms", R.reglat, R.nreglat, 0.50);  /* connect() to 001 */
+                jms("p99_ms", R.reglat, R.nreglat, 0.99);
                 if (idle50k) {
                     jint("sources", R.nsources);
                     jstr("first_source", source_text(0));
