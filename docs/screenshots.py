@@ -68,11 +68,12 @@ def free_port() -> int:
         return port
 
 
+SRC = ROOT / "src"  # the relaychat that is run (--src)
+
+
 def env_with_src() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -359,7 +360,7 @@ def terminal_capture(irc_port: int) -> str:
         carol.send(f"JOIN {CHANNEL}")
         carol.expect(" 366 ")
         env = {
-            "PYTHONPATH": str(ROOT / "src"),
+            "PYTHONPATH": str(SRC),
             "TERM": "screen-256color",
             "COLORTERM": "truecolor",
             "LANG": "C.UTF-8",
@@ -410,6 +411,61 @@ def screenshot_terminal(browser: object, ansi: str, path: Path) -> None:
         page.close()
 
 
+# -- the browser client ---------------------------------------------------------------------------
+
+WEB_VIEWPORT = {"width": 1040, "height": 640}
+
+
+def web_screenshot(browser: object, web_port: int, irc_port: int, scheme: str, path: Path) -> None:
+    """alice in the browser client, bob and carol on IRC, in #relaychat (and #help)."""
+    bob = Bot(irc_port, "bob")
+    carol = Bot(irc_port, "carol")
+    context = browser.new_context(  # type: ignore[attr-defined]
+        viewport=WEB_VIEWPORT, color_scheme=scheme, device_scale_factor=1
+    )
+    try:
+        for bot in (bob, carol):
+            bot.send(f"JOIN {CHANNEL},#help")
+            bot.expect(" 366 ")
+            bot.expect(" 366 ")
+        bob.send(f"TOPIC {CHANNEL} :{TOPIC}")
+        bob.expect(" TOPIC ")
+        bob.send(f"MODE {CHANNEL} +v carol")
+        bob.expect(" MODE ")
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{web_port}/")
+        page.fill("#nick", "alice")
+        page.fill("#join", f"{CHANNEL},#help")
+        page.click("#connect-button")
+        page.wait_for_selector("#chat-view:not([hidden])", timeout=TIMEOUT * 1000)
+        bob.expect(f" JOIN {CHANNEL}")
+        bob.expect(" JOIN #help")
+        page.locator("#buffer-list li", has_text=CHANNEL).first.click()
+        members = page.locator("#member-list")
+        for nick in ("alice", "bob", "carol"):
+            members.get_by_text(nick).first.wait_for(timeout=TIMEOUT * 1000)
+        log_ = page.locator("#log")
+        bob.say("morning alice! this is the browser client, served by the same process")
+        log_.get_by_text("served by the same process").wait_for(timeout=TIMEOUT * 1000)
+        page.fill("#input", "hi bob! and irssi users see this as a normal channel message")
+        page.press("#input", "Enter")
+        bob.expect("see this as a normal channel message")
+        carol.send(f"PRIVMSG {CHANNEL} :\x01ACTION waves from the terminal client\x01")
+        log_.get_by_text("waves from the terminal client").wait_for(timeout=TIMEOUT * 1000)
+        carol.say("alice: unread counts and mentions show in the sidebar")
+        log_.get_by_text("unread counts and mentions").wait_for(timeout=TIMEOUT * 1000)
+        bob.say("anyone around to help with TLS certificates?", target="#help")
+        carol.say("alice: got a minute later?", target="alice")
+        page.locator("#buffer-list").get_by_text("carol").first.wait_for(timeout=TIMEOUT * 1000)
+        page.fill("#input", "typing a reply")
+        page.locator("#input").focus()
+        page.screenshot(path=str(path))
+    finally:
+        context.close()
+        bob.close()
+        carol.close()
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -430,12 +486,20 @@ def chromium() -> Iterator[object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SRC
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--only", choices=("terminal", "web"), help="make only these screenshots (default: all)"
     )
     ap.add_argument("--out", type=Path, default=OUT, help="directory for the PNGs (docs/img)")
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=ROOT / "src",
+        help="the relaychat source tree to run (default src/)",
+    )
     args = ap.parse_args(argv)
+    SRC = args.src.resolve()
     for tool in ("tmux", CHROMIUM):
         if args.only != "web" or tool == CHROMIUM:
             if shutil.which(tool) is None:
@@ -451,6 +515,15 @@ def main(argv: list[str] | None = None) -> int:
             path = args.out / "terminal.png"
             screenshot_terminal(browser, ansi, path)
             made.append(path)
+        if args.only in (None, "web"):
+            for scheme in ("light", "dark"):
+                workdir = Path(tmp) / f"web-{scheme}"
+                workdir.mkdir()
+                with server(workdir, websocket=True) as (irc_port, web_port):
+                    assert web_port is not None
+                    path = args.out / f"web-{scheme}.png"
+                    web_screenshot(browser, web_port, irc_port, scheme, path)
+                    made.append(path)
     for path in made:
         log(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
             f"({path.stat().st_size // 1024} KiB)")  # fmt: skip
