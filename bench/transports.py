@@ -70,15 +70,13 @@ class Case:
         return f"{self.server}/{self.transport}/{self.scenario}"
 
 
-def relaychat_env() -> dict[str, str]:
+def relaychat_env(src: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
     return env
 
 
-def relaychat_has_websocket() -> bool:
+def relaychat_has_websocket(src: Path) -> bool:
     """Does this tree's relaychat have WebSocket listeners (``[[listen]] websocket``)?"""
     probe = (
         "import dataclasses, relaychat.config as c; "
@@ -88,16 +86,16 @@ def relaychat_has_websocket() -> bool:
         [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
-        env=relaychat_env(),
+        env=relaychat_env(src),
         timeout=30,
     )
     return out.stdout.strip() == "True"
 
 
-def relaychat_tls_backend() -> str:
+def relaychat_tls_backend(src: Path) -> str:
     """Which TLS library this tree's relaychat serves with (read from its source)."""
     text = ""
-    for path in (ROOT / "src" / "relaychat" / "server").glob("*.py"):
+    for path in (src / "relaychat" / "server").glob("*.py"):
         text += path.read_text(errors="replace")
     return "pyOpenSSL" if "from OpenSSL" in text or "import OpenSSL" in text else "ssl module"
 
@@ -107,7 +105,7 @@ def write_certificate(directory: Path) -> tuple[Path, Path]:
         [sys.executable, "-m", "relaychat", "gencert", "--out", str(directory)],
         capture_output=True,
         text=True,
-        env=relaychat_env(),
+        env=relaychat_env(ROOT / "src"),
         timeout=60,
     )
     cert, key = directory / "relaychat.crt", directory / "relaychat.key"
@@ -117,7 +115,10 @@ def write_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def relaychat_server(engine: str, transport: str, cert: Path, key: str) -> compare.Server:
+def relaychat_server(name: str, src: Path, transport: str, cert: Path, key: str) -> compare.Server:
+    """*name* is relaychat-ENGINE or relaychat-ENGINE@TREE (a tree from --also)."""
+    engine = name.removeprefix("relaychat-").partition("@")[0]
+
     def prepare(d: Path, port: int) -> compare.Launch:
         listen = RELAYCHAT_LISTEN.format(port=port)
         if transport in ("tls", "wss"):
@@ -127,10 +128,10 @@ def relaychat_server(engine: str, transport: str, cert: Path, key: str) -> compa
         conf = d / "relaychat.toml"
         conf.write_text(compare.RELAYCHAT_TOML + listen)
         argv = [sys.executable, "-m", "relaychat", "serve", "--engine", engine]
-        return compare.Launch([*argv, "--config", str(conf)], relaychat_env())
+        return compare.Launch([*argv, "--config", str(conf)], relaychat_env(src))
 
     base = compare.SERVERS[f"relaychat-{engine}"]
-    return compare.Server(base.name, prepare, base.version)
+    return compare.Server(name, prepare, base.version)
 
 
 INSPIRCD_TLS = """\
@@ -207,18 +208,19 @@ def run_loadgen(
     return result
 
 
-def plan(args: argparse.Namespace, has_ws: bool) -> tuple[list[Case], dict[str, str]]:
+def plan(args: argparse.Namespace, has_ws: dict[str, bool]) -> tuple[list[Case], dict[str, str]]:
     """The cases to run, and why others were left out."""
     cases: list[Case] = []
     skipped: dict[str, str] = {}
-    for engine in args.engines:
-        for transport in args.transports:
-            for scenario in args.scenarios:
-                case = Case(f"relaychat-{engine}", transport, scenario)
-                if transport in WS_TRANSPORTS and not has_ws:
-                    skipped[case.key] = "this relaychat has no WebSocket listeners"
-                else:
-                    cases.append(case)
+    for tree in args.trees:
+        for engine in args.engines:
+            for transport in args.transports:
+                for scenario in args.scenarios:
+                    case = Case(f"relaychat-{engine}{tree}", transport, scenario)
+                    if transport in WS_TRANSPORTS and not has_ws[tree]:
+                        skipped[case.key] = "this relaychat has no WebSocket listeners"
+                    else:
+                        cases.append(case)
     if args.inspircd and "fanout" in args.scenarios:
         for transport in args.transports:
             if transport in ("tcp", "tls"):
@@ -240,8 +242,9 @@ def run_all(args: argparse.Namespace, binary: Path, cases: list[Case]) -> dict[s
                 if case.server == "inspircd":
                     server = inspircd_server(case.transport, cert, key)
                 else:
-                    engine = case.server.removeprefix("relaychat-")
-                    server = relaychat_server(engine, case.transport, cert, str(key))
+                    tree = case.server[case.server.find("@") :] if "@" in case.server else ""
+                    src = args.trees[tree]
+                    server = relaychat_server(case.server, src, case.transport, cert, str(key))
                 workdir = Path(tmp) / f"{case.key.replace('/', '-')}-{run}"
                 workdir.mkdir()
                 (workdir / "motd.txt").write_text("relaychat benchmark\n")
@@ -356,10 +359,14 @@ def build_tables(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
 
 
 def report(run: dict[str, Any], md: bool) -> str:
+    also = "".join(
+        f"; relaychat@{name}: {src} (TLS: {run['tls_backends'].get(name, '?')})"
+        for name, src in run.get("also", {}).items()
+    )
     out = [
         ("_" if md else "")
         + f"{run['date']}, {run['machine']}, load average at start {run['load_average_at_start']}"
-        f"; relaychat {run['relaychat_commit']} (TLS: {run['tls_backend']}); load generator: "
+        f"; relaychat {run['relaychat_commit']} (TLS: {run['tls_backend']}{also}); load generator: "
         f"{run['loadgen']}, one process; medians of {run['runs']} runs, a fresh server each; "
         f"fan-out {run['warmup']:g} s warm-up + {run['duration']:g} s measured."
         + ("_" if md else ""),
@@ -390,7 +397,31 @@ def report(run: dict[str, Any], md: bool) -> str:
         "TLS: a full handshake per connection (no session resumption), no certificate check "
         "in the load generator; negotiated: " + ("; ".join(ciphers) or "-") + ".",
     ]
-    notes += [f"{k}: skipped: {why}" for k, why in run.get("skipped", {}).items()]
+    for name in run.get("also", {}):
+        pairs = []
+        for key, runs in run["results"].items():
+            server, transport, scenario = key.split("/")
+            if not server.endswith("@" + name):
+                continue
+            mine, theirs = (
+                medians(runs),
+                medians(
+                    run["results"].get(f"{server.partition('@')[0]}/{transport}/{scenario}", [])
+                ),
+            )
+            if mine and theirs and theirs["rate"]:
+                pairs.append(
+                    f"{server.partition('@')[0]} {transport} {scenario} "
+                    f"{mine['rate'] / theirs['rate']:.2f}x"
+                )
+        if pairs:
+            notes.append(f"@{name} over this tree, same run: " + ", ".join(pairs) + ".")
+    by_reason: dict[str, list[str]] = {}
+    for key, why in run.get("skipped", {}).items():
+        server, transport, _ = key.split("/")
+        if f"{server} {transport}" not in by_reason.setdefault(why, []):
+            by_reason[why].append(f"{server} {transport}")
+    notes += [f"not run ({why}): {', '.join(what)}." for why, what in by_reason.items()]
     out.append("\n".join(("- " if md else "* ") + n for n in notes))
     return "\n\n".join(out)
 
@@ -458,6 +489,14 @@ def main(argv: list[str] | None = None) -> int:
         default=100,
         help="reg: registrations in progress at once (default 100)",
     )
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also run relaychat from the source tree PATH (its src/), shown as "
+        "relaychat-ENGINE@NAME, in the same run: e.g. the stdlib-ssl and pyOpenSSL TLS",
+    )
     ap.add_argument("--ws-path", default="/", help="the WebSocket upgrade's path (default /)")
     ap.add_argument("--setup-timeout", type=float, default=60.0)
     ap.add_argument("--start-timeout", type=float, default=15.0)
@@ -487,7 +526,13 @@ def main(argv: list[str] | None = None) -> int:
     binary, label = compare.build_c_loadgen()
     if binary is None or label.endswith("no TLS"):
         raise SystemExit(f"transports.py needs loadgen.c built with OpenSSL (libssl-dev): {label}")
-    has_ws = relaychat_has_websocket()
+    args.trees = {"": ROOT / "src"}
+    for item in args.also:
+        name, sep, path = item.partition("=")
+        if not sep or not name.isidentifier() or not (Path(path) / "relaychat").is_dir():
+            ap.error(f"--also {item!r}: want NAME=PATH, PATH a tree with relaychat/ in it")
+        args.trees["@" + name] = Path(path).resolve()
+    has_ws = {tree: relaychat_has_websocket(src) for tree, src in args.trees.items()}
     cases, skipped = plan(args, has_ws)
     servers = sorted({c.server for c in cases})
     commit = subprocess.run(
@@ -504,10 +549,10 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "loadgen": f"{label} + {compare._first_line(['openssl', 'version']).split(' (')[0]}",
         "relaychat_commit": commit or "?",
-        "tls_backend": relaychat_tls_backend(),
-        "versions": {
-            s: (compare.SERVERS[s].version() if s in compare.SERVERS else "?") for s in servers
-        },
+        "tls_backend": relaychat_tls_backend(ROOT / "src"),
+        "also": {t[1:]: str(src) for t, src in args.trees.items() if t},
+        "tls_backends": {t[1:]: relaychat_tls_backend(src) for t, src in args.trees.items() if t},
+        "versions": {s: compare.SERVERS[s.partition("@")[0]].version() for s in servers},
         "skipped": skipped,
         **{k: getattr(args, k) for k in ("runs", "duration", "warmup", "clients", "senders")},
         **{k: getattr(args, k) for k in ("window", "registrations", "pending")},
