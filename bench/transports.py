@@ -480,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--registrations",
         type=int,
-        default=2000,
-        help="reg: clients that connect and register (default 2000)",
+        default=3000,
+        help="reg: clients that connect and register (default 3000)",
     )
     ap.add_argument(
         "--pending",
