@@ -228,6 +228,29 @@ def plan(args: argparse.Namespace, has_ws: dict[str, bool]) -> tuple[list[Case],
     return cases, skipped
 
 
+def busy_cores(seconds: float) -> float:
+    """Cores the whole machine kept busy over the next *seconds* (from /proc/stat)."""
+
+    def busy() -> float:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+        user, nice, system, _idle, _iowait, irq, softirq, _steal = map(int, fields)
+        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+    t0, b0 = time.monotonic(), busy()
+    time.sleep(seconds)
+    return (busy() - b0) / (time.monotonic() - t0)
+
+
+def wait_for_quiet(below: float, longest: float) -> float:
+    """Between cases (no server running), wait until the rest of the machine uses fewer than
+    *below* cores over a second, for at most *longest* seconds; return what it used last."""
+    deadline = time.monotonic() + longest
+    while True:
+        used = busy_cores(1.0)
+        if below <= 0 or used < below or time.monotonic() >= deadline:
+            return used
+
+
 def run_all(args: argparse.Namespace, binary: Path, cases: list[Case]) -> dict[str, list[Any]]:
     results: dict[str, list[Any]] = {c.key: [] for c in cases}
     broken: dict[str, str] = {}
@@ -248,7 +271,10 @@ def run_all(args: argparse.Namespace, binary: Path, cases: list[Case]) -> dict[s
                 workdir = Path(tmp) / f"{case.key.replace('/', '-')}-{run}"
                 workdir.mkdir()
                 (workdir / "motd.txt").write_text("relaychat benchmark\n")
-                compare.progress(f"[run {run + 1}/{args.runs}] {case.key} ...")
+                busy = wait_for_quiet(args.quiet_below, args.quiet_wait)
+                compare.progress(
+                    f"[run {run + 1}/{args.runs}] {case.key} (others used {busy:.2f} cores) ..."
+                )
                 try:
                     with compare.running_server(server, workdir, args.start_timeout) as (
                         pid,
@@ -358,6 +384,46 @@ def build_tables(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
     return tables
 
 
+TRANSPORT_TITLES = {"tcp": "TCP", "tls": "TLS", "ws": "WebSocket", "wss": "WebSocket + TLS"}
+
+
+def _short_rate(rate: float) -> str:
+    return f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate:,.0f}"
+
+
+def readme_table(run: dict[str, Any]) -> str:
+    """One compact Markdown table for the README: a row per (server, scenario), a column per
+    transport, each cell "rate (ratio to TCP), p99"."""
+    results: dict[str, list[Any]] = run["results"]
+    transports = [t for t in TRANSPORTS if any(k.split("/")[1] == t for k in results)]
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for key, runs in results.items():
+        server, transport, scenario = key.split("/")
+        m, base = medians(runs), medians(results.get(f"{server}/tcp/{scenario}", []))
+        cell = "failed"
+        if m is not None:
+            ratio = f" ({m['rate'] / base['rate']:.2f}x)" if base and base["rate"] else ""
+            cell = f"{_short_rate(m['rate'])}{ratio}, p99 {_num(m['p99_ms'], 0)} ms"
+        rows.setdefault((server, scenario), {})[transport] = cell
+    what = {"fanout": "fan-out deliveries/s", "reg": "registrations/s"}
+    out = [
+        "| server, scenario | " + " | ".join(TRANSPORT_TITLES[t] for t in transports) + " |",
+        "|:--|" + "--:|" * len(transports),
+    ]
+    for (server, scenario), cells in rows.items():
+        name = (
+            server.replace("relaychat-", "relaychat `", 1) + "`"
+            if "relaychat" in server
+            else server
+        )
+        out.append(
+            f"| {name}, {what[scenario]} | "
+            + " | ".join(cells.get(t, "-") for t in transports)
+            + " |"
+        )
+    return "\n".join(out)
+
+
 def report(run: dict[str, Any], md: bool) -> str:
     also = "".join(
         f"; relaychat@{name}: {src} (TLS: {run['tls_backends'].get(name, '?')})"
@@ -423,6 +489,10 @@ def report(run: dict[str, Any], md: bool) -> str:
             by_reason[why].append(f"{server} {transport}")
     notes += [f"not run ({why}): {', '.join(what)}." for why, what in by_reason.items()]
     out.append("\n".join(("- " if md else "* ") + n for n in notes))
+    out.append(
+        ("### " if md else "== ") + "For the README (medians; ratio to TCP)" + ("" if md else " ==")
+    )
+    out.append(readme_table(run))
     return "\n\n".join(out)
 
 
@@ -498,6 +568,19 @@ def main(argv: list[str] | None = None) -> int:
         "relaychat-ENGINE@NAME, in the same run: e.g. the stdlib-ssl and pyOpenSSL TLS",
     )
     ap.add_argument("--ws-path", default="/", help="the WebSocket upgrade's path (default /)")
+    ap.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.3,
+        help="before each case, wait until other processes use fewer cores than this over a "
+        "second (default 0.3; 0: do not wait)",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20.0,
+        help="... for at most this many seconds per case (default 20)",
+    )
     ap.add_argument("--setup-timeout", type=float, default=60.0)
     ap.add_argument("--start-timeout", type=float, default=15.0)
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
