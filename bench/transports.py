@@ -414,7 +414,7 @@ def readme_table(run: dict[str, Any]) -> str:
         name = (
             server.replace("relaychat-", "relaychat `", 1) + "`"
             if "relaychat" in server
-            else server
+            else "InspIRCd"
         )
         out.append(
             f"| {name}, {what[scenario]} | "
