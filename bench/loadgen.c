@@ -198,6 +198,16 @@ static ssize_t tls_result(Conn *c, int k) {
 }
 #endif
 
+/* Bytes that TLS holds already (read ahead from the socket, or a record half returned). */
+static bool tls_pending(Conn *c) {
+#ifndef LOADGEN_NO_TLS
+    return c->ssl && SSL_has_pending(c->ssl);
+#else
+    (void)c;
+    return false;
+#endif
+}
+
 static ssize_t raw_send(Conn *c, const char *p, size_t n) {
 #ifndef LOADGEN_NO_TLS
     if (c->ssl) {
@@ -539,8 +549,7 @@ static void ws_received(Conn *c, const char *p, size_t n) {
 static void on_readable(Conn *c) {
     char *data = rbuf + HEAD;
     for (;;) {
-        /* TLS: several records per round (SSL_read returns one); read-ahead may keep bytes
-         * inside OpenSSL that epoll cannot see, so read until it says "wait". */
+        /* TLS: several records per round (SSL_read returns one at most). */
         size_t got = 0;
         ssize_t k;
         int err = 0;  /* errno of the last read (what follows may write, and change errno) */
@@ -561,7 +570,9 @@ static void on_readable(Conn *c) {
             conn_close(c, k ? strerror(err) : "closed by server");
             return;
         }
-        if (!c->ssl) return;  /* level-triggered: epoll reports the rest */
+        /* level-triggered: epoll reports what is left in the socket, but not what read-ahead
+         * left inside OpenSSL */
+        if (!tls_pending(c)) return;
     }
 }
 
