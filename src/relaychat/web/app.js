@@ -20,7 +20,7 @@ export const app = {
   server: null,
   away: false,
   switchTo: new Set(), // folded channels to show once joined (the user asked)
-  pending: new Map(), // folded target -> [request kinds of CHATHISTORY sent]
+  pending: new Map(), // folded target -> [{kind, ref} of each CHATHISTORY sent]
   listing: null,
   initialJoin: [],
   inputHistory: [],
@@ -84,12 +84,20 @@ function cycle(step) {
   activate(list[(i + step + list.length) % list.length]);
 }
 
-/** Add a line to a buffer, counting it as unread and notifying as it deserves. */
-function addLine(buf, line, { count = true } = {}) {
+/**
+ * Add a line to a buffer, counting it as unread and notifying as it deserves.
+ * batch: the chathistory batch it came in (its cursor says where it goes).
+ */
+function addLine(buf, line, { count = true, batch = null } = {}) {
   const log = $("log");
   const shown = app.active === buf;
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-  if (!buf.add(line)) return false;
+  if (batch && batch.cursor === undefined) {
+    const request = (app.pending.get(buf.key) || [])[0];
+    batch.request = request;
+    batch.cursor = request && request.kind === "after" ? buf.indexAfter(request.ref) : 0;
+  }
+  if (!buf.add(line, batch)) return false;
   const visible = shown && !document.hidden;
   if (count && !line.self && (line.kind === "privmsg" || line.kind === "notice")) {
     if (!shown) {
@@ -215,7 +223,7 @@ function setStatus(text, { error = false, reconnect = false } = {}) {
 function requestHistory(buf, kind, ref) {
   if (!app.conn.has("draft/chathistory") || buf.kind === "server") return;
   const queue = app.pending.get(buf.key) || [];
-  queue.push(kind);
+  queue.push({ kind, ref });
   app.pending.set(buf.key, queue);
   const refText = !ref ? "*" : ref.msgid ? `msgid=${ref.msgid}` : `timestamp=${formatTime(ref.time)}`;
   const sub = { latest: "LATEST", before: "BEFORE", after: "AFTER" }[kind];
@@ -239,7 +247,8 @@ function catchUp(buf) {
   if (buf.gapFrom) {
     requestHistory(buf, "after", buf.gapFrom);
     buf.gapFrom = null;
-  } else if (!buf.newestRef()) {
+  } else if (buf.fresh || !buf.newestRef()) {
+    buf.fresh = false;
     buf.loading = true;
     requestHistory(buf, "latest", null);
   }
@@ -249,7 +258,7 @@ function historyEnded(batch) {
   const target = batch.params[0] || "";
   const buf = app.buffers.get(key(target));
   const queue = app.pending.get(key(target)) || [];
-  const kind = queue.shift();
+  const kind = queue.shift()?.kind;
   if (!buf) return;
   if (kind === "before" || kind === "latest") {
     buf.loading = false;
@@ -281,8 +290,8 @@ function isMention(text) {
 }
 
 function event(buf, msg, batch, text, kind = "event") {
-  const { time, server } = lineTime(msg, batch);
-  addLine(buf, { time, server, msgid: msg.tags.msgid, kind, text }, { count: false });
+  const { time, server } = lineTime(msg);
+  addLine(buf, { time, server, msgid: msg.tags.msgid, kind, text }, { count: false, batch });
 }
 
 function channelsWith(nick) {
@@ -313,6 +322,7 @@ const handlers = {
     if (batch) return event(historyBuffer(batch), msg, batch, `→ ${msg.nick} joined`);
     const buf = getBuffer(chan, "channel");
     if (app.conn.isMe(msg.nick)) {
+      buf.fresh = !buf.newestRef(); // nothing shown yet: the latest history will be
       buf.joined = true;
       buf.rejoin = false;
       buf.members.clear();
@@ -561,11 +571,11 @@ function message(msg, batch) {
   else if (msg.command === "NOTICE" && !app.buffers.has(key(msg.nick))) buf = app.active || app.server;
   else buf = getBuffer(msg.nick, "query");
   const text = ctcp ? ctcp.text : raw;
-  const { time, server } = lineTime(msg, batch);
+  const { time, server } = lineTime(msg);
   addLine(buf, {
     time, server, msgid: msg.tags.msgid, kind: msg.command.toLowerCase(), nick: msg.nick || msg.source || "server",
     text, action: !!ctcp, self, mention: !self && !fromServer && isMention(text),
-  }, { count: !batch || app.pending.get(buf.key)?.[0] === "after" });
+  }, { count: !batch || app.pending.get(buf.key)?.[0]?.kind === "after", batch });
 }
 
 function renderListing(items) {

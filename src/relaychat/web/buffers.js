@@ -1,6 +1,6 @@
 // Buffers (the server, a channel, a private conversation) and their lines.
 //
-// A buffer keeps its lines in time order, each rendered once into its own <ol>;
+// A buffer keeps its lines in order, each rendered once into its own <ol>;
 // a msgid seen before is never shown twice (a reconnect's history fill, a
 // scroll-back and live delivery may all bring the same message). Message text
 // only ever reaches the page through textContent.
@@ -86,18 +86,35 @@ export class Buffer {
     return this.lines.length ? this.lines[this.lines.length - 1].time : 0;
   }
 
+  /** Where lines that follow `ref` ({msgid, time}) go. */
+  indexAfter(ref) {
+    if (!ref) return this.lines.length;
+    const at = ref.msgid ? this.lines.findIndex((l) => l.msgid === ref.msgid) : -1;
+    if (at >= 0) return at + 1;
+    let i = this.lines.length;
+    while (i > 0 && this.lines[i - 1].time > ref.time) i--;
+    return i;
+  }
+
   /**
    * Add a line: {time, msgid, server (time came from the server), kind, nick, text,
-   * action, self, mention, notice}. Returns false for a msgid already shown.
+   * action, self, mention}. A live line goes at the end; a line of a history batch
+   * at the batch's cursor (the top for BEFORE and LATEST, after the reference for
+   * AFTER), and a line already shown moves the cursor past it, so that a batch
+   * overlapping what is shown stays in order. Returns false for a msgid already shown.
    */
-  add(line) {
-    if (line.msgid) {
-      if (this.msgids.has(line.msgid)) return false;
-      this.msgids.add(line.msgid);
+  add(line, batch = null) {
+    if (line.msgid && this.msgids.has(line.msgid)) {
+      if (batch) batch.cursor = this.lines.findIndex((l) => l.msgid === line.msgid) + 1;
+      return false;
     }
+    if (line.msgid) this.msgids.add(line.msgid);
     const node = this.render(line);
     let i = this.lines.length;
-    while (i > 0 && this.lines[i - 1].time > line.time) i--;
+    if (batch) {
+      i = Math.min(batch.cursor, i);
+      batch.cursor = i + 1;
+    }
     const entry = { time: line.time, msgid: line.msgid, server: line.server, node };
     if (i === this.lines.length) this.list.append(node);
     else this.list.insertBefore(node, this.lines[i].node);
