@@ -188,3 +188,64 @@ def test_message_text_is_never_markup(open_user: Callable[[], BrowserUser], web:
         expect(line.locator(".fg4")).to_have_text("red")
     finally:
         mallory.close()
+
+
+NOTIFICATION_STUB = """
+window.__notes = [];
+window.Notification = class {
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+  constructor(title, options) { window.__notes.push(title + ": " + options.body); }
+};
+"""
+
+
+def test_a_mention_in_a_background_buffer_notifies(open_user: Callable[[], BrowserUser]) -> None:
+    alice, bob = open_user(), open_user()
+    alice.page.add_init_script(NOTIFICATION_STUB)
+    alice.connect("alice", join="#quiet,#loud")
+    bob.connect("bob", join="#loud")
+    alice.open("#quiet")
+    bob.say("no mention here")
+    expect(alice.buffer("#loud").locator(".unread")).to_have_text("1")
+    bob.say("alice: look at this")
+    expect(alice.buffer("#loud").locator(".unread.mention")).to_have_text("2")
+    notes = alice.page.evaluate("window.__notes")
+    assert notes == ["bob in #loud: alice: look at this"]
+
+
+def test_account_login_with_sasl_plain(open_user: Callable[[], BrowserUser], web: Web) -> None:
+    owner = RawClient(web.irc_port)
+    try:
+        owner.register("dave")
+        owner.send("REGISTER dave * correct-horse-battery")
+        owner.expect(lambda m: m.command == "REGISTER" and m.params[0] == "SUCCESS")
+    finally:
+        owner.close()
+    good, bad = open_user(), open_user()
+    good.connect("dave_web", account="dave", password="correct-horse-battery")
+    good.open("Server")
+    expect(good.lines("Logged in as dave")).to_have_count(1)
+    page = bad.page
+    page.goto(bad.web.http_url)
+    page.get_by_label("Nick").fill("mallory")
+    page.get_by_label("Account", exact=True).fill("dave")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("#me")).to_have_text("mallory")
+    expect(page.locator("#log .line.k-error").filter(has_text="Login failed")).to_have_count(1)
+
+
+def test_quit_returns_to_the_connect_form(open_user: Callable[[], BrowserUser], web: Web) -> None:
+    alice = open_user()
+    alice.connect("alice", join="#chat")
+    watcher = RawClient(web.irc_port)
+    try:
+        watcher.register("watcher")
+        watcher.send("JOIN #chat")
+        watcher.expect("366")
+        alice.say("/quit see you")
+        watcher.expect(lambda m: m.command == "QUIT" and m.params[-1].endswith("see you"))
+        expect(alice.page.get_by_role("button", name="Connect")).to_be_visible()
+    finally:
+        watcher.close()

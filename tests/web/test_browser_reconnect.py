@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from browserutil import BrowserUser, Web
 from playwright.sync_api import expect
 
-from browserutil import BrowserUser, Web
 from ircutil import RawClient
 
 
