@@ -35,10 +35,21 @@ def channel_client(web: Web, nick: str, channel: str) -> RawClient:
     return c
 
 
+STATUS_RECORDER = """
+window.__statuses = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const status = document.getElementById("status-text");
+  new MutationObserver(() => window.__statuses.push(status.textContent))
+    .observe(status, { childList: true, characterData: true, subtree: true });
+});
+"""
+
+
 def test_reconnect_after_a_kill_shows_every_line_once(
     open_user: Callable[[], BrowserUser], web: Web
 ) -> None:
     alice = open_user()
+    alice.page.add_init_script(STATUS_RECORDER)
     alice.connect("alice", join="#chat")
     carol = channel_client(web, "carol", "#chat")
     try:
@@ -73,6 +84,8 @@ def test_reconnect_after_a_kill_shows_every_line_once(
         ]
         ids = msgids(alice)
         assert len(ids) == len(set(ids)), ids
+        statuses = alice.page.evaluate("window.__statuses")
+        assert any("Killed" in s and "Reconnecting in 1 s" in s for s in statuses), statuses
         alice.open("Server")
         expect(alice.lines("Disconnected")).not_to_have_count(0)
         expect(alice.lines("Reconnected")).to_have_count(1)

@@ -97,7 +97,10 @@ function addLine(buf, line, { count = true, batch = null } = {}) {
     batch.request = request;
     batch.cursor = request && request.kind === "after" ? buf.indexAfter(request.ref) : 0;
   }
+  const height = log.scrollHeight;
   if (!buf.add(line, batch)) return false;
+  // a history line above what is on screen: keep the screen where it was
+  if (shown && batch && !atBottom) log.scrollTop += log.scrollHeight - height;
   const visible = shown && !document.hidden;
   if (count && !line.self && (line.kind === "privmsg" || line.kind === "notice")) {
     if (!shown) {
@@ -543,8 +546,11 @@ function standardReply(msg, batch) {
   const [command, code, ...rest] = msg.params;
   const description = rest[rest.length - 1] || "";
   if (command === "CHATHISTORY") {
+    // e.g. a conversation with a service: no history to show, nothing to tell
     for (const buf of app.buffers.values()) buf.loading = false;
     app.pending.clear();
+    info(app.server, `History unavailable: ${description} (${code})`);
+    return;
   }
   if (command === "MARKREAD" && msg.command !== "FAIL") return;
   info(app.active, `${msg.command === "FAIL" ? "Error" : msg.command}: ${description} (${command} ${code})`,
@@ -849,12 +855,7 @@ function setup() {
   $("reconnect-button").addEventListener("click", () => conn.reconnectNow());
   $("older-button").addEventListener("click", () => loadOlder(app.active));
   $("log").addEventListener("scroll", () => {
-    if ($("log").scrollTop < 30) {
-      const log = $("log");
-      const before = log.scrollHeight;
-      loadOlder(app.active);
-      requestAnimationFrame(() => { log.scrollTop += log.scrollHeight - before; });
-    }
+    if ($("log").scrollTop < 30) loadOlder(app.active);
   });
   $("list-button").addEventListener("click", () => openChannelList());
   $("list-filter").addEventListener("input", () => renderListing(app.lastListing || []));

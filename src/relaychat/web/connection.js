@@ -71,6 +71,12 @@ export class Connection extends EventTarget {
 
   open() {
     clearTimeout(this.retryTimer);
+    if (this.ws) {
+      const old = this.ws;
+      this.ws = null; // its events are ignored from now on
+      clearInterval(this.watchdog);
+      old.close();
+    }
     this.reset();
     this.emit("state", { state: "connecting" });
     let ws;
@@ -103,7 +109,8 @@ export class Connection extends EventTarget {
       if (ws !== this.ws) return;
       clearInterval(this.watchdog);
       this.ws = null;
-      const reason = this.closeReason || ev.reason || (ev.code === 1006 ? "connection lost" : `closed (${ev.code})`);
+      const reason = this.closeReason || ev.reason
+        || (ev.code === 1006 ? "connection lost" : "the server closed the connection");
       this.closeReason = "";
       if (this.wanted) this.scheduleRetry(reason);
       else this.emit("state", { state: "closed", reason });
@@ -211,6 +218,10 @@ Connection.prototype.registrationHandlers = {
   },
   PONG() {
     return true;
+  },
+  ERROR(msg) {
+    this.closeReason = msg.params[0] || "";
+    return false;
   },
   CAP(msg) {
     const sub = (msg.params[1] || "").toUpperCase();
