@@ -18,6 +18,7 @@ WEB_ROOT = Path(__file__).resolve().parents[2] / "src" / "relaychat" / "web"
 OPER_PASSWORD = "secret"
 OPER_HASH = hash_password(OPER_PASSWORD, n=2**10)  # cheap parameters: tests are about the flow
 CHROMIUM = "/usr/bin/chromium"
+ENGINES = ("loop", "threads")  # as tests/conftest.py (a conftest is not importable by name)
 
 
 @dataclass

@@ -27,9 +27,16 @@ from relaychat.config import Config, OperConfig
 
 
 @pytest.fixture
-def web(run_config: Callable[[Config], Any]) -> Iterator[Web]:
-    """A server (loop engine, operator ``admin``) and its browser client's address."""
-    config = dataclasses.replace(make_config("loop"), opers={"admin": OperConfig(OPER_HASH)})
+def engine() -> str:
+    """The loop engine; a test that should run on both says
+    ``@pytest.mark.parametrize("engine", ENGINES)`` (ENGINES from browserutil)."""
+    return "loop"
+
+
+@pytest.fixture
+def web(engine: str, run_config: Callable[[Config], Any]) -> Iterator[Web]:
+    """A server (operator ``admin``) and its browser client's address."""
+    config = dataclasses.replace(make_config(engine), opers={"admin": OperConfig(OPER_HASH)})
     server = run_config(config)
     bridge = Bridge(server.port)
     bridge.start()

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from browserutil import BrowserUser, Web
+import pytest
+from browserutil import ENGINES, BrowserUser, Web
 from playwright.sync_api import expect
 
 from ircutil import RawClient
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_two_browsers_and_a_tcp_client_see_each_other(
     open_user: Callable[[], BrowserUser], web: Web
 ) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from browserutil import BrowserUser, Web
+import pytest
+from browserutil import ENGINES, BrowserUser, Web
 from playwright.sync_api import expect
 
 from ircutil import RawClient
@@ -45,6 +46,7 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_reconnect_after_a_kill_shows_every_line_once(
     open_user: Callable[[], BrowserUser], web: Web
 ) -> None:
@@ -89,6 +91,33 @@ def test_reconnect_after_a_kill_shows_every_line_once(
         alice.open("Server")
         expect(alice.lines("Disconnected")).not_to_have_count(0)
         expect(alice.lines("Reconnected")).to_have_count(1)
+    finally:
+        carol.close()
+
+
+def test_a_gap_longer_than_a_page_of_history_is_filled_whole(
+    open_user: Callable[[], BrowserUser], web: Web
+) -> None:
+    alice = open_user()
+    alice.connect("alice", join="#chat")
+    carol = channel_client(web, "carol", "#chat")
+    try:
+        carol.send(f"OPER {web.oper[0]} {web.oper[1]}")
+        carol.expect("381")
+        carol.send("PRIVMSG #chat :seen live")
+        expect(alice.lines("seen live")).to_have_count(1)
+        carol.send("KILL alice :a long gap")
+        carol.expect(lambda m: m.command == "QUIT" and m.source.startswith("alice!"))
+        missed = [f"missed {i:03}" for i in range(230)]  # three pages of CHATHISTORY AFTER
+        for text in missed:
+            carol.send(f"PRIVMSG #chat :{text}")
+        carol.expect(lambda m: m.command == "JOIN" and m.source.startswith("alice!"), timeout=15)
+        expect(alice.lines("missed 229")).to_have_count(1)
+        carol.send("PRIVMSG #chat :live again")
+        expect(alice.lines("live again")).to_have_count(1)
+        assert texts(alice) == ["seen live", *missed, "live again"]
+        ids = msgids(alice)
+        assert len(ids) == len(set(ids))
     finally:
         carol.close()
 

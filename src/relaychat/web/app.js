@@ -98,6 +98,7 @@ function addLine(buf, line, { count = true, batch = null } = {}) {
     batch.cursor = request && request.kind === "after" ? buf.indexAfter(request.ref) : 0;
   }
   const height = log.scrollHeight;
+  if (batch) batch.last = { msgid: line.msgid, time: line.time }; // where a next page starts
   if (!buf.add(line, batch)) return false;
   // a history line above what is on screen: keep the screen where it was
   if (shown && batch && !atBottom) log.scrollTop += log.scrollHeight - height;
@@ -197,10 +198,11 @@ function renderMembers() {
   }
   const ranks = app.conn.prefixes().map(([, p]) => p).join("");
   for (const m of buf.sortedMembers(ranks)) {
+    const open = el("button", { type: "button", class: "nick-button", title: `Talk to ${m.nick}` }, m.nick);
+    open.addEventListener("click", () => openQuery(m.nick));
     const li = el("li", { class: m.away ? "member away" : "member", "data-nick": m.nick },
-      el("span", { class: "prefix", text: m.prefix }), m.nick);
+      el("span", { class: "prefix", text: m.prefix }), open);
     if (m.away) li.title = "away";
-    li.addEventListener("dblclick", () => activate(getBuffer(m.nick, "query")));
     ul.append(li);
   }
   $("member-count").textContent = `(${buf.members.size})`;
@@ -267,8 +269,8 @@ function historyEnded(batch) {
     buf.loading = false;
     if (batch.count < HISTORY_PAGE) buf.exhausted = true;
     refreshIfActive(buf);
-  } else if (kind === "after" && batch.count >= HISTORY_FILL) {
-    requestHistory(buf, "after", buf.newestRef());
+  } else if (kind === "after" && batch.count >= HISTORY_FILL && batch.last) {
+    requestHistory(buf, "after", batch.last); // more missed lines than one page
   }
 }
 
