@@ -148,7 +148,7 @@ class BrowserUser:
         page.get_by_role("button", name="Connect").click()
         expect(page.locator("#me")).to_have_text(nick)
         for channel in filter(None, join.split(",")):
-            expect(self.buffer(channel)).to_be_visible()
+            expect(self.buffer(channel)).to_be_attached()
 
     def buffer(self, name: str) -> Any:
         """The button of a buffer in the buffer list."""

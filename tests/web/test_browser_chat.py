@@ -5,6 +5,7 @@ unread counts."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from browserutil import ENGINES, BrowserUser, Web
@@ -251,3 +252,34 @@ def test_quit_returns_to_the_connect_form(open_user: Callable[[], BrowserUser], 
         expect(alice.page.get_by_role("button", name="Connect")).to_be_visible()
     finally:
         watcher.close()
+
+
+def test_phone_sized_screen_collapses_the_buffer_list_and_themes_switch(
+    browser: Any, web: Web
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 740}, color_scheme="dark")
+    try:
+        user = BrowserUser(context.new_page(), web)
+        user.connect("phone", join="#one,#two")
+        page = user.page
+        sidebar = page.get_by_role("navigation", name="Buffers")
+        expect(sidebar).to_be_hidden()
+        toggle = page.locator("#toggle-buffers")
+        toggle.click()
+        expect(sidebar).to_be_visible()
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        user.open("#one")
+        expect(sidebar).to_be_hidden()  # choosing a buffer closes the list
+        expect(page.locator("#input")).to_be_focused()
+        background = "getComputedStyle(document.body).backgroundColor"
+        dark = page.evaluate(background)
+        theme = page.locator("#theme-button")
+        theme.click()
+        expect(theme).to_have_text("Theme: light")
+        assert page.evaluate(background) != dark
+        theme.click()
+        expect(theme).to_have_text("Theme: dark")
+        assert page.evaluate(background) == dark
+        assert not user.errors, user.errors
+    finally:
+        context.close()
