@@ -3,12 +3,9 @@ Playwright) and ``web``: a relaychat server whose browser client is reachable ov
 the IRCv3 WebSocket transport.
 
 ``web`` yields an object with ``.http_url`` (the page), ``.irc_port`` (the TCP port,
-for a RawClient) and ``.oper`` (name, password) of an operator. Inside, for now, a
-small bridge made with the ``websockets`` library: it serves the static files of
-``relaychat/web`` to plain GET requests and, for a WebSocket with the subprotocol
-``text.ircv3.net``, opens a TCP connection to the server and relays one IRC line per
-text message both ways. Once the server has its own WebSocket listener, only this
-fixture changes; the tests do not.
+for a RawClient) and ``.oper`` (name, password) of an operator: a server with an IRC
+listener and a WebSocket listener (which serves the browser client's files too), as
+``relaychat serve`` runs them.
 """
 
 from __future__ import annotations
@@ -20,10 +17,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from browserutil import CHROMIUM, OPER_HASH, Bridge, BrowserUser, Web
+from browserutil import CHROMIUM, OPER_HASH, BrowserUser, Web
 
-from ircutil import make_config
 from relaychat.config import Config, OperConfig
+from wsutil import make_ws_config, ws_port
 
 
 @pytest.fixture
@@ -36,14 +33,9 @@ def engine() -> str:
 @pytest.fixture
 def web(engine: str, run_config: Callable[[Config], Any]) -> Iterator[Web]:
     """A server (operator ``admin``) and its browser client's address."""
-    config = dataclasses.replace(make_config(engine), opers={"admin": OperConfig(OPER_HASH)})
+    config = dataclasses.replace(make_ws_config(engine), opers={"admin": OperConfig(OPER_HASH)})
     server = run_config(config)
-    bridge = Bridge(server.port)
-    bridge.start()
-    try:
-        yield Web(f"http://127.0.0.1:{bridge.port}/", server.port)
-    finally:
-        bridge.stop()
+    yield Web(f"http://127.0.0.1:{ws_port(server)}/", server.port)
 
 
 def _chromium() -> str:
