@@ -49,6 +49,15 @@ def irc_server(start_server: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
+def ws_server(engine: str, run_config: Callable[[Config], Any]) -> Any:
+    """A server with an IRC listener (``.port``) and a WebSocket one
+    (``wsutil.ws_port(server)``), default ``[websocket]`` settings."""
+    from wsutil import make_ws_config
+
+    return run_config(make_ws_config(engine))
+
+
+@pytest.fixture
 def connect() -> Iterator[Callable[..., RawClient]]:
     """``connect(server, nick=None, caps=(), **kw)`` -> a RawClient on ``server``
     (registered when ``nick`` is given); all are closed at teardown."""

@@ -84,7 +84,9 @@ def advance(core: ServerCore, clock: Clock, seconds: float, step: float = 1.0) -
 class Peer:
     """One fake connection: ``send`` a line, read what the core answered."""
 
-    def __init__(self, core: ServerCore, clock: Clock, ip: str = "127.0.0.1") -> None:
+    def __init__(
+        self, core: ServerCore, clock: Clock, ip: str = "127.0.0.1", certfp: str | None = None
+    ) -> None:
         self.core = core
         self.clock = clock
         self.inbox: list[Message] = []
@@ -92,7 +94,10 @@ class Peer:
         self.closed = False
         lim = core.limits
         self.framer = LineBuffer(lim.line_length, lim.tags_length)
-        self.session: Session = core.connect(ip, clock.now, handle=self)
+        # ``certfp``: connected over TLS with a client certificate of that fingerprint
+        self.session: Session = core.connect(
+            ip, clock.now, handle=self, secure=certfp is not None, certfp=certfp
+        )
         pump(core)
 
     @property

@@ -27,6 +27,8 @@ from relaychat.config import (
     OperConfig,
     ServerConfig,
     StoreConfig,
+    StsConfig,
+    WebSocketConfig,
     check_value,
     load_config,
 )
@@ -37,9 +39,12 @@ SAMPLE = ROOT / "relaychat.example.toml"
 HASH = hash_password("secret", n=2**10)  # cheap parameters: only the format matters here
 
 
-def test_embedded_defaults_listen_on_localhost_6667() -> None:
+def test_embedded_defaults_listen_on_localhost_6667_and_the_web_on_8097() -> None:
     cfg = load_config(None)
-    assert cfg.listen == (ListenConfig("127.0.0.1", 6667),)
+    assert cfg.listen == (
+        ListenConfig("127.0.0.1", 6667),
+        ListenConfig("127.0.0.1", 8097, websocket=True),
+    )
     assert cfg.server.engine == "loop" and cfg.path is None
 
 
@@ -55,13 +60,17 @@ def test_sample_config_loads_and_documents_every_key() -> None:
         "accounts",
         "store",
         "email",
+        "websocket",
+        "sts",
     ):
         documented = set(data[section])
         fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
         assert documented == fields, (section, fields ^ documented)
         # the sample shows the built-in defaults
         assert getattr(cfg, section) == getattr(Config(), section)
-    assert data["listen"] == [dataclasses.asdict(ListenConfig())]
+    assert [
+        {k: tuple(v) if isinstance(v, list) else v for k, v in t.items()} for t in data["listen"]
+    ] == [dataclasses.asdict(item) for item in Config().listen]
     assert cfg.listen == Config().listen
     # [opers.NAME] is documented in comments
     text = SAMPLE.read_text()
@@ -93,6 +102,8 @@ def test_every_key_has_a_rule() -> None:
             ("store", StoreConfig),
             ("history", HistoryConfig),
             ("email", EmailConfig),
+            ("websocket", WebSocketConfig),
+            ("sts", StsConfig),
             ("opers", OperConfig),
         )
         for f in dataclasses.fields(cls)
@@ -142,6 +153,17 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[[listen]]\ntls = true\ncert = 'c.pem'", "listen.key"),
     ("[[listen]]\ntls = true\ncert = 'c.pem'\nkey = \"a\\tb\"", "listen.key"),
     ("[limits]\ntls_handshake_timeout = 0", "limits.tls_handshake_timeout"),
+    ("[limits]\nproxy_timeout = 0", "limits.proxy_timeout"),
+    ("[sts]\nenabled = 'yes'", "sts.enabled"),
+    ("[sts]\nenabled = 1", "sts.enabled"),
+    ("[sts]\nport = 70000", "sts.port"),
+    ("[sts]\nduration = -1", "sts.duration"),
+    ("[sts]\nduration = 1.5", "sts.duration"),
+    ("[sts]\npreload = 'no'", "sts.preload"),
+    ("[[listen]]\nproxy = ['10.0.0.0/33']", "listen.proxy"),
+    ("[[listen]]\nproxy = ['haproxy.local']", "listen.proxy"),
+    ("[[listen]]\nproxy = ['10.0.0.1/8']", "listen.proxy"),
+    ("[[listen]]\nproxy = '10.0.0.1'", "listen.proxy"),
     ("[limits]\nnicklen = 0", "limits.nicklen"),
     ("[limits]\nnicklen = 256", "limits.nicklen"),
     ("[limits]\nnicklen = true", "limits.nicklen"),
@@ -248,6 +270,14 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("[store]\ncommit_ms = 1001", "store.commit_ms"),
     ("[accounts]\nemail_verification = 'on'", "accounts.email_verification"),
     ("[accounts]\nemail_verification = true", "email.from_address"),
+    ("[websocket]\ndefault_subprotocol = 'json'", "websocket.default_subprotocol"),
+    ("[websocket]\norigins = ['https://a.example', '']", "websocket.origins"),
+    ("[websocket]\norigins = ['https://a.example https://b.example']", "websocket.origins"),
+    ("[websocket]\ntrusted_proxies = ['10.0.0.0/33']", "websocket.trusted_proxies"),
+    ("[websocket]\nmax_message = 100", "websocket.max_message"),
+    ("[websocket]\nping_interval = -1", "websocket.ping_interval"),
+    ("[websocket]\nweb_client = 'yes'", "websocket.web_client"),
+    ("[[listen]]\nwebsocket = 1", "listen.websocket"),
     ("[email]\nsmtp_host = ''", "email.smtp_host"),
     ("[email]\nsmtp_host = 'mail host'", "email.smtp_host"),
     ("[email]\nsmtp_port = 0", "email.smtp_port"),
@@ -366,6 +396,35 @@ def test_a_tls_listener_beside_a_plaintext_one(tmp_path: Path) -> None:
         ListenConfig("127.0.0.1", 6667),
         ListenConfig("127.0.0.1", 6697, tls=True, cert="c.pem", key="k.pem"),
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "enabled"),
+    [("enabled = true", "true"), ("enabled = false", "false"), ('enabled = "auto"', "auto")],
+)
+def test_sts_enabled_takes_a_word_or_a_boolean(tmp_path: Path, text: str, enabled: str) -> None:
+    path = tmp_path / "sts.toml"
+    path.write_text(f"[sts]\n{text}\nport = 6697\nduration = 0\npreload = true\n")
+    assert load_config(path).sts == StsConfig(enabled, 6697, 0, True)
+
+
+def test_sts_defaults() -> None:
+    assert Config().sts == StsConfig("auto", 0, 2592000, False)
+
+
+def test_a_listener_behind_trusted_proxies(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.toml"
+    path.write_text(
+        '[[listen]]\nport = 6667\n[[listen]]\nport = 6668\nproxy = ["10.0.0.0/8", "::1"]\n'
+        "[limits]\nproxy_timeout = 2.5\n"
+    )
+    cfg = load_config(path)
+    assert cfg.listen[0].proxy == ()
+    assert cfg.listen[1].proxy == ("10.0.0.0/8", "::1")
+    assert cfg.limits.proxy_timeout == 2.5
+    path.write_text('[[listen]]\nport = 6667\n[[listen]]\nport = 6668\nproxy = ["10.0.0.1/8"]\n')
+    with pytest.raises(ConfigError, match=r"key 'listen.proxy' \(listener 2\) must list IP"):
+        load_config(path)
 
 
 @pytest.mark.parametrize(

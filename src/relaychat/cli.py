@@ -43,6 +43,12 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", "-p", type=int, help="listen on this port only, instead of the [[listen]] tables"
     )
+    serve.add_argument(
+        "--web-port",
+        type=int,
+        help="serve WebSocket and the browser client on this port (at --host's address), "
+        "instead of the websocket [[listen]] tables",
+    )
     serve.add_argument("--engine", choices=("loop", "threads"), help="server engine")
     serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="log level")
     serve.add_argument("--log-format", choices=("text", "json"), help="log line format")
@@ -64,23 +70,33 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _server_config(args: argparse.Namespace) -> Config:
     """The file's configuration with the flags applied. ``--host``/``--port``
-    replace the listeners with one (the other half from the first listener) and
-    are checked by the same rules as the file's ``[[listen]]`` keys."""
+    replace the listeners with one IRC listener (the other half from the first
+    IRC listener; the WebSocket ones are dropped too); ``--web-port`` replaces
+    the WebSocket listeners with one (at ``--host`` or the first listener's
+    address). All are checked by the same rules as the file's ``[[listen]]`` keys."""
     for flag, key, value in (
         ("--host", "listen.address", args.host),
         ("--port", "listen.port", args.port),
+        ("--web-port", "listen.port", args.web_port),
     ):
         if value is not None and (problem := check_value(key, value)) is not None:
             raise ConfigError(f"{flag} {value}: {problem}")
     cfg = load_config(args.config)
+    listeners = cfg.listen
     if args.host is not None or args.port is not None:
-        first = cfg.listen[0]
+        first = next((item for item in cfg.listen if not item.websocket), ListenConfig())
         listener = dataclasses.replace(
             first,
             address=first.address if args.host is None else args.host,
             port=first.port if args.port is None else args.port,
         )
-        cfg = dataclasses.replace(cfg, listen=(listener,))
+        listeners = (listener,)
+    if args.web_port is not None:
+        address = args.host if args.host is not None else listeners[0].address
+        web = ListenConfig(address, args.web_port, websocket=True)
+        listeners = (*(item for item in listeners if not item.websocket), web)
+    if listeners != cfg.listen:
+        cfg = dataclasses.replace(cfg, listen=listeners)
     overrides = {
         k: v
         for k, v in (

@@ -47,6 +47,8 @@ __all__ = [
     "OperConfig",
     "ServerConfig",
     "StoreConfig",
+    "WebSocketConfig",
+    "StsConfig",
     "HistoryConfig",
     "check_value",
     "load_config",
@@ -78,13 +80,18 @@ class ServerConfig:
 class ListenConfig:
     """One ``[[listen]]`` table: an address and port to accept clients on.
     ``tls = true`` serves TLS there with the PEM ``cert`` (chain) and ``key``
-    files (relative to the working directory; reloaded on REHASH/SIGHUP)."""
+    files (relative to the working directory; reloaded on REHASH/SIGHUP).
+    ``proxy``: the addresses and networks of trusted proxies; when not empty,
+    every connection must come from one of them and start with a PROXY
+    header (v1 or v2), whose source address is the client's."""
 
     address: str = "127.0.0.1"
     port: int = 6667
     tls: bool = False
     cert: str = ""  # TLS only: the certificate (chain), PEM
     key: str = ""  # TLS only: its private key, PEM, unencrypted
+    websocket: bool = False  # HTTP/WebSocket (IRCv3 WebSocket, the browser client) instead of IRC
+    proxy: tuple[str, ...] = ()  # trusted proxies (addresses, networks): PROXY header required
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
@@ -116,6 +123,7 @@ class LimitsConfig:
     ping_timeout: float = 60.0  # seconds to answer that PING
     registration_timeout: float = 30.0
     tls_handshake_timeout: float = 10.0  # seconds a TLS client has to finish its handshake
+    proxy_timeout: float = 5.0  # seconds a proxy has to send its PROXY header
     max_connections: int = 20000
     max_connections_per_ip: int = 10  # 0 = unlimited
     connection_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses, networks
@@ -249,6 +257,37 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """``[websocket]``: the listeners with ``websocket = true`` (see
+    :mod:`relaychat.server.websocket`). Read again at REHASH, for new connections."""
+
+    default_subprotocol: str = "text"  # "text" or "binary": for clients that ask for none
+    origins: tuple[str, ...] = ()  # allowed Origin values, exact; empty: any (and none)
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For / Forwarded is believed
+    max_message: int = 8192  # bytes of one incoming message (more: close 1009)
+    ping_interval: float = 30.0  # seconds between WebSocket pings to idle clients; 0: none
+    web_client: bool = True  # serve the browser client on plain GET requests
+
+
+WEB_PORT = 8097  # the embedded default's WebSocket and browser client listener
+
+
+@dataclass(frozen=True, slots=True)
+class StsConfig:
+    """``[sts]``: the IRCv3 Strict Transport Security policy (the ``sts``
+    capability): plaintext clients are told to reconnect with TLS on ``port``,
+    TLS clients to keep doing so for ``duration`` seconds. ``"auto"``: only when
+    a TLS listener's certificate verifies against the system's CA store (a
+    self-signed one would lock clients out); ``"true"``: whenever a TLS listener
+    exists; ``"false"``: never."""
+
+    enabled: str = "auto"  # "auto", "true" or "false" (true and false may be booleans)
+    port: int = 0  # the TLS port clients are sent to; 0: the first TLS listener's
+    duration: int = 2592000  # seconds clients keep the policy (30 days); 0 drops it
+    preload: bool = False  # consent to be put on clients' preload lists
+
+
+@dataclass(frozen=True, slots=True)
 class OperConfig:
     password: str  # a hash from `relaychat mkpasswd`
     host: str = "*@*"  # user@host mask the oper must match
@@ -257,7 +296,10 @@ class OperConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
-    listen: tuple[ListenConfig, ...] = (ListenConfig(),)
+    listen: tuple[ListenConfig, ...] = (
+        ListenConfig(),
+        ListenConfig(port=WEB_PORT, websocket=True),
+    )
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -266,6 +308,8 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    sts: StsConfig = field(default_factory=StsConfig)
     opers: dict[str, OperConfig] = field(default_factory=dict)
     path: str | None = None  # the file it came from, for REHASH
 
@@ -287,6 +331,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig,
     "history": HistoryConfig,
     "email": EmailConfig,
+    "websocket": WebSocketConfig,
+    "sts": StsConfig,
 }
 
 # keys that moved: the message says where to
@@ -413,6 +459,16 @@ def _networks(value: tuple[str, ...], _: Any) -> str | None:
     return None
 
 
+def _origins(value: tuple[str, ...], _: Any) -> str | None:
+    for item in value:
+        if not item or " " in item or "," in item or _CONTROL.search(item):
+            return (
+                f'must list Origin values such as "https://chat.example.org" '
+                f"(one each, no spaces): {item!r}"
+            )
+    return None
+
+
 def _cap_names(value: tuple[str, ...], _: Any) -> str | None:
     from relaychat.protocol.caps import SUPPORTED_CAPS
 
@@ -526,6 +582,8 @@ _RULES: dict[str, Rule] = {
     "listen.tls": _anything,
     "listen.cert": _tls_file,
     "listen.key": _tls_file,
+    "listen.websocket": _anything,
+    "listen.proxy": _networks,
     "limits.nicklen": _LENGTH,
     "limits.userlen": _Range(2, 255),
     "limits.channellen": _Range(2, 255),
@@ -549,6 +607,7 @@ _RULES: dict[str, Rule] = {
     "limits.ping_timeout": _SECONDS,
     "limits.registration_timeout": _SECONDS,
     "limits.tls_handshake_timeout": _SECONDS,
+    "limits.proxy_timeout": _SECONDS,
     "limits.max_connections": _Range(1, 1_000_000),
     "limits.max_connections_per_ip": _Range(0, 1_000_000),
     "limits.connection_limit_exempt": _networks,
@@ -612,6 +671,16 @@ _RULES: dict[str, Rule] = {
     "email.timeout": _Range(hi=300.0, above=0.0),
     "email.code_lifetime": _Range(60.0, 30 * 86400.0),
     "email.max_attempts": _Range(1, 100),
+    "websocket.default_subprotocol": _one_of("text", "binary"),
+    "websocket.origins": _origins,
+    "websocket.trusted_proxies": _networks,
+    "websocket.max_message": _Range(512, 1 << 24),
+    "websocket.ping_interval": _Range(0.0, 86400.0),
+    "websocket.web_client": _anything,
+    "sts.enabled": _one_of("auto", "true", "false"),
+    "sts.port": _Range(0, 65535),
+    "sts.duration": _Range(0, 10 * 365 * 86400),
+    "sts.preload": _anything,  # true or false: checked by type
     "opers.password": _password_hash,
     "opers.host": _user_host_mask,
 }
@@ -623,6 +692,8 @@ _OPER_NAME = _token(64)
 def _expected_type(f: dataclasses.Field[Any]) -> type[Any]:
     return str if f.default is dataclasses.MISSING else type(f.default)
 
+
+_WORD_OR_BOOL = {"accounts.always_on", "sts.enabled"}  # true/false may be written bare
 
 _TYPE_NAMES = {
     bool: "true or false",
@@ -665,7 +736,7 @@ def _build(cls: type[Any], table: Any, where: str, source: str, label: str = "")
         if f is None:
             raise ConfigError(f"{source}: unknown key '{name}'{label}")
         expected = _expected_type(f)
-        if name == "accounts.always_on" and isinstance(value, bool):
+        if name in _WORD_OR_BOOL and isinstance(value, bool):
             value = "true" if value else "false"  # always_on = true is "true"
         try:
             kwargs[key] = _typed(value, expected)

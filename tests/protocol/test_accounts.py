@@ -251,7 +251,7 @@ def test_nickserv_nick_is_reserved_and_notices_to_it_get_no_answer(connect: Conn
     p.send("PRIVMSG nickserv :bogus")
     assert ns(p.take()) == ["Unknown command bogus. /msg NickServ HELP"]
     p.send("PRIVMSG NickServ :HELP")
-    assert len(ns(p.take())) == 8
+    assert len(ns(p.take())) == 9
 
 
 def test_passwords_never_reach_the_log(

@@ -77,6 +77,7 @@ __all__ = [
     "log_in",
     "log_out",
     "new_credentials",
+    "normalize_certfp",
     "scram_credentials",
     "store_call",
     "store_failed",
@@ -87,6 +88,8 @@ T = TypeVar("T")
 log = logging.getLogger("relaychat.accounts")
 
 PASSWORD_MAX = 300  # bytes: a password must fit in a PRIVMSG to NickServ
+CERTFP_MAX = 16  # client certificate fingerprints on one account (NickServ CERT ADD)
+CERTFP_HEX = 64  # a SHA-256 fingerprint: 64 hex digits
 SERVICE_NAMES = ("NickServ", "ChanServ")
 
 
@@ -147,6 +150,17 @@ def _prepared(password: str) -> str:
 
 
 _NOT_VERIFIED = "NOT_VERIFIED"  # authenticate: the right password, an unverified account
+
+
+def normalize_certfp(text: str) -> str | None:
+    """A SHA-256 fingerprint as stored and shown (64 lowercase hex digits)
+    from what a user typed (upper or lower case, colons allowed), or None."""
+    if len(text) > 2 * CERTFP_HEX:
+        return None
+    fp = text.replace(":", "").lower()
+    if len(fp) != CERTFP_HEX or not all(c in "0123456789abcdef" for c in fp):
+        return None
+    return fp
 
 
 def store_failed(sess: Session | None, what: str, exc: StoreError) -> None:

@@ -1,7 +1,10 @@
 """Capabilities and ISUPPORT: what the server advertises, from the configuration.
 
 ``SUPPORTED_CAPS`` is what ``CAP LS`` lists (:func:`offered_caps` gives the values
-that come from the configuration); ``VARIANT_CAPS`` are the capabilities
+that come from the configuration); :func:`offers` adds ``sts``, the one whose
+value depends on the connection (its :class:`StsPolicy` is decided by the
+transport side, which can read certificates), and gives one offer for
+plaintext and one for TLS sessions; ``VARIANT_CAPS`` are the capabilities
 that change the bytes of a relayed message (so a message is serialised once per
 combination in use); :func:`isupport_lines` builds the 005 tokens, and the
 handlers' target limits come from the same :class:`TargetLimits`, so ISUPPORT and
@@ -28,9 +31,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCOUNT_REGISTRATION",
     "BOT_MODE",
+    "INFORMATIONAL_CAPS",
     "METADATA_CAP",
     "MULTILINE",
+    "STS",
     "SUPPORTED_CAPS",
+    "StsPolicy",
     "VARIANT_CAPS",
     "TargetLimits",
     "cap_changes",
@@ -38,12 +44,16 @@ __all__ = [
     "set_caps",
     "isupport_lines",
     "offered_caps",
+    "offers",
     "variant_of",
 ]
 
 METADATA_CAP = "draft/metadata-2"
 ACCOUNT_REGISTRATION = "draft/account-registration"
 MULTILINE = "draft/multiline"  # the capability, and the batch type
+STS = "sts"
+# advertised for their value only: CAP REQ of one is NAKed (sts: "clients MUST NOT request")
+INFORMATIONAL_CAPS = frozenset({STS})
 
 # capability name -> value advertised in CAP LS 302 ("" for none)
 SUPPORTED_CAPS: dict[str, str] = {
@@ -68,7 +78,7 @@ SUPPORTED_CAPS: dict[str, str] = {
     "message-tags": "",
     "multi-prefix": "",
     "no-implicit-names": "",
-    "sasl": "PLAIN,SCRAM-SHA-256",  # offered only by a core with a store
+    "sasl": "PLAIN,SCRAM-SHA-256,EXTERNAL",  # offered only by a core with a store
     "server-time": "",
     "setname": "",
     "userhost-in-names": "",
@@ -105,6 +115,31 @@ def offered_caps(config: Config) -> dict[str, str]:
     if not config.accounts.registration:
         disabled.add(ACCOUNT_REGISTRATION)
     return {name: value for name, value in values.items() if name not in disabled}
+
+
+@dataclass(frozen=True, slots=True)
+class StsPolicy:
+    """The IRCv3 STS policy advertised (``sts``): a plaintext session is told the
+    TLS ``port`` to reconnect to; a TLS session how long to keep the policy."""
+
+    port: int
+    duration: int
+    preload: bool = False
+
+    def value(self, secure: bool) -> str:
+        if not secure:
+            return f"port={self.port}"
+        return f"duration={self.duration}" + (",preload" if self.preload else "")
+
+
+def offers(offered: dict[str, str], sts: StsPolicy | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The offer to plaintext and to TLS sessions: ``offered`` (the same for
+    both), with ``sts`` in each when there is a policy."""
+    plain, secure = dict(offered), dict(offered)
+    if sts is not None:
+        plain[STS] = sts.value(False)
+        secure[STS] = sts.value(True)
+    return plain, secure
 
 
 def cap_changes(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], list[str]]:

@@ -103,7 +103,7 @@ COMMANDS: dict[str, CommandSpec] = {
         sasl.handle_authenticate,
         1,
         "AUTHENTICATE <mechanism|base64|+|*>",
-        "Log in with SASL (PLAIN, SCRAM-SHA-256); needs the sasl capability.",
+        "Log in with SASL (PLAIN, SCRAM-SHA-256, EXTERNAL); needs the sasl capability.",
         pre=True,
     ),
     "REGISTER": _c(

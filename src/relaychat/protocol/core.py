@@ -60,10 +60,12 @@ from relaychat.protocol import numerics as N
 from relaychat.protocol.accounts import UNAVAILABLE, store_call
 from relaychat.protocol.backoff import Backoff, Throttle, WindowLimit
 from relaychat.protocol.caps import (
+    StsPolicy,
     cap_changes,
     cap_lines,
     isupport_lines,
     offered_caps,
+    offers,
     set_caps,
     target_limits,
 )
@@ -239,6 +241,10 @@ class ServerCore:
         self.command_counts: dict[str, int] = dict.fromkeys(commands, 0)
         self.bans = ServerBans(self.fold, config.limits.max_server_bans)
         self.cloaker: Cloaker | None = None
+        # the STS policy (the transport side decides it: set_sts) and the offer
+        # of capabilities to (plaintext, TLS) sessions: caps_for
+        self.sts: StsPolicy | None = None
+        self.cap_offers: tuple[dict[str, str], dict[str, str]] = ({}, {})
         self._ban_timer_at: float | None = None
         self._next_id = 1
         self._now = now
@@ -277,7 +283,8 @@ class ServerCore:
             self.caps_offered.pop(EVENT_PLAYBACK_CAP, None)
             self.caps_offered.pop(READ_MARKER_CAP, None)
             self.caps_offered.pop(REDACTION_CAP, None)
-        else:
+        self.cap_offers = offers(self.caps_offered, self.sts)
+        if self.history is not None:
             if config.history.enabled != self.history.config.enabled:
                 log.warning("turning history on or off needs a restart")
             self.history.configure(config.history)
@@ -316,20 +323,36 @@ class ServerCore:
                     config.server, casemapping=self.config.server.casemapping
                 ),
             )
-        before = self.caps_offered
+        before = self.cap_offers
         self._apply_config(config)
-        added, removed = cap_changes(before, self.caps_offered)
-        if added or removed:
-            self._notify_caps(added, removed)
+        self._notify_caps(before)
 
-    def _notify_caps(self, added: list[str], removed: list[str]) -> None:
+    def set_sts(self, policy: StsPolicy | None) -> None:
+        """The STS policy to advertise (the transport side decides it, from the
+        listeners and their certificates); cap-notify clients hear the change."""
+        if policy == self.sts:
+            return
+        before = self.cap_offers
+        self.sts = policy
+        self.cap_offers = offers(self.caps_offered, policy)
+        self._notify_caps(before)
+
+    def caps_for(self, sess: Session) -> dict[str, str]:
+        """What ``CAP LS`` offers ``sess``: name -> value (``sts`` differs for TLS)."""
+        return self.cap_offers[sess.secure]
+
+    def _notify_caps(self, before: tuple[dict[str, str], dict[str, str]]) -> None:
         """The offer changed at runtime: cap-notify clients hear ``CAP NEW`` and
         ``CAP DEL``; a removed capability is disabled for every client that had
         it (cap-notify or not: the server no longer does it)."""
-        gone = frozenset(removed)
+        changes = [cap_changes(old, new) for old, new in zip(before, self.cap_offers, strict=True)]
+        if not any(added or removed for added, removed in changes):
+            return
         for sess in self.sessions.values():
             if sess.closing is not None:
                 continue
+            added, removed = changes[sess.secure]
+            gone = frozenset(removed)
             if gone & sess.caps:
                 set_caps(sess, sess.caps - gone)
             if "cap-notify" in sess.caps:
@@ -360,10 +383,20 @@ class ServerCore:
             self.server_notice(sess, f"Configuration reloaded from {result.path}")
 
     # ------------------------------------------------------- transport side
-    def connect(self, ip: str, now: Now, handle: Any = None, *, secure: bool = False) -> Session:
+    def connect(
+        self,
+        ip: str,
+        now: Now,
+        handle: Any = None,
+        *,
+        secure: bool = False,
+        certfp: str | None = None,
+    ) -> Session:
         """A new connection. Over a limit, the session comes back already
         closing, with an ERROR queued. ``secure``: the transport is TLS (the
-        user gets mode +Z, WHOIS shows 671)."""
+        user gets mode +Z, WHOIS shows 671); ``certfp``: the SHA-256
+        fingerprint of its client certificate (lowercase hex; WHOIS 276 to
+        itself and opers, SASL EXTERNAL)."""
         self._now = now
         ip = normalize_ip(ip)
         conn_id = self.new_id()
@@ -378,6 +411,7 @@ class ServerCore:
         user.sessions = (sess,)
         sess.handle = handle
         sess.secure = secure
+        sess.certfp = certfp if secure else None
         sess.tokens = float(lim.flood_burst)
         self.sessions[conn_id] = sess
         count = self.per_ip.get(ip, 0) + 1

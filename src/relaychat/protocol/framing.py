@@ -125,6 +125,11 @@ class LineBuffer:
             self.blank = ends - len(out)
         return out
 
+    def check(self, line: bytes) -> Frame:
+        """One whole line from a transport that frames lines itself (a WebSocket
+        message, without CR or LF): the line, or the limit it breaks."""
+        return line if len(line) <= self._short else self._check(line)
+
     def _check(self, line: bytes) -> Frame:
         """``line`` itself, or the limit it breaks. Also right for the unterminated
         start of a line: a verdict of TooLong cannot change as bytes are added."""

@@ -1,5 +1,6 @@
 """SASL, server side and sans-I/O: AUTHENTICATE framing (IRCv3 sasl-3.1/3.2) and
-the PLAIN (RFC 4616) and SCRAM-SHA-256 (RFC 5802, RFC 7677) mechanisms.
+the PLAIN (RFC 4616), SCRAM-SHA-256 (RFC 5802, RFC 7677) and EXTERNAL (RFC 4422
+appendix A: the TLS client certificate's fingerprint) mechanisms.
 
 Theory of operation
 -------------------
@@ -42,12 +43,13 @@ __all__ = [
     "SaslState",
     "ScramServer",
     "b64chunks",
+    "parse_external",
     "parse_plain",
 ]
 
 CHUNK = 400  # bytes of base64 per AUTHENTICATE line
 MAX_RESPONSE = 8192  # bytes of base64 in one client response
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "EXTERNAL")
 
 
 class SaslError(Exception):
@@ -118,6 +120,19 @@ def parse_plain(data: bytes) -> tuple[str, str, str]:
     except UnicodeDecodeError:
         raise SaslError("PLAIN response is not UTF-8") from None
     return authzid, authcid, password
+
+
+def parse_external(data: bytes) -> str:
+    """An EXTERNAL response: the authorization identity ("" for none)."""
+    if len(data) > 256:
+        raise SaslError("EXTERNAL authorization identity too long")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SaslError("EXTERNAL response is not UTF-8") from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise SaslError("control character in the EXTERNAL response")
+    return text
 
 
 def _attributes(text: str) -> list[tuple[str, str]]:
@@ -242,7 +257,8 @@ class ScramServer:
 class SaslState:
     """One session's SASL exchange in progress.
 
-    ``step``: "plain" (waiting for the PLAIN response), "scram-first" (waiting
+    ``step``: "plain" (waiting for the PLAIN response), "external" (the
+    EXTERNAL response: an authorization identity or none), "scram-first" (waiting
     for the client-first-message), "scram-final" (the client-final-message),
     "scram-ack" (the empty response after the server-final-message; the
     account is logged in when it comes)."""

@@ -206,6 +206,7 @@ class Session:
         "client_batch",
         "sasl",
         "secure",
+        "certfp",
         "__weakref__",
     )
 
@@ -247,6 +248,7 @@ class Session:
         self.client_batch: ClientBatch | None = None  # a batch it has open (draft/multiline)
         self.sasl: SaslState | None = None  # an AUTHENTICATE exchange in progress
         self.secure = False  # over TLS (the transport says so at connect)
+        self.certfp: str | None = None  # its client certificate's SHA-256, lowercase hex
 
     @property
     def registered(self) -> bool:

@@ -130,6 +130,27 @@ class AccountStore(Protocol):
         protection checks a nick in memory instead of asking the store."""
         ...
 
+    def account_certfps(self, folded: str) -> list[str]:
+        """The client certificate fingerprints of account ``folded`` (SHA-256,
+        lowercase hex), in the order they were added."""
+        ...
+
+    def add_certfp(self, folded: str, certfp: str, limit: int) -> str:
+        """Add ``certfp`` to account ``folded``'s list, in one transaction:
+        "added", "exists" (already on its list), "taken" (on another account's:
+        a fingerprint logs in one account only), "full" (``limit`` reached) or
+        "no_account"."""
+        ...
+
+    def remove_certfp(self, folded: str, certfp: str) -> bool:
+        """Take ``certfp`` off account ``folded``'s list; False if it was not on it."""
+        ...
+
+    def account_by_certfp(self, certfp: str) -> AccountRecord | None:
+        """The account whose list holds ``certfp`` (SASL EXTERNAL), or None.
+        ``drop_account`` deletes an account's fingerprints."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ServerBanRecord:

@@ -18,6 +18,20 @@ asyncio loop's thread; in the threads engine, with its core lock held):
 ``accepted``, ``data_received``, ``connection_lost``, ``on_timer``,
 ``op_finished``; then ``take_output`` and, per buffer written, ``wrote``.
 
+WebSocket listeners (``websocket = true``) put a
+:class:`~relaychat.server.websocket.WebSocketLink` between the engine's bytes
+and the core: ``conn.ws`` (None on every other connection, so the TCP path pays
+one attribute test per read and nothing per line). Until its HTTP upgrade is
+done such a connection has no session (``conn.session is None``) and an
+upgrade deadline (``limits.tls_handshake_timeout``); the session is opened with
+the client address the upgrade gave (a trusted proxy's forwarded address). The
+core's output for it is framed in ``take_output`` (one frame per line), before
+the engine writes it, so SendQ counts framed bytes. WebSocket pings go out from
+one sweep every ``[websocket] ping_interval`` seconds, to the connections with
+no traffic either way since the sweep before (keeping proxies and NATs from
+dropping idle clients); a dead peer is found by the core's IRC PING cycle, the
+same as for TCP.
+
 Close policy: a closing connection gets its last output written, then a
 graceful close; if the peer does not read it within ``CLOSE_DEADLINE`` seconds
 the connection is aborted. A connection whose unsent output passes SendQ is
@@ -37,11 +51,15 @@ from relaychat.protocol.commands import build_core
 from relaychat.protocol.framing import LineBuffer
 from relaychat.protocol.ops import Op
 from relaychat.protocol.timebase import Now
+from relaychat.server.proxy import ProxyParser, TrustedProxies
+from relaychat.server.sts import sts_policy
 from relaychat.server.tls import tls_listeners
+from relaychat.server.websocket import WebRoot, WebSocketLink
 from relaychat.store.base import open_store
 
 if TYPE_CHECKING:
-    from relaychat.config import Config
+    from relaychat.config import Config, StsConfig
+    from relaychat.protocol.caps import StsPolicy
     from relaychat.protocol.core import ServerCore
     from relaychat.protocol.state import Session
     from relaychat.protocol.storage import Store
@@ -101,25 +119,97 @@ class Driver:
         # per listener, in order: its TLS state or None; a pair that cannot be
         # used is an error at start naming the file (TlsError)
         self.tls = tls_listeners(config.listen)
+        # per listener, in order: whether it speaks HTTP/WebSocket
+        self.websocket = [item.websocket for item in config.listen]
+        self.web_root = WebRoot()
+        # per listener, in order: its trusted proxies (a PROXY header first) or None
+        self.proxies = [
+            TrustedProxies(item.proxy) if item.proxy else None for item in config.listen
+        ]
         # opened (and migrated) before anything listens: a bad file is an error
         # at start naming it (StoreError), not a failure at the first login
         self.store: Store = open_store(config.store)
         self.core: ServerCore = build_core(config, clock(), secrets.token_hex(8), store=self.store)
         self.core.mailer = SmtpMailer()
         self._closing: dict[Any, float] = {}  # conn -> abort deadline (monotonic)
+        self.ports: list[int] = []  # each listener's bound port, once listening
         self._timer_at: float | None = None
+        self._ws_conns: set[Any] = set()  # every connection of a WebSocket listener
+        self._ws_dirty: set[Any] = set()  # ... whose link has bytes to write
+        self._upgrading: dict[Any, float] = {}  # conn -> upgrade deadline (in order)
+        self._ws_ping_at: float | None = None
 
     # ------------------------------------------------------------ entry points
-    def accepted(self, conn: Any, ip: str, secure: bool = False) -> Session:
-        """A new connection (``secure``: its TLS handshake is done)."""
+    def listening(self, ports: list[int]) -> None:
+        """The engine bound its listeners (``ports``: each one's port, in
+        order), before serving anyone: the STS policy can be decided."""
+        self.ports = list(ports)
+        self.core.set_sts(self.decide_sts(self.config.sts))
+
+    def decide_sts(self, sts: StsConfig) -> StsPolicy | None:
+        """The STS policy under ``sts`` (reads the certificate: may block); a
+        check that fails unexpectedly advertises nothing (logged)."""
+        try:
+            policy, why = sts_policy(sts, self.config.listen, self.ports)
+        except Exception:
+            log.exception("STS not advertised: checking the certificate failed")
+            return None
+        if why is not None:
+            log.info("STS %s", why)
+        return policy
+
+    def accepted(
+        self,
+        conn: Any,
+        ip: str,
+        secure: bool = False,
+        websocket: bool = False,
+        certfp: str | None = None,
+    ) -> Session | None:
+        """A new connection (``secure``: its TLS handshake is done; ``websocket``:
+        it came to a WebSocket listener, and has no session until its upgrade;
+        ``certfp``: the SHA-256 fingerprint of the client's certificate, if it
+        sent one)."""
         lim = self.core.limits
         conn.framer = LineBuffer(lim.line_length, lim.tags_length)
         conn.closed = False
-        sess = self.core.connect(ip, clock(), handle=conn, secure=secure)
+        if websocket:
+            settings = self.core.config.websocket
+            conn.session = None
+            conn.ws = link = WebSocketLink(settings, ip, secure, self.web_root)
+            link.certfp = certfp
+            self._ws_conns.add(conn)
+            mono = _monotonic()
+            self._upgrading[conn] = mono + lim.tls_handshake_timeout
+            if self._ws_ping_at is None and settings.ping_interval > 0:
+                self._ws_ping_at = mono + settings.ping_interval
+            return None
+        conn.ws = None
+        sess = self.core.connect(ip, clock(), handle=conn, secure=secure, certfp=certfp)
         conn.session = sess
         return sess
 
+    @staticmethod
+    def proxy_refused(peer: str, reason: str) -> None:
+        """A connection on a listener behind proxies closed before it was one:
+        its one log line (``peer``: the socket's address, the proxy's). Any
+        thread may call it; nothing else happens."""
+        log.info("PROXY: closed the connection from %s: %s", peer, reason)
+
+    @staticmethod
+    def proxy_closed(peer: str, parser: ProxyParser) -> None:
+        """The peer closed before the end of its header: logged like a refusal,
+        but at DEBUG when it sent nothing at all (a load balancer's TCP health
+        check connects and closes, every few seconds)."""
+        if parser.received:
+            log.info("PROXY: %s closed the connection within its PROXY header", peer)
+        else:
+            log.debug("PROXY: %s closed the connection before sending anything", peer)
+
     def data_received(self, conn: Any, data: bytes) -> None:
+        if conn.ws is not None:
+            self._ws_received(conn, data)
+            return
         sess = conn.session
         if sess.closing is not None:
             return
@@ -140,6 +230,12 @@ class Driver:
     def connection_lost(self, conn: Any, reason: str) -> None:
         self._closing.pop(conn, None)
         conn.closed = True
+        if conn.ws is not None:
+            self._ws_conns.discard(conn)
+            self._ws_dirty.discard(conn)
+            self._upgrading.pop(conn, None)
+            if conn.session is None:
+                return
         try:
             self.core.connection_lost(conn.session, reason, clock())
         except Exception:
@@ -159,6 +255,10 @@ class Driver:
                     if not conn.closed:
                         conn.closed = True
                         self.engine.abort(conn)
+        if self._upgrading:
+            self._upgrades_due(now.mono)
+        if self._ws_ping_at is not None and self._ws_ping_at <= now.mono:
+            self._ws_pings(now.mono)
 
     def op_finished(self, op: Op) -> None:
         try:
@@ -168,6 +268,10 @@ class Driver:
 
     def shutdown(self, reason: str) -> None:
         self.core.shutdown(reason, clock())
+        for conn in list(self._upgrading):  # no session to say ERROR to
+            if conn.session is None and not conn.closed:
+                conn.closed = True
+                self.engine.abort(conn)
 
     def close_store(self) -> None:
         """After the last connection (and the engine's in-flight operations):
@@ -196,6 +300,8 @@ class Driver:
         started, requests acted on, the timer re-armed."""
         core = self.core
         out = core.data_to_send()
+        if self._ws_conns:
+            out = self._ws_output(out)
         for op in core.ops_to_run():
             self.engine.run_op(op)
         if core.requests:
@@ -215,7 +321,7 @@ class Driver:
             return
         sess = conn.session
         if close:
-            if backlog > self.core.limits.sendq:
+            if backlog > self.core.limits.sendq and sess is not None:
                 conn.closed = True
                 self.engine.abort(conn)
             elif backlog == 0:
@@ -226,7 +332,7 @@ class Driver:
                 self._closing[conn] = time.monotonic() + CLOSE_DEADLINE
                 self._arm_timer()
             return
-        if backlog != sess.backlog:
+        if sess is not None and backlog != sess.backlog:
             try:
                 self.core.note_backlog(sess, backlog, clock())
             except Exception:
@@ -248,6 +354,84 @@ class Driver:
                 if close or backlog != conn.session.backlog:
                     self.wrote(conn, backlog, close)
 
+    # --------------------------------------------------------------- WebSocket
+    def _ws_received(self, conn: Any, data: bytes) -> None:
+        sess = conn.session
+        if sess is not None and sess.closing is not None:
+            return
+        link: WebSocketLink = conn.ws
+        try:
+            lines, blank = link.receive_data(data)
+        except Exception:
+            self._contain(sess, "WebSocket input")
+            if sess is None and not conn.closed:
+                conn.closed = True
+                self.engine.abort(conn)
+            return
+        if link.has_output():
+            self._ws_dirty.add(conn)
+        if sess is None:
+            if not link.open:
+                return
+            self._upgrading.pop(conn, None)
+            sess = self.core.connect(
+                link.ip, clock(), handle=conn, secure=link.secure, certfp=link.certfp
+            )
+            conn.session = sess
+            if sess.closing is not None:
+                return
+        try:
+            sess.recv_bytes += len(data)
+            if lines or blank:
+                check = conn.framer.check
+                framed = [check(line) for line in lines]
+                self.core.receive_lines(sess, framed, clock(), blank)
+            if link.failed is not None and sess.closing is None:
+                self.core.disconnect(sess, link.failed, clock())
+        except Exception:
+            self._contain(sess, "input")
+
+    def _ws_output(self, out: list[tuple[Any, bytes, bool]]) -> list[tuple[Any, bytes, bool]]:
+        """The turn's output with every WebSocket connection's lines framed, and
+        the links' own bytes (handshake responses, pongs, pings, close frames)."""
+        dirty = self._ws_dirty
+        framed: list[tuple[Any, bytes, bool]] = []
+        for conn, data, close in out:
+            link = conn.ws
+            if link is not None:
+                data = link.send_lines(data, close)
+                dirty.discard(conn)
+            framed.append((conn, data, close))
+        if dirty:
+            for conn in dirty:
+                link = conn.ws
+                data = link.data_to_send()
+                if conn.session is None and not link.eof:
+                    continue  # not reached: before the upgrade only a refusal writes
+                framed.append((conn, data, link.eof and conn.session is None))
+            dirty.clear()
+        return framed
+
+    def _upgrades_due(self, mono: float) -> None:
+        """Connections without their upgrade at the deadline are aborted."""
+        upgrading = self._upgrading
+        for conn, deadline in list(upgrading.items()):
+            if deadline > mono:
+                break
+            del upgrading[conn]
+            if conn.session is None and not conn.closed:
+                if not conn.ws.eof:
+                    log.info("WebSocket upgrade from %s: none by the deadline", conn.ws.peer_ip)
+                conn.closed = True
+                self.engine.abort(conn)
+
+    def _ws_pings(self, mono: float) -> None:
+        interval = self.core.config.websocket.ping_interval
+        for conn in self._ws_conns:
+            if conn.session is not None and not conn.closed and conn.ws.keepalive():
+                self._ws_dirty.add(conn)
+        self._ws_ping_at = mono + interval if self._ws_conns and interval > 0 else None
+
     # --------------------------------------------------------------- internals
     def start_rehash(self, sess: Session | None) -> None:
         """Reload the configuration in a worker; the core applies all or nothing.
@@ -258,7 +442,13 @@ class Driver:
         tls = [item for item in self.tls if item is not None]
         if loader is None:
             if tls:
-                core.submit(Op(lambda: [item.reload() for item in tls], lambda _: None, None))
+
+                def reload_tls() -> object:
+                    for item in tls:
+                        item.reload()
+                    return self.decide_sts(self.config.sts)  # a new certificate, maybe
+
+                core.submit(Op(reload_tls, core.set_sts, None))
             if sess is not None:
                 core.server_notice(sess, "REHASH: this server has no configuration file")
             return
@@ -267,11 +457,14 @@ class Driver:
             for item in tls:
                 item.reload()
             try:
-                return loader()
+                config = loader()
             except Exception as exc:  # reported to the oper; the old config stays
                 return exc
+            return config, self.decide_sts(config.sts)
 
         def then(result: Any) -> None:
+            if isinstance(result, tuple):
+                result, core.sts = result  # offered with the new configuration
             core.rehash_result(sess, result, core.now)
 
         core.submit(Op(run, then, None))
@@ -281,6 +474,11 @@ class Driver:
         if self._closing:
             first = min(self._closing.values())
             when = first if when is None else min(when, first)
+        if self._upgrading:  # in deadline order
+            first = next(iter(self._upgrading.values()))
+            when = first if when is None else min(when, first)
+        if self._ws_ping_at is not None:
+            when = self._ws_ping_at if when is None else min(when, self._ws_ping_at)
         if when is not None and (self._timer_at is None or when < self._timer_at):
             self._timer_at = when
             self.engine.set_timer(when)

@@ -6,13 +6,25 @@ IPv6 clients; the core shows IPv4 clients as ``1.2.3.4``, not ``::ffff:1.2.3.4``
 
 from __future__ import annotations
 
+import logging
 import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from relaychat.config import Config
+    from relaychat.server.tls import TlsListener
 
-__all__ = ["BindError", "listen_addresses", "open_listeners", "tune_socket"]
+__all__ = [
+    "BindError",
+    "listen_addresses",
+    "listener_kind",
+    "log_web_clients",
+    "open_listeners",
+    "tune_socket",
+]
+
+log = logging.getLogger("relaychat")
 
 # The kernel's send buffer is capped so that SendQ is the real bound: left to
 # autotuning, Linux lets one stuck reader pin up to tcp_wmem's maximum (4 MiB).
@@ -76,3 +88,26 @@ def tune_socket(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF)
     except OSError:
         pass
+
+
+def listener_kind(tls: bool, websocket: bool) -> str:
+    """What the "listening on" log line says after the port."""
+    return (" (TLS)" if tls else "") + (" (WebSocket)" if websocket else "")
+
+
+def log_web_clients(
+    config: Config,
+    socks: Sequence[socket.socket],
+    tls: Sequence[TlsListener | None],
+    websocket: Sequence[bool],
+) -> None:
+    """``web client: http://127.0.0.1:8097/`` for each WebSocket listener (when
+    the browser client is served), once the ports are bound."""
+    from relaychat.server.websocket import web_url
+
+    if not config.websocket.web_client:
+        return
+    for sock, tls_state, ws, listener in zip(socks, tls, websocket, config.listen, strict=True):
+        if ws:
+            url = web_url(listener.address, sock.getsockname()[1], tls_state is not None)
+            log.info("web client: %s", url)

@@ -9,11 +9,18 @@ turn (``call_soon``). The flush writes every connection's pending lines with one
 once. A write never blocks: asyncio buffers what the socket does not take, and
 the driver drops a client whose buffer passes SendQ.
 
-TLS is done here, sans-I/O style: a TLS listener's connection runs an
-``ssl.SSLObject`` over two memory BIOs (ciphertext in from ``data_received``,
-out through ``transport.write``). It joins the driver once its handshake is
-done; a handshake has a deadline (a timer), and a stop aborts the ones in
-flight. (``create_server(ssl=...)`` gives no handle on a connection before its
+A listener behind trusted proxies (``proxy`` in its config) first checks the
+peer against the list, then feeds what arrives to a
+:class:`~relaychat.server.proxy.ProxyParser` under a deadline; only once the
+header is complete does the connection start as any other (its TLS handshake,
+or IRC) with the header's source address, fed the bytes that came after it.
+
+TLS is done here, sans-I/O style: a TLS listener's connection runs a
+:class:`~relaychat.server.tls.TlsSession` (pyOpenSSL over memory BIOs:
+ciphertext in from ``data_received``, out through ``transport.write``). It
+joins the driver once its handshake is done, with the client certificate's
+fingerprint; a handshake has a deadline (a timer), and a stop aborts the ones
+in flight. (``create_server(ssl=...)`` gives no handle on a connection before its
 handshake ends, and uvloop reads before ``start_tls`` can take over.)
 
 Operations (password hashes, reloading the config) run in the default executor
@@ -26,18 +33,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from OpenSSL import SSL
+
 from relaychat.protocol.ops import Op
 from relaychat.server.driver import Driver
-from relaychat.server.listen import open_listeners, tune_socket
+from relaychat.server.listen import listener_kind, log_web_clients, open_listeners, tune_socket
+from relaychat.server.proxy import ProxyHeaderError, ProxyParser
 
 if TYPE_CHECKING:
     from relaychat.config import Config
-    from relaychat.server.tls import TlsListener
+    from relaychat.server.proxy import TrustedProxies
+    from relaychat.server.tls import TlsListener, TlsSession
 
 __all__ = ["LoopServer", "new_event_loop"]
 
@@ -51,22 +61,38 @@ class _Connection(asyncio.Protocol):
         "server",
         "tls",
         "tls_obj",
-        "tls_in",
-        "tls_out",
         "tls_timer",
         "transport",
         "session",
         "framer",
         "closed",
+        "ws",
+        "websocket",
+        "ready",
+        "proxy",
+        "proxy_parser",
+        "proxy_timer",
+        "client_ip",
         "__weakref__",
     )
 
-    def __init__(self, server: LoopServer, tls: TlsListener | None = None) -> None:
+    def __init__(
+        self,
+        server: LoopServer,
+        tls: TlsListener | None = None,
+        proxy: TrustedProxies | None = None,
+        websocket: bool = False,
+    ) -> None:
         self.server = server
+        self.proxy = proxy  # a listener behind proxies': the PROXY header comes first
+        self.proxy_parser: ProxyParser | None = None  # while the header is read
+        self.proxy_timer: asyncio.TimerHandle | None = None
+        self.client_ip: str | None = None  # the header's source address
         self.tls = tls  # a TLS listener's: the handshake comes first
-        self.tls_obj: ssl.SSLObject | None = None
-        self.tls_in: ssl.MemoryBIO | None = None
-        self.tls_out: ssl.MemoryBIO | None = None
+        self.websocket = websocket  # a WebSocket listener's
+        self.ready = False  # handed to the driver (after the TLS handshake, if any)
+        self.ws: Any = None
+        self.tls_obj: TlsSession | None = None
         self.tls_timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.session: Any = None
@@ -76,12 +102,18 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but quack alike
         self.transport = transport  # type: ignore[assignment]
+        if self.proxy is not None:
+            self._proxy_begin()  # then _begin, once the header is read
+            return
+        self._begin()
+
+    def _begin(self) -> None:
+        """The connection proper: its TLS handshake, or IRC at once."""
         if self.tls is None:
             self._made()
             return
         srv = self.server
-        self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls_obj = self.tls.context.wrap_bio(self.tls_in, self.tls_out, server_side=True)
+        self.tls_obj = self.tls.session()  # the newest certificate
         srv.handshaking.add(self)
         self.tls_timer = srv.loop.call_later(
             srv.config.limits.tls_handshake_timeout, self._handshake_expired
@@ -91,8 +123,7 @@ class _Connection(asyncio.Protocol):
         """The connection is ready for IRC (after its TLS handshake, if any)."""
         transport = self.transport
         assert transport is not None
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if isinstance(peer, tuple) else "unknown"
+        ip = self.client_ip or self._peer_ip()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             tune_socket(sock)
@@ -102,64 +133,99 @@ class _Connection(asyncio.Protocol):
             pass
         srv = self.server
         srv.connections.add(self)
-        srv.driver.accepted(self, ip, self.tls is not None)
+        self.ready = True
+        certfp = self.tls_obj.certfp if self.tls_obj is not None else None
+        srv.driver.accepted(self, ip, self.tls is not None, self.websocket, certfp)
         srv.schedule_flush()
 
     def data_received(self, data: bytes) -> None:
+        if self.proxy_parser is not None:
+            self._proxy_received(data)
+            return
         if self.tls_obj is not None:
             data = self._decrypt(data)
-            if not data or self.session is None:
+            if not data or not self.ready:
                 return
         srv = self.server
         srv.driver.data_received(self, data)
         srv.schedule_flush()
 
+    def _peer_ip(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return peer[0] if isinstance(peer, tuple) else "unknown"
+
+    # ---------------------------------------------------------- PROXY header
+    def _proxy_begin(self) -> None:
+        assert self.proxy is not None
+        if not self.proxy.trusts(self._peer_ip()):
+            self._proxy_refuse("not a trusted proxy of this listener")
+            return
+        srv = self.server
+        self.proxy_parser = ProxyParser()
+        srv.proxying.add(self)
+        self.proxy_timer = srv.loop.call_later(srv.config.limits.proxy_timeout, self._proxy_expired)
+
+    def _proxy_received(self, data: bytes) -> None:
+        assert self.proxy_parser is not None and self.transport is not None
+        try:
+            header = self.proxy_parser.feed(data)
+        except ProxyHeaderError as exc:
+            self._proxy_refuse(exc.reason)
+            return
+        if header is None:
+            return
+        self._proxy_over()
+        self.client_ip = header.source  # None: the proxy's own (UNKNOWN, LOCAL)
+        self._begin()
+        if header.leftover and not self.transport.is_closing():
+            self.data_received(header.leftover)  # IRC lines, or the ClientHello
+
+    def _proxy_over(self) -> None:
+        self.proxy_parser = None
+        self.server.proxying.discard(self)
+        if self.proxy_timer is not None:
+            self.proxy_timer.cancel()
+            self.proxy_timer = None
+
+    def _proxy_refuse(self, reason: str) -> None:
+        self.server.driver.proxy_refused(self._peer_ip(), reason)
+        self._proxy_over()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _proxy_expired(self) -> None:
+        self.proxy_timer = None
+        self._proxy_refuse("no PROXY header by the deadline")
+
     # ---------------------------------------------------------------- TLS
     def _decrypt(self, data: bytes) -> bytes:
         """Feed ciphertext; the plaintext it completes (the handshake first)."""
-        obj, transport = self.tls_obj, self.transport
-        assert obj is not None and self.tls_in is not None and transport is not None
-        self.tls_in.write(data)
-        if self.session is None:
-            try:
-                obj.do_handshake()
-            except ssl.SSLWantReadError:
-                self._send_tls()
-                return b""
-            except ssl.SSLError as exc:  # plaintext sent here, say
-                self._send_tls()  # the alert
-                self._handshake_failed(exc.reason or _reason(exc))
-                return b""
-            self._send_tls()
+        tls, transport = self.tls_obj, self.transport
+        assert tls is not None and transport is not None
+        shaking = not tls.handshake_done
+        plain = tls.feed(data)
+        self._send_tls()  # handshake records, alerts, tickets
+        if tls.error is not None:
+            if shaking:
+                self._handshake_failed(tls.error)  # plaintext sent here, say
+            else:
+                log.info("[%s] TLS error: %s", _label(self), tls.error)
+                transport.abort()
+            return b""
+        if shaking and tls.handshake_done:
             self._handshake_over()
             self._made()
-        chunks = []
-        while True:
-            try:
-                chunk = obj.read(65536)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:  # close_notify: the peer is done
-                transport.close()
-                break
-            except ssl.SSLError as exc:
-                log.info("[%d] TLS error: %s", self.session.conn_id, _reason(exc))
-                transport.abort()
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        self._send_tls()
-        return b"".join(chunks)
+        if tls.peer_closed:
+            transport.close()  # close_notify: the peer is done (after its last lines)
+        return plain
 
     def encrypt(self, data: bytes) -> bytes:
-        assert self.tls_obj is not None and self.tls_out is not None
-        self.tls_obj.write(data)
-        return self.tls_out.read()
+        assert self.tls_obj is not None
+        return self.tls_obj.encrypt(data)
 
     def _send_tls(self) -> None:
-        assert self.tls_out is not None and self.transport is not None
-        out = self.tls_out.read()
+        assert self.tls_obj is not None and self.transport is not None
+        out = self.tls_obj.outgoing()
         if out and not self.transport.is_closing():
             self.transport.write(out)
 
@@ -193,7 +259,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         srv = self.server
-        if self.session is None:  # lost before (or during) its TLS handshake
+        if self.proxy_parser is not None:  # lost before the end of its PROXY header
+            srv.driver.proxy_closed(self._peer_ip(), self.proxy_parser)
+            self._proxy_over()
+        if not self.ready:  # lost before (or during) its TLS handshake
             self._handshake_over()
             return
         srv.connections.discard(self)
@@ -202,6 +271,11 @@ class _Connection(asyncio.Protocol):
         srv.schedule_flush()
         if not srv.connections and srv._all_closed is not None:
             srv._all_closed.set()
+
+
+def _label(conn: _Connection) -> str:
+    """The connection id for log lines ("-" before a WebSocket upgrade)."""
+    return "-" if conn.session is None else str(conn.session.conn_id)
 
 
 def _reason(exc: BaseException) -> str:
@@ -229,6 +303,7 @@ class LoopServer:
         self._servers: list[asyncio.Server] = []
         self._in_flight: set[asyncio.Future[Any]] = set()  # operations on worker threads
         self.handshaking: set[_Connection] = set()  # TLS handshakes in flight
+        self.proxying: set[_Connection] = set()  # PROXY headers being read
         self._flush_scheduled = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = "Server shutting down"
@@ -240,25 +315,32 @@ class LoopServer:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         socks = socks if socks is not None else open_listeners(self.config)
-        for sock, tls in zip(socks, self.driver.tls, strict=True):
+        per_listener = zip(
+            socks, self.driver.tls, self.driver.proxies, self.driver.websocket, strict=True
+        )
+        for sock, tls, proxy, ws in per_listener:
             server = await self.loop.create_server(
-                lambda tls=tls: _Connection(self, tls),  # type: ignore[misc]
+                lambda tls=tls, proxy=proxy, ws=ws: _Connection(  # type: ignore[misc]
+                    self, tls, proxy, ws
+                ),
                 sock=sock,
                 backlog=4096,
             )
             self._servers.append(server)
             self.ports.append(sock.getsockname()[1])
         self.port = self.ports[0]
+        self.driver.listening(self.ports)
         kind = type(self.loop).__module__.split(".")[0]
-        for sock, tls in zip(socks, self.driver.tls, strict=True):
+        for sock, tls, ws in zip(socks, self.driver.tls, self.driver.websocket, strict=True):
             addr = sock.getsockname()
             log.info(
                 "listening on %s port %d%s (engine: loop, %s)",
                 addr[0],
                 addr[1],
-                " (TLS)" if tls is not None else "",
+                listener_kind(tls is not None, ws),
                 kind,
             )
+        log_web_clients(self.config, socks, self.driver.tls, self.driver.websocket)
 
     async def serve_forever(self) -> None:
         assert self._stop is not None
@@ -293,6 +375,10 @@ class LoopServer:
             self._timer.cancel()
         for server in self._servers:
             server.close()
+        for conn in list(self.proxying):
+            conn._proxy_over()
+            if conn.transport is not None:
+                conn.transport.abort()
         for conn in list(self.handshaking):
             conn._handshake_over()
             if conn.transport is not None:
@@ -322,7 +408,7 @@ class LoopServer:
         if conn.tls_obj is not None:
             try:
                 data = conn.encrypt(data)
-            except ssl.SSLError:
+            except SSL.Error:  # the session failed (logged by the read side)
                 transport.abort()
                 return 0
         transport.write(data)
@@ -333,8 +419,14 @@ class LoopServer:
         return 0 if transport is None else transport.get_write_buffer_size()
 
     def close(self, conn: _Connection) -> None:
-        if conn.transport is not None:
-            conn.transport.close()
+        transport = conn.transport
+        if transport is None:
+            return
+        if conn.tls_obj is not None and not transport.is_closing():
+            notify = conn.tls_obj.close_notify()
+            if notify:
+                transport.write(notify)
+        transport.close()
 
     def abort(self, conn: _Connection) -> None:
         if conn.transport is not None:

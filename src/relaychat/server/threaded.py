@@ -34,16 +34,24 @@ A socket's file descriptor is closed only by its reader thread, under
 ``flush_lock``, so a write can never hit a reused descriptor; ``abort`` only
 shuts the socket down, which wakes the reader.
 
-TLS (a listener with ``tls = true``): the reader thread does the handshake
-first (non-blocking, ``poll`` with the handshake deadline), and only then is
-the connection handed to the driver. An ``ssl.SSLSocket`` takes no
-``MSG_DONTWAIT``, so a TLS socket is non-blocking for good: the reader waits in
-``poll`` and reads until ``SSLWantReadError``; a write that gets
-``SSLWantWriteError`` keeps its buffer at the head of the backlog and is
-retried with exactly that buffer (OpenSSL's rule), small buffers are merged
-only before a first attempt. One ``SSL`` object must not be used by two
-threads at once: each TLS connection's ``tls_lock`` (taken after
-``flush_lock``, never held while waiting) serialises its reads and writes.
+PROXY (a listener with a ``proxy`` list): the acceptor checks the peer against
+the list; a reader thread then reads the PROXY header under its deadline
+(``poll``), exactly (``ProxyParser.wanted``: never a byte past the header, so
+IRC lines or the ClientHello stay in the socket), and only then goes on as a
+plain or TLS connection would, with the header's source address.
+
+TLS (a listener with ``tls = true``): the socket stays a plain socket and the
+connection gets a :class:`~relaychat.server.tls.TlsSession` (sans-I/O, memory
+BIOs). The reader thread does the handshake first (``poll`` with the handshake
+deadline), and only then is the connection handed to the driver, with the
+client certificate's fingerprint. Then the reader ``recv``s ciphertext and
+decrypts it under the connection's ``tls_lock``; a write encrypts under that
+lock and goes down the same non-blocking path as plaintext (``MSG_DONTWAIT``;
+the backlog holds ciphertext). One session must not be used by two threads at
+once, and its records must leave in the order they were made: ``tls_lock`` is
+taken after ``flush_lock`` (never held while waiting), and what a decryption
+makes to send (a TLS 1.3 key update's answer) stays in the session until the
+next write under ``flush_lock`` takes it, in order, ahead of its own records.
 """
 
 from __future__ import annotations
@@ -53,7 +61,6 @@ import logging
 import select
 import selectors
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -62,13 +69,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from OpenSSL import SSL
+
 from relaychat.protocol.ops import Op
 from relaychat.server.driver import Driver
-from relaychat.server.listen import open_listeners, tune_socket
+from relaychat.server.listen import listener_kind, log_web_clients, open_listeners, tune_socket
+from relaychat.server.proxy import ProxyHeader, ProxyHeaderError, ProxyParser
 
 if TYPE_CHECKING:
     from relaychat.config import Config
-    from relaychat.server.tls import TlsListener
+    from relaychat.server.proxy import TrustedProxies
+    from relaychat.server.tls import TlsListener, TlsSession
 
 __all__ = ["ThreadedServer"]
 
@@ -84,7 +95,6 @@ GIL_SWITCH_INTERVAL = 0.05
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 _IOV_MAX = 64
 _ACCEPT_WARN_INTERVAL = 10.0
-_TLS_CHUNK = 16384  # a TLS record's payload: small buffers are merged up to this
 _TLS_WAIT = 1.0  # seconds between checks for a stop while a handshake waits
 
 
@@ -100,17 +110,19 @@ class _Conn:
         "close_when_drained",
         "watched",
         "thread",
+        "tls",
         "tls_lock",
-        "tls_retry",
+        "ws",
         "__weakref__",
     )
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.tls_lock: threading.Lock | None = None  # a TLS connection's (see above)
-        self.tls_retry = False  # the backlog's head must be written again as it is
-        self.session: Any = None
+        self.tls: TlsSession | None = None  # a TLS connection's session (see above)
+        self.tls_lock: threading.Lock | None = None  # guards ``tls``
+        self.session: Any = None  # None before a WebSocket upgrade
         self.framer: Any = None
+        self.ws: Any = None
         self.closed = False  # the driver is done with it
         self.dead = False  # shut down: write nothing more
         self.backlog: deque[memoryview] = deque()  # unsent; guarded by flush_lock
@@ -118,6 +130,11 @@ class _Conn:
         self.close_when_drained = False
         self.watched = False  # registered with the service thread's selector
         self.thread: threading.Thread | None = None
+
+
+def _label(conn: _Conn) -> str:
+    """The connection id for names and log lines ("ws" before a WebSocket upgrade)."""
+    return "ws" if conn.session is None else str(conn.session.conn_id)
 
 
 class ThreadedServer:
@@ -134,6 +151,7 @@ class ThreadedServer:
         self.ports: list[int] = []
         self.conns: set[_Conn] = set()  # guarded by lock
         self._listeners: list[socket.socket] = []
+        self._proxies: dict[int, TrustedProxies] = {}  # listener fd -> its trusted proxies
         self._stopping = threading.Event()
         self._stop_reason = "Server shutting down"
         self._selector = selectors.DefaultSelector()
@@ -158,14 +176,22 @@ class ThreadedServer:
         self._listeners = open_listeners(self.config, backlog=1024)
         self.ports = [s.getsockname()[1] for s in self._listeners]
         self.port = self.ports[0]
+        self.driver.listening(self.ports)
+        self._proxies = {
+            sock.fileno(): proxy
+            for sock, proxy in zip(self._listeners, self.driver.proxies, strict=True)
+            if proxy is not None
+        }
         self._service = threading.Thread(
             target=self._service_loop, name="relaychat-service", daemon=True
         )
         self._service.start()
-        for sock, tls in zip(self._listeners, self.driver.tls, strict=True):
+        driver = self.driver
+        for sock, tls, ws in zip(self._listeners, driver.tls, driver.websocket, strict=True):
             addr = sock.getsockname()
-            secure = " (TLS)" if tls is not None else ""
-            log.info("listening on %s port %d%s (engine: threads)", addr[0], addr[1], secure)
+            kind = listener_kind(tls is not None, ws)
+            log.info("listening on %s port %d%s (engine: threads)", addr[0], addr[1], kind)
+        log_web_clients(self.config, self._listeners, driver.tls, driver.websocket)
 
     def serve_forever(self, wait_for_readers: bool = True) -> None:
         """Accept until stopped, then shut down (ERROR to all) within about 2 s.
@@ -176,8 +202,9 @@ class ThreadedServer:
         old_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         sel = selectors.DefaultSelector()
-        for sock, tls in zip(self._listeners, self.driver.tls, strict=True):
-            sel.register(sock, selectors.EVENT_READ, tls)
+        kinds = zip(self.driver.tls, self.driver.websocket, strict=True)
+        for sock, kind in zip(self._listeners, kinds, strict=True):
+            sel.register(sock, selectors.EVENT_READ, kind)
         old_stack = threading.stack_size()
         threading.stack_size(STACK_SIZE)
         try:
@@ -189,7 +216,7 @@ class ThreadedServer:
                     self._signalled_rehash = False
                     self.request_rehash()
                 for key, _ in sel.select(0.1):
-                    self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
+                    self._accept(key.fileobj, *key.data)  # type: ignore[arg-type]
         finally:
             threading.stack_size(old_stack)
             sys.setswitchinterval(old_interval)
@@ -263,7 +290,7 @@ class ThreadedServer:
         log.info("stopped: %s", self._stop_reason)
 
     # ------------------------------------------------------------ per conn
-    def _accept(self, listener: socket.socket, tls: TlsListener | None) -> None:
+    def _accept(self, listener: socket.socket, tls: TlsListener | None, ws: bool) -> None:
         for _ in range(64):
             try:
                 sock, addr = listener.accept()
@@ -272,10 +299,13 @@ class ThreadedServer:
             except OSError as exc:
                 self._accept_failed(exc)
                 return
-            if tls is None:
-                self._accepted(sock, addr)
+            proxy = self._proxies.get(listener.fileno())
+            if proxy is not None:
+                self._accepted_proxy(sock, addr, tls, proxy, ws)
+            elif tls is None:
+                self._accepted(sock, addr, ws)
             else:
-                self._accepted_tls(sock, addr, tls)
+                self._accepted_tls(sock, addr, tls, ws)
 
     def _accept_failed(self, exc: OSError) -> None:
         """EMFILE and friends: one warning per interval, and a short back-off."""
@@ -292,20 +322,20 @@ class ThreadedServer:
             self._accept_errors = 0
         time.sleep(0.05)
 
-    def _accepted(self, sock: socket.socket, addr: Any) -> None:
+    def _accepted(self, sock: socket.socket, addr: Any, ws: bool = False) -> None:
         sock.setblocking(True)
         tune_socket(sock)
         conn = _Conn(sock)
         ip = addr[0] if isinstance(addr, tuple) else "unknown"
         with self.lock:
-            self.driver.accepted(conn, ip)
+            self.driver.accepted(conn, ip, False, ws)
             self.conns.add(conn)
             self._pending = True
         thread = threading.Thread(
             target=self._reader,
             args=(conn,),
             daemon=True,
-            name=f"relaychat-conn-{conn.session.conn_id}",
+            name=f"relaychat-conn-{_label(conn)}",
         )
         conn.thread = thread
         try:
@@ -314,20 +344,36 @@ class ThreadedServer:
             log.error("cannot start a reader thread: %s", exc)
             conn.thread = None
             with self.lock:
-                self.core.disconnect(conn.session, "Server is out of resources", self.core.now)
+                if conn.session is not None:
+                    self.core.disconnect(conn.session, "Server is out of resources", self.core.now)
                 self._pending = True
             self._after_turn()
             self._finish(conn, "Server is out of resources")
             return
         self._after_turn()
 
-    def _accepted_tls(self, sock: socket.socket, addr: Any, tls: TlsListener) -> None:
-        """The reader thread shakes hands, then joins the driver (``_tls_reader``)."""
+    # ---------------------------------------------------------- PROXY header
+    def _accepted_proxy(
+        self,
+        sock: socket.socket,
+        addr: Any,
+        tls: TlsListener | None,
+        proxy: TrustedProxies,
+        ws: bool,
+    ) -> None:
+        """A trusted peer gets a thread that reads its header (``_proxy_reader``)."""
+        peer = addr[0] if isinstance(addr, tuple) else "unknown"
+        if not proxy.trusts(peer):
+            self.driver.proxy_refused(peer, "not a trusted proxy of this listener")
+            sock.close()
+            return
         tune_socket(sock)
         sock.setblocking(False)
-        ip = addr[0] if isinstance(addr, tuple) else "unknown"
         thread = threading.Thread(
-            target=self._tls_reader, args=(sock, ip, tls), daemon=True, name="relaychat-tls"
+            target=self._proxy_reader,
+            args=(sock, peer, tls, ws),
+            daemon=True,
+            name="relaychat-proxy",
         )
         try:
             thread.start()
@@ -335,91 +381,208 @@ class ThreadedServer:
             log.error("cannot start a reader thread: %s", exc)
             sock.close()
 
-    def _tls_reader(self, raw: socket.socket, ip: str, tls: TlsListener) -> None:
+    def _proxy_reader(
+        self, sock: socket.socket, peer: str, tls: TlsListener | None, ws: bool
+    ) -> None:
         try:
-            sock = self._handshake(raw, ip, tls)
+            header = self._read_proxy_header(sock, peer)
+        except Exception:
+            log.exception("PROXY header from %s failed", peer)
+            sock.close()
+            return
+        if header is None:
+            return
+        ip = header.source or peer  # None: the proxy's own (UNKNOWN, LOCAL)
+        if tls is not None:
+            self._tls_reader(sock, ip, tls, ws)  # the ClientHello is still in the socket
+            return
+        sock.setblocking(True)
+        conn = _Conn(sock)
+        conn.thread = threading.current_thread()
+        with self.lock:
+            if self._no_new:
+                sock.close()
+                return
+            self.driver.accepted(conn, ip, False, ws)
+            self.conns.add(conn)
+            if header.leftover:  # none: the header was read exactly
+                self.driver.data_received(conn, header.leftover)
+            self._pending = True
+        conn.thread.name = f"relaychat-conn-{_label(conn)}"
+        self._after_turn()
+        self._reader(conn)
+
+    def _read_proxy_header(self, sock: socket.socket, peer: str) -> ProxyHeader | None:
+        """The header, read exactly, by the deadline; None: refused (logged,
+        the socket closed)."""
+        deadline = time.monotonic() + self.config.limits.proxy_timeout
+        parser = ProxyParser()
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                self.driver.proxy_refused(peer, "no PROXY header by the deadline")
+                break
+            if not poller.poll(min(left, _TLS_WAIT) * 1000):
+                continue
+            try:
+                data = sock.recv(parser.wanted())
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                reason = exc.strerror or exc.__class__.__name__
+                self.driver.proxy_refused(peer, f"read error: {reason}")
+                break
+            if not data:
+                self.driver.proxy_closed(peer, parser)
+                break
+            try:
+                header = parser.feed(data)
+            except ProxyHeaderError as exc:
+                self.driver.proxy_refused(peer, exc.reason)
+                break
+            if header is not None:
+                return header
+        sock.close()
+        return None
+
+    # ------------------------------------------------------------------ TLS
+    def _accepted_tls(
+        self, sock: socket.socket, addr: Any, tls: TlsListener, ws: bool = False
+    ) -> None:
+        """The reader thread shakes hands, then joins the driver (``_tls_reader``)."""
+        tune_socket(sock)
+        sock.setblocking(False)
+        ip = addr[0] if isinstance(addr, tuple) else "unknown"
+        thread = threading.Thread(
+            target=self._tls_reader, args=(sock, ip, tls, ws), daemon=True, name="relaychat-tls"
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            log.error("cannot start a reader thread: %s", exc)
+            sock.close()
+
+    def _tls_reader(self, sock: socket.socket, ip: str, tls: TlsListener, ws: bool) -> None:
+        try:
+            shaken = self._handshake(sock, ip, tls)
         except Exception:
             log.exception("TLS handshake from %s failed", ip)
-            raw.close()
+            sock.close()
             return
-        if sock is None:
+        if shaken is None:
             return
+        session, early = shaken
+        sock.setblocking(True)
         conn = _Conn(sock)
+        conn.tls = session
         conn.tls_lock = threading.Lock()
         conn.thread = threading.current_thread()
         with self.lock:
             if self._no_new:
                 sock.close()
                 return
-            self.driver.accepted(conn, ip, True)
+            self.driver.accepted(conn, ip, True, ws, session.certfp)
             self.conns.add(conn)
+            if early:  # lines that came with the end of the handshake
+                self.driver.data_received(conn, early)
             self._pending = True
-        conn.thread.name = f"relaychat-conn-{conn.session.conn_id}"
+        conn.thread.name = f"relaychat-conn-{_label(conn)}"
         self._after_turn()
         self._reader(conn)
 
-    def _handshake(self, raw: socket.socket, ip: str, tls: TlsListener) -> ssl.SSLSocket | None:
-        """The server side of a handshake, by the deadline; None: failed (logged,
-        the socket closed). Plaintext sent here fails it at once."""
+    def _handshake(
+        self, sock: socket.socket, ip: str, tls: TlsListener
+    ) -> tuple[TlsSession, bytes] | None:
+        """The server side of a handshake, by the deadline: the session and the
+        plaintext that came with its end; None: failed (logged, the socket
+        closed). Plaintext sent here fails it at once."""
         deadline = time.monotonic() + self.config.limits.tls_handshake_timeout
-        try:
-            sock = tls.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        except OSError as exc:  # the peer is gone already
-            log.info("TLS handshake from %s failed: %s", ip, exc.strerror or exc)
-            raw.close()
-            return None
+        session = tls.session()
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         while True:
-            try:
-                sock.do_handshake()
-                return sock
-            except ssl.SSLWantReadError:
-                poller.modify(sock.fileno(), select.POLLIN)
-            except ssl.SSLWantWriteError:
-                poller.modify(sock.fileno(), select.POLLOUT)
-            except (ssl.SSLError, OSError) as exc:
-                reason = getattr(exc, "reason", None) or exc.strerror or exc.__class__.__name__
-                log.info("TLS handshake from %s failed: %s", ip, reason)
-                sock.close()
-                return None
             left = deadline - time.monotonic()
             if left <= 0 or self._stopping.is_set():
-                log.info("TLS handshake from %s: no handshake by the deadline", ip)
+                log.info("TLS handshake from %s failed: no handshake by the deadline", ip)
                 sock.close()
                 return None
-            poller.poll(min(left, _TLS_WAIT) * 1000)
-
-    def _recv_tls(self, conn: _Conn, poller: select.poll) -> bytes:
-        """The next decrypted bytes (b"": the peer closed); waits without a lock."""
-        sock = conn.sock
-        assert conn.tls_lock is not None
-        while not conn.dead:
+            if not poller.poll(min(left, _TLS_WAIT) * 1000):
+                continue
             try:
-                with conn.tls_lock:
-                    return sock.recv(65536)
-            except ssl.SSLWantReadError:
-                poller.modify(sock.fileno(), select.POLLIN)
-            except ssl.SSLWantWriteError:
-                poller.modify(sock.fileno(), select.POLLIN | select.POLLOUT)
-            except ssl.SSLZeroReturnError:
-                return b""  # close_notify
-            except ssl.SSLError as exc:
-                raise OSError(exc.errno, exc.reason or "TLS error") from None
-            poller.poll()
-        return b""
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                log.info("TLS handshake from %s failed: %s", ip, exc.strerror or exc)
+                sock.close()
+                return None
+            if not data:
+                log.info("TLS handshake from %s failed: the peer closed", ip)
+                sock.close()
+                return None
+            early = session.feed(data)
+            out = session.outgoing()
+            if out and not self._send_handshake(sock, out, deadline):
+                log.info("TLS handshake from %s failed: the peer does not read", ip)
+                sock.close()
+                return None
+            if session.error is not None:
+                log.info("TLS handshake from %s failed: %s", ip, session.error)
+                sock.close()  # the alert went out first
+                return None
+            if session.handshake_done:
+                return session, early
+
+    def _send_handshake(self, sock: socket.socket, data: bytes, deadline: float) -> bool:
+        """Write handshake records (a few KB) by the deadline; False: failed."""
+        view = memoryview(data)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        while view:
+            try:
+                view = view[sock.send(view, _SEND_FLAGS) :]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                return False
+            poller.poll(min(left, _TLS_WAIT) * 1000)
+        return True
+
+    def _decrypt(self, conn: _Conn, data: bytes) -> bytes:
+        """The plaintext of ``data`` (b"": the peer sent close_notify); raises
+        OSError when the TLS stream is broken."""
+        session, lock = conn.tls, conn.tls_lock
+        assert session is not None and lock is not None
+        with lock:
+            plain = session.feed(data)
+            # what the session has to send now waits in it for the next write
+            # (under flush_lock), which takes it first: records stay in order
+            pending = bool(session.error is None and session.wants_write)
+        if pending:
+            self.write(conn, b"")
+        if session.error is not None:
+            raise OSError(0, f"TLS error: {session.error}")
+        if session.peer_closed and not plain:
+            return b""
+        return plain
 
     def _reader(self, conn: _Conn) -> None:
         sock = conn.sock
         reason = "Connection closed"
-        poller = None
-        if conn.tls_lock is not None:
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
         try:
             while not conn.dead:
                 try:
-                    data = sock.recv(65536) if poller is None else self._recv_tls(conn, poller)
+                    data = sock.recv(65536)
+                    if conn.tls is not None and data:
+                        data = self._decrypt(conn, data)
+                        if not data and not conn.tls.peer_closed:
+                            continue  # a partial record: read on
                 except OSError as exc:
                     reason = f"Read error: {exc.strerror or exc.__class__.__name__}"
                     break
@@ -430,7 +593,7 @@ class ThreadedServer:
                     self._pending = True
                 self._after_turn()
         except Exception:
-            log.exception("[%d] reader failed", conn.session.conn_id)
+            log.exception("[%s] reader failed", _label(conn))
             reason = "Internal error"
         finally:
             self._finish(conn, reason)
@@ -487,80 +650,47 @@ class ThreadedServer:
                 self._pending = True  # wrote() may have queued more (SendQ QUITs)
 
     def _send(self, conn: _Conn, data: bytes) -> int:
-        """Non-blocking send; what the kernel refuses joins the backlog. Caller
-        holds ``flush_lock``."""
+        """Non-blocking send (a TLS connection's data encrypted first); what the
+        kernel refuses joins the backlog. Caller holds ``flush_lock``."""
+        if conn.tls is not None:
+            cipher = self._encrypt(conn, data)
+            if cipher is None:
+                return 0
+            if not cipher:
+                return conn.backlog_bytes
+            data = cipher
         if conn.backlog:
             conn.backlog.append(memoryview(data))
             conn.backlog_bytes += len(data)
             return conn.backlog_bytes
-        if conn.tls_lock is not None:
-            done = self._write_tls(conn, data)
-            if done is None:
-                return 0
-            sent = done
-        else:
-            try:
-                sent = conn.sock.send(data, _SEND_FLAGS)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._kill(conn)
-                return 0
+        try:
+            sent = conn.sock.send(data, _SEND_FLAGS)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._kill(conn)
+            return 0
         if sent < len(data):
             conn.backlog.append(memoryview(data)[sent:])
             conn.backlog_bytes += len(data) - sent
             self._watch(conn)
         return conn.backlog_bytes
 
-    def _write_tls(self, conn: _Conn, data: bytes | memoryview) -> int | None:
-        """One non-blocking TLS write: bytes written (0: retry later with exactly
-        ``data``), or None (the connection failed and is shut down). Caller holds
-        ``flush_lock``."""
-        assert conn.tls_lock is not None
+    def _encrypt(self, conn: _Conn, data: bytes) -> bytes | None:
+        """The ciphertext to send (what the session held first); None: the
+        session failed and the connection is shut down. Caller holds
+        ``flush_lock``: ciphertext is made and queued in one order."""
+        assert conn.tls is not None and conn.tls_lock is not None
         try:
             with conn.tls_lock:
-                sent: int = conn.sock.send(data)
-        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            conn.tls_retry = True
-            return 0
-        except (OSError, ValueError):
+                return conn.tls.encrypt(data)
+        except SSL.Error:
             self._kill(conn)
             return None
-        conn.tls_retry = False
-        return sent
-
-    def _drain_backlog_tls(self, conn: _Conn) -> None:
-        backlog = conn.backlog
-        while backlog:
-            if not conn.tls_retry and len(backlog) > 1 and len(backlog[0]) < _TLS_CHUNK:
-                parts: list[memoryview] = []
-                size = 0
-                while backlog and size < _TLS_CHUNK:
-                    parts.append(backlog.popleft())
-                    size += len(parts[-1])
-                backlog.appendleft(memoryview(b"".join(parts)))
-            head = backlog[0]
-            sent = self._write_tls(conn, head)
-            if sent is None:
-                return
-            if not sent:
-                break
-            conn.backlog_bytes -= sent
-            if sent >= len(head):
-                backlog.popleft()
-            else:
-                backlog[0] = head[sent:]
-        if backlog:
-            self._watch(conn)
-        elif conn.close_when_drained:
-            self._kill(conn)
 
     def _drain_backlog(self, conn: _Conn) -> None:
         """Write as much of the backlog as the kernel takes. Caller holds ``flush_lock``."""
         if conn.dead:
-            return
-        if conn.tls_lock is not None:
-            self._drain_backlog_tls(conn)
             return
         backlog = conn.backlog
         while backlog:
@@ -634,9 +764,7 @@ class ThreadedServer:
             return
         conn.dead = True
         with contextlib.suppress(OSError):
-            # the plain socket's shutdown: SSLSocket.shutdown would drop its SSL
-            # object under a reader that may be using it
-            socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+            conn.sock.shutdown(socket.SHUT_RDWR)
 
     def _watch(self, conn: _Conn) -> None:
         if conn.watched or conn.dead:

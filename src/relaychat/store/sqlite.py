@@ -187,6 +187,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (account, target)
     ) WITHOUT ROWID;
     """,
+    # 8: client certificate fingerprints (SASL EXTERNAL, NickServ CERT): SHA-256 in
+    # lowercase hex, each on one account's list at most; added orders a list
+    """
+    CREATE TABLE account_certfps (
+        certfp TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES accounts(folded) ON DELETE CASCADE,
+        added INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX account_certfps_account ON account_certfps (account, added);
+    """,
 ]
 
 WRITE_TIMEOUT = 30.0  # seconds a caller waits for its commit before giving up
@@ -214,6 +224,20 @@ _INSERT_HISTORY = f"INSERT OR REPLACE INTO history ({_HISTORY_COLUMNS}) VALUES (
 _UPSERT_PEERS = (
     "INSERT OR REPLACE INTO history_peers (owner, target, name, peer, time) VALUES (?,?,?,?,?)"
 )
+
+
+_ACCOUNT_COLUMNS = (
+    "name, folded, password_hash, scram_salt, scram_iterations, scram_stored_key,"
+    " scram_server_key, created, email, verified"
+)
+
+
+def _account_row(row: tuple[Any, ...]) -> AccountRecord:
+    name, fold, pw_hash, salt, iterations, stored, server, created, email, verified = row
+    scram = None
+    if salt is not None:
+        scram = ScramCredentials(bytes(salt), int(iterations), bytes(stored), bytes(server))
+    return AccountRecord(name, fold, pw_hash, scram, float(created), email, bool(verified))
 
 
 def _history_row(row: tuple[Any, ...]) -> HistoryRow:
@@ -676,26 +700,57 @@ class SQLiteStore(_HistoryMixin):
 
     # --------------------------------------------------------------- accounts
     def get_account(self, folded: str) -> AccountRecord | None:
-        conn, lock = self._reader()
-        try:
-            with lock:
-                row = conn.execute(
-                    "SELECT name, folded, password_hash, scram_salt, scram_iterations,"
-                    " scram_stored_key, scram_server_key, created, email, verified"
-                    " FROM accounts WHERE folded = ?",
-                    (folded,),
-                ).fetchone()
-        except sqlite3.Error as exc:
-            if self._closed:  # closed under us (ProgrammingError)
-                raise StoreClosed(f"{self.path}: the store is closed") from None
-            raise StoreError(f"{self.path}: read failed: {exc}") from None
-        if row is None:
-            return None
-        name, fold, pw_hash, salt, iterations, stored, server, created, email, verified = row
-        scram = None
-        if salt is not None:
-            scram = ScramCredentials(bytes(salt), int(iterations), bytes(stored), bytes(server))
-        return AccountRecord(name, fold, pw_hash, scram, float(created), email, bool(verified))
+        rows = self._read(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE folded = ?", (folded,))
+        return _account_row(rows[0]) if rows else None
+
+    def account_certfps(self, folded: str) -> list[str]:
+        rows = self._read(
+            "SELECT certfp FROM account_certfps WHERE account = ? ORDER BY added, certfp",
+            (folded,),
+        )
+        return [str(row[0]) for row in rows]
+
+    def add_certfp(self, folded: str, certfp: str, limit: int) -> str:
+        def insert(conn: sqlite3.Connection) -> str:
+            owner = conn.execute(
+                "SELECT account FROM account_certfps WHERE certfp = ?", (certfp,)
+            ).fetchone()
+            if owner is not None:
+                return "exists" if owner[0] == folded else "taken"
+            if (
+                conn.execute("SELECT 1 FROM accounts WHERE folded = ?", (folded,)).fetchone()
+                is None
+            ):
+                return "no_account"
+            count, last = conn.execute(
+                "SELECT count(*), max(added) FROM account_certfps WHERE account = ?", (folded,)
+            ).fetchone()
+            if int(count) >= limit:
+                return "full"
+            conn.execute(
+                "INSERT INTO account_certfps (certfp, account, added) VALUES (?, ?, ?)",
+                (certfp, folded, int(last or 0) + 1),
+            )
+            return "added"
+
+        return self._write(insert)
+
+    def remove_certfp(self, folded: str, certfp: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM account_certfps WHERE account = ? AND certfp = ?", (folded, certfp)
+            )
+            return cur.rowcount == 1
+
+        return self._write(delete)
+
+    def account_by_certfp(self, certfp: str) -> AccountRecord | None:
+        rows = self._read(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE folded ="
+            " (SELECT account FROM account_certfps WHERE certfp = ?)",
+            (certfp,),
+        )
+        return _account_row(rows[0]) if rows else None
 
     def create_account(
         self, record: AccountRecord, pending: PendingVerification | None = None
@@ -801,6 +856,7 @@ class SQLiteStore(_HistoryMixin):
         def delete(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM always_on WHERE folded = ?", (folded,))
             conn.execute("DELETE FROM read_markers WHERE account = ?", (folded,))
+            conn.execute("DELETE FROM account_certfps WHERE account = ?", (folded,))
             return conn.execute("DELETE FROM accounts WHERE folded = ?", (folded,)).rowcount == 1
 
         return self._write(delete)

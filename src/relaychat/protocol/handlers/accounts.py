@@ -1,6 +1,6 @@
 """Account commands: REGISTER and VERIFY (IRCv3 ``draft/account-registration``),
 and the NickServ service (``/msg NickServ REGISTER|IDENTIFY|INFO|SET PASSWORD|
-DROP|GHOST|HELP``), whose replies are NOTICEs from ``NickServ!NickServ@services.``.
+DROP|GHOST|CERT|HELP``), whose replies are NOTICEs from ``NickServ!NickServ@services.``.
 
 The slow work (hashing, the store) is in :mod:`relaychat.protocol.accounts`;
 this module checks the input, words the replies, and logs in. REGISTER is only
@@ -23,6 +23,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from relaychat.protocol.accounts import (
+    CERTFP_MAX,
     MAIL_FAILED,
     UNAVAILABLE,
     authenticate,
@@ -33,6 +34,7 @@ from relaychat.protocol.accounts import (
     log_in,
     log_out,
     new_credentials,
+    normalize_certfp,
     registration_wait,
     store_call,
     verify_code,
@@ -240,6 +242,9 @@ def _ns_help(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
         "SET ALWAYS-ON ON|OFF: stay in your channels with no connection open (logged in)",
         "DROP <password>: delete the account you are logged in to",
         "GHOST <nick> [<password>]: disconnect a session using your account's nick",
+        "CERT ADD [<fingerprint>] | CERT DEL <fingerprint> | CERT LIST: the client "
+        "certificates that log you in with SASL EXTERNAL (logged in; ADD alone adds "
+        "the one you are connected with)",
     ):
         _ns(core, sess, line)
 
@@ -541,6 +546,93 @@ def _ns_ghost(core: ServerCore, sess: Session, args: list[str], now: Now) -> Non
     authenticate(core, sess, target.nick, args[1], then, "NickServ GHOST")
 
 
+# CERT ADD [<fingerprint>] | CERT DEL <fingerprint> | CERT LIST
+def _ns_cert(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
+    account = sess.user.account
+    sub = args[0].upper() if args else ""
+    if sub not in ("ADD", "DEL", "LIST") or len(args) > 2 or (sub == "DEL" and len(args) != 2):
+        _ns(core, sess, "Syntax: CERT ADD [<fingerprint>] | CERT DEL <fingerprint> | CERT LIST")
+        return
+    if account is None:
+        _ns(core, sess, "You are not logged in")
+        return
+    folded = core.fold(account)
+    if sub == "LIST":
+        _cert_list(core, sess, account, folded)
+        return
+    if len(args) == 2:
+        fp = normalize_certfp(args[1])
+        if fp is None:
+            _ns(core, sess, "A fingerprint is the SHA-256 of a certificate: 64 hex digits")
+            return
+    elif sess.certfp is None:
+        _ns(core, sess, "You are not using a client certificate: CERT ADD <fingerprint>")
+        return
+    else:
+        fp = sess.certfp
+    if sub == "ADD":
+        _cert_add(core, sess, account, folded, fp)
+    else:
+        _cert_del(core, sess, account, folded, fp)
+
+
+def _cert_list(core: ServerCore, sess: Session, account: str, folded: str) -> None:
+    def run() -> object:
+        return store_call(core, sess, "NickServ CERT LIST", lambda s: s.account_certfps(folded))
+
+    def then(result: object) -> None:
+        if not isinstance(result, list):
+            _ns(core, sess, _UNAVAILABLE_TEXT)
+            return
+        _ns(core, sess, f"Client certificate fingerprints of {account}: {len(result)}")
+        for fp in result:
+            _ns(core, sess, f"- {fp}")
+
+    core.submit(Op(run, then, sess, pool="store"))
+
+
+_CERT_ADDED = {
+    "added": "Fingerprint {fp} added to {account}",
+    "exists": "Fingerprint {fp} is already on {account}'s list",
+    "taken": "Fingerprint {fp} belongs to another account",
+    "full": "{account} has " + str(CERTFP_MAX) + " fingerprints already: CERT DEL one first",
+    "no_account": "Account {account} no longer exists",
+}
+
+
+def _cert_add(core: ServerCore, sess: Session, account: str, folded: str, fp: str) -> None:
+    def run() -> object:
+        return store_call(
+            core, sess, "NickServ CERT ADD", lambda s: s.add_certfp(folded, fp, CERTFP_MAX)
+        )
+
+    def then(result: object) -> None:
+        if not isinstance(result, str) or result not in _CERT_ADDED:
+            _ns(core, sess, _UNAVAILABLE_TEXT)
+            return
+        if result == "added":
+            log.info("[%d] fingerprint %s added to %r from %s", sess.conn_id, fp, account, sess.ip)
+        _ns(core, sess, _CERT_ADDED[result].format(fp=fp, account=account))
+
+    core.submit(Op(run, then, sess, pool="store"))
+
+
+def _cert_del(core: ServerCore, sess: Session, account: str, folded: str, fp: str) -> None:
+    def run() -> object:
+        return store_call(core, sess, "NickServ CERT DEL", lambda s: s.remove_certfp(folded, fp))
+
+    def then(result: object) -> None:
+        if result is UNAVAILABLE:
+            _ns(core, sess, _UNAVAILABLE_TEXT)
+        elif result is True:
+            log.info("[%d] fingerprint %s removed from %r", sess.conn_id, fp, account)
+            _ns(core, sess, f"Fingerprint {fp} removed from {account}")
+        else:
+            _ns(core, sess, f"Fingerprint {fp} is not on {account}'s list")
+
+    core.submit(Op(run, then, sess, pool="store"))
+
+
 _NS_COMMANDS = {
     "HELP": _ns_help,
     "REGISTER": _ns_register,
@@ -551,4 +643,5 @@ _NS_COMMANDS = {
     "SET ALWAYS-ON": _ns_set_always_on,
     "DROP": _ns_drop,
     "GHOST": _ns_ghost,
+    "CERT": _ns_cert,
 }

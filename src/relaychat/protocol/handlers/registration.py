@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from relaychat import __version__
 from relaychat.protocol import numerics as N
 from relaychat.protocol.accounts import check_nick
-from relaychat.protocol.caps import SECURE_MODE, cap_lines, set_caps
+from relaychat.protocol.caps import INFORMATIONAL_CAPS, SECURE_MODE, cap_lines, set_caps
 from relaychat.protocol.events import ECHO_ALWAYS, PEERS
 from relaychat.protocol.handlers.channel import send_names, send_topic
 from relaychat.protocol.handlers.common import parse_int, safe_param
@@ -63,12 +63,13 @@ def _cap_ls(core: ServerCore, sess: Session, args: list[str], now: Now) -> None:
         sess.cap_negotiating = True
     version = parse_int(args[0]) if args else None
     sess.cap_version = max(sess.cap_version, min(version or 0, 999))
+    offered = core.caps_for(sess)
     if sess.cap_version >= 302:
         # cap-notify is implicitly enabled for 302 clients
         set_caps(sess, sess.caps | {"cap-notify"})
-        items = [f"{k}={v}" if v else k for k, v in sorted(core.caps_offered.items())]
+        items = [f"{k}={v}" if v else k for k, v in sorted(offered.items())]
     else:
-        items = sorted(core.caps_offered)
+        items = sorted(offered)
     if sess.cap_version >= 302:
         _cap_lines(core, sess, "LS", items)
     else:
@@ -88,9 +89,10 @@ def _cap_req(core: ServerCore, sess: Session, args: list[str], now: Now) -> None
     wanted = " ".join(args).split()
     shown = truncate_utf8(" ".join(wanted), 400)
     new = set(sess.caps)
+    offered = core.caps_for(sess)
     for item in wanted:
         name = item[1:] if item.startswith("-") else item
-        if name not in core.caps_offered:
+        if name not in offered or name in INFORMATIONAL_CAPS:
             _cap_reply(core, sess, "NAK", shown)
             return
         if item.startswith("-"):

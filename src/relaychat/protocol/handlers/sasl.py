@@ -1,8 +1,11 @@
-"""AUTHENTICATE: SASL (IRCv3 sasl-3.1 and 3.2) with PLAIN and SCRAM-SHA-256.
+"""AUTHENTICATE: SASL (IRCv3 sasl-3.1 and 3.2) with PLAIN, SCRAM-SHA-256 and EXTERNAL.
 
 Transitions of ``sess.sasl`` (None: no exchange in progress)::
 
     None --AUTHENTICATE PLAIN--------------> plain        (AUTHENTICATE +)
+    None --AUTHENTICATE EXTERNAL-----------> external     (AUTHENTICATE +), or 904
+                                                           without a client certificate
+    external --response--> (account lookup by fingerprint, an op) --> None (900 903 | 904)
     None --AUTHENTICATE SCRAM-SHA-256------> scram-first  (AUTHENTICATE +)
     plain --response--> (password check, an op) --> None  (900 903 | 904)
     scram-first --client-first--> (account lookup, an op) --> scram-final (server-first)
@@ -13,7 +16,9 @@ Transitions of ``sess.sasl`` (None: no exchange in progress)::
     any --CAP END (registration goes on without it)--> None (906)
 
 Numerics: 904 when the mechanism is unknown (after 908 with the list), the
-credentials are wrong or the message is malformed; 907 when the session is
+credentials are wrong or the message is malformed (EXTERNAL: no client
+certificate, no account lists its fingerprint, or the authorization identity
+given is another account); 907 when the session is
 already logged in (changing accounts is not offered; 3.2 re-authentication
 works for a registered client that is not logged in). AUTHENTICATE needs the
 ``sasl`` capability, which is offered only when the server has a store. The
@@ -44,6 +49,7 @@ from relaychat.protocol.sasl import (
     SaslState,
     ScramServer,
     b64chunks,
+    parse_external,
     parse_plain,
 )
 from relaychat.protocol.storage import AccountRecord
@@ -124,7 +130,11 @@ def _start(core: ServerCore, sess: Session, arg: str) -> None:
         core.reply(sess, N.RPL_SASLMECHS, ",".join(MECHANISMS), "are available SASL mechanisms")
         _fail(core, sess)
         return
-    step = "plain" if mechanism == "PLAIN" else "scram-first"
+    if mechanism == "EXTERNAL" and sess.certfp is None:
+        log.info("[%d] SASL EXTERNAL from %s: no client certificate", sess.conn_id, sess.ip)
+        _fail(core, sess)
+        return
+    step = _FIRST_STEP[mechanism]
     sess.sasl = SaslState(mechanism, step)
     core.send_line(sess, f":{core.server_name} AUTHENTICATE +")
 
@@ -143,6 +153,32 @@ def _plain(core: ServerCore, sess: Session, state: SaslState, data: bytes) -> No
             _fail(core, sess)
 
     authenticate(core, sess, authcid, password, then, "SASL PLAIN")
+
+
+def _external(core: ServerCore, sess: Session, state: SaslState, data: bytes) -> None:
+    authzid = parse_external(data)
+    certfp = sess.certfp
+    assert certfp is not None  # checked at the start
+
+    def run() -> AccountRecord | None | object:
+        return store_call(core, sess, "SASL EXTERNAL lookup", lambda s: s.account_by_certfp(certfp))
+
+    def then(result: AccountRecord | None | object) -> None:
+        if sess.sasl is not state:
+            return  # aborted meanwhile
+        ok = (
+            isinstance(result, AccountRecord)
+            and result.verified
+            and (not authzid or core.fold(authzid) == result.folded)
+        )
+        if ok and isinstance(result, AccountRecord):
+            log.info("[%d] SASL EXTERNAL as %r from %s", sess.conn_id, result.name, sess.ip)
+            _succeed(core, sess, result.name)
+        else:
+            log.warning("[%d] SASL EXTERNAL (%s) from %s failed", sess.conn_id, certfp, sess.ip)
+            _fail(core, sess)
+
+    core.submit(Op(run, then, sess, pool="store"))
 
 
 def _scram_first(core: ServerCore, sess: Session, state: SaslState, data: bytes) -> None:
@@ -198,8 +234,11 @@ def _scram_ack(core: ServerCore, sess: Session, state: SaslState, data: bytes) -
     _succeed(core, sess, state.account)
 
 
+_FIRST_STEP = {"PLAIN": "plain", "SCRAM-SHA-256": "scram-first", "EXTERNAL": "external"}
+
 _STEPS = {
     "plain": _plain,
+    "external": _external,
     "scram-first": _scram_first,
     "scram-final": _scram_final,
     "scram-ack": _scram_ack,

@@ -204,6 +204,9 @@ def handle_whois(core: ServerCore, sess: Session, msg: Message, now: Now) -> Non
         core.reply(sess, N.RPL_WHOISACCOUNT, tn, target.account, "is logged in as")
     if SECURE_MODE in target.modes:
         core.reply(sess, N.RPL_WHOISSECURE, tn, "is using a secure connection")
+    if target is sess.user or sess.user.oper_name is not None:  # as InspIRCd and Ergo
+        for fp in dict.fromkeys(s.certfp for s in target.sessions if s.certfp):
+            core.reply(sess, N.RPL_WHOISCERTFP, tn, f"has client certificate fingerprint {fp}")
     count = len(target.sessions)
     if count != 1 and target.registered:  # multiclient, or always-on with none
         text = f"is connected with {count} connections" if count else "is always-on, not connected"
