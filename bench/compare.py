@@ -58,6 +58,7 @@ ROOT = BENCH_DIR.parent
 LOADGEN_PY = BENCH_DIR / "loadgen.py"
 LOADGEN_C = BENCH_DIR / "loadgen.c"
 CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
+TLS_LIBS = ["-lssl", "-lcrypto"]  # loadgen.c's tls/wss transports (libssl-dev)
 REFERENCE = "inspircd"
 
 # -- server definitions -------------------------------------------------------------------------
@@ -469,35 +470,44 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def build_c_loadgen() -> tuple[Path | None, str]:
     """Compile loadgen.c (cached by a hash of source, flags and compiler); (binary, label).
 
-    The binary is None, and the label says why, when gcc is missing or the build fails.
+    Linked with OpenSSL (libssl-dev) for the tls/wss transports (bench/transports.py); where
+    that build fails, built again with -DLOADGEN_NO_TLS (tcp and ws only). The binary is None,
+    and the label says why, when gcc is missing or both builds fail.
     """
     gcc = shutil.which("gcc")
     if gcc is None:
         return None, "gcc not found"
     version = _first_line([gcc, "--version"])
     source = LOADGEN_C.read_bytes()
-    key = hashlib.sha256(source + " ".join([version, *CFLAGS]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "relaychat-bench"
-    binary = cache / f"loadgen-{key}"
     label = f"C (loadgen.c, epoll), {version.split()[0]} {version.split()[-1]} {CFLAGS[0]}"
-    if binary.exists():
-        return binary, label
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_suffix(f".tmp{os.getpid()}")
-        out = subprocess.run(
-            [gcc, *CFLAGS, "-o", str(tmp), str(LOADGEN_C)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if out.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            return None, "gcc failed: " + " | ".join(out.stderr.strip().splitlines()[:3])
-        tmp.replace(binary)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"cannot build {LOADGEN_C.name}: {exc}"
-    return binary, label
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "relaychat-bench"
+    why = ""
+    for flags, libs, note in (
+        (CFLAGS, TLS_LIBS, ""),
+        ([*CFLAGS, "-DLOADGEN_NO_TLS"], [], ", no TLS"),
+    ):
+        key = hashlib.sha256(source + " ".join([version, *flags, *libs]).encode()).hexdigest()
+        binary = cache / f"loadgen-{key[:16]}"
+        if binary.exists():
+            return binary, label + note
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = binary.with_suffix(f".tmp{os.getpid()}")
+            out = subprocess.run(
+                [gcc, *flags, "-o", str(tmp), str(LOADGEN_C), *libs],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if out.returncode != 0:
+                tmp.unlink(missing_ok=True)
+                why = "gcc failed: " + " | ".join(out.stderr.strip().splitlines()[:3])
+                continue
+            tmp.replace(binary)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"cannot build {LOADGEN_C.name}: {exc}"
+        return binary, label + note
+    return None, why
 
 
 def python_loadgen_label(args: argparse.Namespace) -> str:

@@ -23,7 +23,17 @@
  * one source address has only the ephemeral port range (about 28,000) to reach one server port
  * from. It needs RLIMIT_NOFILE above the client count, and checks that before connecting.
  *
- * Build: gcc -O2 -std=c11 -Wall -Wextra -o loadgen bench/loadgen.c (compare.py does this).
+ * Transports (--transport): tcp (the default); tls (OpenSSL, non-blocking SSL_do_handshake /
+ * SSL_read / SSL_write on the socket, no certificate check, a full handshake per connection,
+ * read-ahead on); ws and wss (the IRCv3 WebSocket transport, over TCP or TLS: an HTTP/1.1
+ * upgrade to --ws-path with --ws-protocol (text.ircv3.net by default, "" for none) and an
+ * optional --ws-origin, then one masked frame per IRC line, without CRLF; received text or
+ * binary messages become lines, pings are answered, a close frame ends the connection). A
+ * connection registers once its transport carries lines (on_ready()). The server's
+ * Sec-WebSocket-Accept is not checked.
+ *
+ * Build: gcc -O2 -std=c11 -Wall -Wextra -o loadgen bench/loadgen.c -lssl -lcrypto (compare.py
+ * does this; without OpenSSL's headers it builds with -DLOADGEN_NO_TLS: tcp and ws only).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,6 +52,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef LOADGEN_NO_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 #define HEAD 1024          /* room for a partial line in front of the read buffer */
 #define RBUF (256 * 1024)  /* bytes per recv() */
@@ -61,6 +75,13 @@ typedef struct Conn {
     int prefix_len, tail_len;
     char tail[HEAD];
     Buf out;                 /* bytes the socket did not take yet */
+    /* --transport: wire = bytes can go through (TCP connected, TLS handshake done); ready =
+     * IRC lines can go through (wire, and the WebSocket upgrade answered with 101) */
+    bool wire, ready;
+    void *ssl;               /* SSL * with TLS, else NULL */
+    double t_start;          /* when connect() was called (registration latency) */
+    Buf hs;                  /* WebSocket: the HTTP response so far, then partial frames */
+    unsigned char mask[4];   /* WebSocket: this client's frame mask */
 } Conn;
 
 typedef struct { double *t; size_t n, cap; bool keep; } Times; /* send times by sequence no. */
@@ -71,11 +92,14 @@ static struct {
     long long rbytes;        /* bytes received, all connections */
     bool quickack, setup, sending, measuring, closing, label;
     const char *caps;        /* capabilities every client requests ("" for none) */
+    bool tls, ws;            /* --transport tls / ws / wss */
+    const char *ws_path, *ws_protocol, *ws_origin;
+    void *ssl_ctx;           /* SSL_CTX * with TLS */
     Conn *conns, **senders;
     Times *sent;
     int *credits;
-    double *lat;
-    size_t nlat, caplat;
+    double *lat, *reglat;    /* fan-out/private latencies; connect-to-001 times */
+    size_t nlat, caplat, nreglat, capreglat;
     char setup_error[600], errors[3][300];
     int nerrors;
 } R = {.ep = -1};
@@ -142,6 +166,10 @@ static void fail(Conn *c, const char *why) {
 
 static void conn_close(Conn *c, const char *why) {
     if (c->closed) return;
+#ifndef LOADGEN_NO_TLS
+    if (c->ssl) SSL_free(c->ssl);  /* no close_notify: an abort, as loadgen.py's */
+    c->ssl = NULL;
+#endif
     close(c->fd);  /* also leaves the epoll set */
     c->closed = true;
     if (!R.closing) {
@@ -149,6 +177,55 @@ static void conn_close(Conn *c, const char *why) {
         snprintf(msg, sizeof msg, "lost: %s", c->last_error[0] ? c->last_error : why);
         fail(c, msg);
     }
+}
+
+/* -- transports: bytes through TCP or TLS ------------------------------------------------- */
+
+#ifndef LOADGEN_NO_TLS
+/* An SSL_* call returned k <= 0: -1 with errno EAGAIN when TLS waits for the socket, 0 for the
+ * peer's close, else -1 with errno EPROTO and the reason in c->last_error. */
+static ssize_t tls_result(Conn *c, int k) {
+    int e = SSL_get_error(c->ssl, k);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return errno = EAGAIN, -1;
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    if (e == SSL_ERROR_SYSCALL && errno) return -1;
+    unsigned long code = ERR_get_error();
+    if (!c->last_error[0])
+        snprintf(c->last_error, sizeof c->last_error, "TLS: %s",
+                 code ? ERR_reason_error_string(code) : "connection closed");
+    ERR_clear_error();
+    return errno = EPROTO, -1;
+}
+#endif
+
+/* Bytes that TLS holds already (read ahead from the socket, or a record half returned). */
+static bool tls_pending(Conn *c) {
+#ifndef LOADGEN_NO_TLS
+    return c->ssl && SSL_has_pending(c->ssl);
+#else
+    (void)c;
+    return false;
+#endif
+}
+
+static ssize_t raw_send(Conn *c, const char *p, size_t n) {
+#ifndef LOADGEN_NO_TLS
+    if (c->ssl) {
+        int k = n ? SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n) : 0;
+        return k > 0 || !n ? k : tls_result(c, k);
+    }
+#endif
+    return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t raw_recv(Conn *c, char *p, size_t n) {
+#ifndef LOADGEN_NO_TLS
+    if (c->ssl) {
+        int k = SSL_read(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+        return k > 0 ? k : tls_result(c, k);
+    }
+#endif
+    return recv(c->fd, p, n, 0);
 }
 
 /* -- writing ------------------------------------------------------------------------------ */
@@ -159,7 +236,7 @@ static void set_events(Conn *c, unsigned ev) {
 }
 
 static void flush(Conn *c) {
-    ssize_t n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL);
+    ssize_t n = raw_send(c, c->out.p, c->out.len);
     if (n < 0 && errno != EAGAIN) {
         conn_close(c, strerror(errno));
         return;
@@ -171,10 +248,13 @@ static void flush(Conn *c) {
     if (!c->out.len) set_events(c, EPOLLIN);
 }
 
-static void conn_write(Conn *c, const char *s, size_t len) {
+/* Bytes to the transport: sent now if nothing is queued, else queued (until EPOLLOUT). With TLS,
+ * a write that must wait is retried with the queue, which starts with the same bytes
+ * (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE allow the rest). */
+static void raw_write(Conn *c, const char *s, size_t len) {
     if (c->closed) return;
-    if (!c->out.len && c->connected) {
-        ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL);
+    if (!c->out.len && c->wire) {
+        ssize_t n = raw_send(c, s, len);
         if (n < 0 && errno != EAGAIN) {
             conn_close(c, strerror(errno));
             return;
@@ -184,6 +264,50 @@ static void conn_write(Conn *c, const char *s, size_t len) {
         set_events(c, EPOLLIN | EPOLLOUT);
     }
     buf_add(&c->out, s, len);
+}
+
+/* One WebSocket frame header, client to server (masked), for a payload of n bytes. */
+static size_t ws_header(unsigned char *h, unsigned opcode, size_t n, const unsigned char mask[4]) {
+    size_t k = 2;
+    h[0] = (unsigned char)(0x80 | opcode);
+    if (n < 126) {
+        h[1] = (unsigned char)(0x80 | n);
+    } else if (n < 65536) {
+        h[1] = 0x80 | 126, h[2] = (unsigned char)(n >> 8), h[3] = (unsigned char)n, k = 4;
+    } else {
+        h[1] = 0x80 | 127, k = 10;
+        for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((unsigned long long)n >> (56 - 8 * i));
+    }
+    memcpy(h + k, mask, 4);
+    return k + 4;
+}
+
+static Buf wsout;
+
+/* A WebSocket frame per IRC line (the IRCv3 transport: no CRLF), masked, appended to wsout. */
+static void ws_frame(Conn *c, unsigned opcode, const char *p, size_t n) {
+    wsout.p = grow(wsout.p, &wsout.cap, wsout.len + n + 14, 1);
+    unsigned char *h = (unsigned char *)wsout.p + wsout.len;
+    size_t k = ws_header(h, opcode, n, c->mask);
+    for (size_t i = 0; i < n; i++) h[k + i] = (unsigned char)p[i] ^ c->mask[i & 3];
+    wsout.len += k + n;
+}
+
+/* IRC lines (each ending in \r\n) to the server: as they are, or one WebSocket frame each. */
+static void conn_write(Conn *c, const char *s, size_t len) {
+    if (!R.ws) {
+        raw_write(c, s, len);
+        return;
+    }
+    wsout.len = 0;
+    for (const char *e = s + len, *nl; s < e; s = nl + 1) {
+        nl = memchr(s, '\n', (size_t)(e - s));
+        if (!nl) nl = e;
+        size_t n = (size_t)(nl - s);
+        if (n && s[n - 1] == '\r') n--;
+        if (n) ws_frame(c, R.ws_protocol && !strcmp(R.ws_protocol, "binary.ircv3.net") ? 2 : 1, s, n);
+    }
+    raw_write(c, wsout.p, wsout.len);
 }
 
 static void put_digits(char *p, unsigned long v, int width) {
@@ -236,7 +360,11 @@ static void setup_line(Conn *c, const char *line, size_t n) {
     size_t rest = n - (size_t)(cmd - line);
     if (rest > 3 && cmd[3] != ' ') return;  /* only 3-digit numerics matter here */
     if (!memcmp(cmd, "001", 3)) {
-        if (!c->registered) R.nregistered++;
+        if (!c->registered) {
+            R.nregistered++;
+            R.reglat = grow(R.reglat, &R.capreglat, R.nreglat + 1, sizeof(double));
+            R.reglat[R.nreglat++] = now() - c->t_start;
+        }
         c->registered = true;
     } else if (!memcmp(cmd, "366", 3)) {
         c->joined = true;
@@ -314,19 +442,11 @@ static long occurrences(const char *p, const char *e, const char *needle, size_t
     return k;
 }
 
-static void on_readable(Conn *c) {
-    char *data = rbuf + HEAD;
-    ssize_t got = recv(c->fd, data, RBUF, 0);
-    if (got <= 0) {
-        if (got < 0 && errno == EAGAIN) return;
-        conn_close(c, got ? strerror(errno) : "closed by server");
-        return;
-    }
-    R.rbytes += got;
-    if (c->quickack) setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
+/* Bytes received as IRC lines (data has HEAD bytes of room in front, for the tail). */
+static void lines_received(Conn *c, char *data, size_t got) {
     data -= c->tail_len;
     memcpy(data, c->tail, c->tail_len);
-    size_t len = (size_t)c->tail_len + (size_t)got;
+    size_t len = (size_t)c->tail_len + got;
     const char *nl = memrchr(data, '\n', len);
     size_t end = nl ? (size_t)(nl - data) + 1 : 0;
     c->tail_len = len - end <= HEAD ? (int)(len - end) : 0;  /* drop an overlong line */
@@ -338,6 +458,177 @@ static void on_readable(Conn *c) {
         parse_lines(c, data, data + end);
     if (c->credit_partner && k) send_msgs(c->credit_partner, k);
 }
+
+static void on_ready(Conn *c);
+#define WS_FRAME_MAX (64 * 1024)
+static char wsbuf[HEAD + RBUF + WS_FRAME_MAX + 16];
+
+/* WebSocket: the rest of the upgrade response, then frames; each text or binary message
+ * becomes one line (payload + "\n") for lines_received(). */
+static void ws_received(Conn *c, const char *p, size_t n) {
+    if (!c->ready) {
+        buf_add(&c->hs, p, n);
+        const char *end = memmem(c->hs.p, c->hs.len, "\r\n\r\n", 4);
+        if (!end) {
+            if (c->hs.len > 8192) conn_close(c, "WebSocket: no end of the HTTP response");
+            return;
+        }
+        if (c->hs.len < 13 || memcmp(c->hs.p, "HTTP/1.1 101 ", 13)) {
+            const char *eol = memchr(c->hs.p, '\r', c->hs.len);
+            snprintf(c->last_error, sizeof c->last_error, "WebSocket upgrade refused: %.*s",
+                     (int)(eol - c->hs.p), c->hs.p);
+            conn_close(c, c->last_error);
+            return;
+        }
+        size_t head = (size_t)(end + 4 - c->hs.p);
+        c->hs.len -= head;
+        memmove(c->hs.p, c->hs.p + head, c->hs.len);
+        on_ready(c);
+        p = NULL, n = 0;  /* what followed the response is in hs */
+    }
+    const unsigned char *q;
+    size_t avail;
+    if (c->hs.len) {
+        if (n) buf_add(&c->hs, p, n);
+        q = (const unsigned char *)c->hs.p, avail = c->hs.len;
+    } else {
+        q = (const unsigned char *)p, avail = n;
+    }
+    char *out = wsbuf + HEAD, *o = out;
+    while (avail >= 2 && !c->closed) {
+        unsigned op = q[0] & 0x0f;
+        bool fin = q[0] & 0x80, masked = q[1] & 0x80;
+        size_t len = q[1] & 0x7f, hl = 2;
+        if (len == 126) {
+            if (avail < 4) break;
+            len = (size_t)q[2] << 8 | q[3], hl = 4;
+        } else if (len == 127) {
+            if (avail < 10) break;
+            len = 0, hl = 10;
+            for (int i = 0; i < 8; i++) len = len << 8 | q[2 + i];
+        }
+        if (len > WS_FRAME_MAX) {
+            conn_close(c, "WebSocket: frame over 64 KiB");
+            return;
+        }
+        hl += masked ? 4 : 0;
+        if (avail < hl + len) break;
+        const unsigned char *pl = q + hl;
+        if (op <= 2) {  /* continuation, text, binary */
+            if ((size_t)(o - out) + len + 1 > RBUF + WS_FRAME_MAX) {  /* flush what we have */
+                lines_received(c, out, (size_t)(o - out));
+                o = out;
+            }
+            for (size_t i = 0; i < len; i++) o[i] = (char)(masked ? pl[i] ^ q[hl - 4 + (i & 3)] : pl[i]);
+            o += len;
+            if (fin) *o++ = '\n';
+        } else if (op == 8) {
+            snprintf(c->last_error, sizeof c->last_error, "WebSocket close %u %.*s",
+                     len >= 2 ? pl[0] << 8 | pl[1] : 1005, len > 2 ? (int)(len - 2) : 0,
+                     (const char *)pl + 2);
+            conn_close(c, c->last_error);
+            return;
+        } else if (op == 9) {  /* ping: pong with the same payload */
+            wsout.len = 0;
+            ws_frame(c, 10, (const char *)pl, len);
+            raw_write(c, wsout.p, wsout.len);
+        }
+        q += hl + len, avail -= hl + len;
+    }
+    if (c->closed) return;
+    /* keep a partial frame for the next read */
+    if (c->hs.len) {
+        memmove(c->hs.p, q, avail);
+        c->hs.len = avail;
+    } else if (avail) {
+        buf_add(&c->hs, (const char *)q, avail);
+    }
+    if (o > out) lines_received(c, out, (size_t)(o - out));
+}
+
+static void on_readable(Conn *c) {
+    char *data = rbuf + HEAD;
+    for (;;) {
+        /* TLS: several records per round (SSL_read returns one at most). */
+        size_t got = 0;
+        ssize_t k;
+        int err = 0;  /* errno of the last read (what follows may write, and change errno) */
+        do {
+            k = raw_recv(c, data + got, RBUF - got);
+            if (k > 0) got += (size_t)k;
+            else err = errno;
+        } while (k > 0 && c->ssl && RBUF - got >= 16384 + 512);
+        if (got) {
+            R.rbytes += (long long)got;
+            if (c->quickack) setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
+            if (R.ws) ws_received(c, data, got);
+            else lines_received(c, data, got);
+        }
+        if (c->closed) return;
+        if (k <= 0) {
+            if (k < 0 && err == EAGAIN) return;
+            conn_close(c, k ? strerror(err) : "closed by server");
+            return;
+        }
+        /* level-triggered: epoll reports what is left in the socket, but not what read-ahead
+         * left inside OpenSSL */
+        if (!tls_pending(c)) return;
+    }
+}
+
+/* The transport carries IRC lines: register. */
+static void on_ready(Conn *c) {
+    c->ready = true;
+    char reg[640];
+    int n = R.caps && R.caps[0]
+                ? snprintf(reg, sizeof reg,
+                           "CAP LS 302\r\nCAP REQ :%s\r\nNICK %s\r\nUSER %s 0 * :%s\r\n"
+                           "CAP END\r\n", R.caps, c->nick, c->nick, c->nick)
+                : snprintf(reg, sizeof reg, "NICK %s\r\nUSER %s 0 * :%s\r\n", c->nick,
+                           c->nick, c->nick);
+    conn_write(c, reg, (size_t)n);
+}
+
+/* Bytes can flow (TCP connected, TLS handshake done): ask for the WebSocket upgrade, or
+ * register. */
+static void on_wire(Conn *c) {
+    c->wire = true;
+    if (!R.ws) {
+        on_ready(c);
+        return;
+    }
+    for (int i = 0; i < 4; i++) c->mask[i] = (unsigned char)rand();
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n%s%s%s%s%s%s\r\n",
+                     R.ws_path, R.port, R.ws_protocol[0] ? "Sec-WebSocket-Protocol: " : "",
+                     R.ws_protocol, R.ws_protocol[0] ? "\r\n" : "",
+                     R.ws_origin[0] ? "Origin: " : "", R.ws_origin,
+                     R.ws_origin[0] ? "\r\n" : "");
+    raw_write(c, req, (size_t)n);
+}
+
+#ifndef LOADGEN_NO_TLS
+static void tls_handshake(Conn *c) {
+    int k = SSL_do_handshake(c->ssl);
+    if (k == 1) {
+        set_events(c, EPOLLIN);
+        on_wire(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, k);
+    if (e == SSL_ERROR_WANT_READ) {
+        set_events(c, EPOLLIN);
+    } else if (e == SSL_ERROR_WANT_WRITE) {
+        set_events(c, EPOLLIN | EPOLLOUT);
+    } else {
+        tls_result(c, k);
+        conn_close(c, c->last_error[0] ? c->last_error : "TLS handshake failed");
+    }
+}
+#endif
 
 static void on_event(Conn *c, unsigned ev) {
     if (c->closed) return;
@@ -357,16 +648,23 @@ static void on_event(Conn *c, unsigned ev) {
         c->connected = true;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         set_events(c, EPOLLIN);
-        char reg[640];
-        int n = R.caps && R.caps[0]
-                    ? snprintf(reg, sizeof reg,
-                               "CAP LS 302\r\nCAP REQ :%s\r\nNICK %s\r\nUSER %s 0 * :%s\r\n"
-                               "CAP END\r\n", R.caps, c->nick, c->nick, c->nick)
-                    : snprintf(reg, sizeof reg, "NICK %s\r\nUSER %s 0 * :%s\r\n", c->nick,
-                               c->nick, c->nick);
-        conn_write(c, reg, (size_t)n);
+#ifndef LOADGEN_NO_TLS
+        if (R.tls) {
+            if (!(c->ssl = SSL_new(R.ssl_ctx)) || !SSL_set_fd(c->ssl, c->fd)) die("SSL_new failed");
+            SSL_set_connect_state(c->ssl);
+            tls_handshake(c);
+            return;
+        }
+#endif
+        on_wire(c);
         return;
     }
+#ifndef LOADGEN_NO_TLS
+    if (!c->wire) {
+        tls_handshake(c);
+        return;
+    }
+#endif
     if (ev & EPOLLOUT) flush(c);
     if (!c->closed && ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
 }
@@ -387,6 +685,7 @@ static void conn_start(Conn *c, char letter, int i) {
     c->sid = -1;
     c->quickack = R.quickack;
     c->parse = true;
+    c->t_start = now();
     R.nstarted++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -640,7 +939,11 @@ int main(int argc, char **argv) {
         {"senders", 1, 0, 's'}, {"pairs", 1, 0, 'r'}, {"idle", 1, 0, 'i'},
         {"concurrency", 1, 0, 'C'}, {"settle", 1, 0, 'S'}, {"setup-timeout", 1, 0, 't'},
         {"no-uvloop", 0, 0, 'u'}, {"quickack", 0, 0, 'q'}, {"sources", 1, 0, 'a'},
-        {"hold", 1, 0, 'H'}, {"caps", 1, 0, 'A'}, {"label", 0, 0, 'L'}, {0, 0, 0, 0}};
+        {"hold", 1, 0, 'H'}, {"caps", 1, 0, 'A'}, {"label", 0, 0, 'L'},
+        {"transport", 1, 0, 'T'}, {"ws-path", 1, 0, 'U'}, {"ws-protocol", 1, 0, 'R'},
+        {"ws-origin", 1, 0, 'O'}, {0, 0, 0, 0}};
+    const char *transport = "tcp";
+    R.ws_path = "/", R.ws_protocol = "text.ircv3.net", R.ws_origin = "";
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (o) {
         case 'p': R.port = atoi(optarg); break;
@@ -661,6 +964,10 @@ int main(int argc, char **argv) {
         case 'H': hold = atof(optarg); break;
         case 'A': R.caps = optarg; break;
         case 'L': R.label = true; break;
+        case 'T': transport = optarg; break;
+        case 'U': R.ws_path = optarg; break;
+        case 'R': R.ws_protocol = optarg; break;
+        case 'O': R.ws_origin = optarg; break;
         default: return 2;
         }
     }
@@ -681,6 +988,33 @@ int main(int argc, char **argv) {
         fprintf(stderr, "--senders must be between 1 and --clients - 1\n");
         return 2;
     }
+    R.tls = !strcmp(transport, "tls") || !strcmp(transport, "wss");
+    R.ws = !strcmp(transport, "ws") || !strcmp(transport, "wss");
+    if (!R.tls && !R.ws && strcmp(transport, "tcp")) {
+        fprintf(stderr, "--transport must be tcp, tls, ws or wss\n");
+        return 2;
+    }
+#ifdef LOADGEN_NO_TLS
+    if (R.tls) {
+        fprintf(stderr, "built without OpenSSL (LOADGEN_NO_TLS): no --transport %s\n", transport);
+        return 2;
+    }
+#else
+    if (R.tls) {
+        /* No certificate check (the servers here use self-signed pairs), no session reuse:
+         * every connection does a full handshake. Read-ahead: fewer recv() calls. */
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx) die("SSL_CTX_new failed");
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+        SSL_CTX_set_read_ahead(ctx, 1);
+        R.ssl_ctx = ctx;
+    }
+#endif
+    srand((unsigned)getpid());
     clk_tck = sysconf(_SC_CLK_TCK);
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -770,6 +1104,9 @@ int main(int argc, char **argv) {
                 jnum("rate", idle / (b.t0 - a.t0));
                 jint("rss_before_kib", rss0), jint("rss_after_kib", rss1);
                 jnum("kib_per_client", (double)(rss1 - rss0) / idle);
+                qsort(R.reglat, R.nreglat, sizeof(double), cmp_double);
+                jms("p50_ms", R.reglat, R.nreglat, 0.50);  /* connect() to 001 */
+                jms("p99_ms", R.reglat, R.nreglat, 0.99);
                 if (idle50k) {
                     jint("sources", R.nsources);
                     jstr("first_source", source_text(0));
@@ -786,6 +1123,17 @@ int main(int argc, char **argv) {
         jstr("error", R.setup_error), jint("connected", connected), jint("registered", registered);
     }
     print_run_errors();
+    jstr("transport", transport);
+#ifndef LOADGEN_NO_TLS
+    for (int i = 0; R.tls && i < R.nstarted; i++)
+        if (R.conns[i].ssl && R.conns[i].wire) {
+            char tls[200];
+            snprintf(tls, sizeof tls, "%s %s", SSL_get_version(R.conns[i].ssl),
+                     SSL_get_cipher_name(R.conns[i].ssl));
+            jstr("tls", tls);
+            break;
+        }
+#endif
     R.closing = true;
     for (int i = 0; i < R.nstarted; i++) conn_close(&R.conns[i], "");
     jstr("scenario", scenario), jstr("loop", "epoll (C)"), jint("nofile", (long long)rl.rlim_cur);
