@@ -77,6 +77,21 @@ def test_binary_output_keeps_the_bytes_and_close_sends_1000() -> None:
     assert got[1].data[:2] == (1000).to_bytes(2, "big")
 
 
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_every_payload_length_encoding_parses_and_a_pending_pong_goes_first(size: int) -> None:
+    client, link = pair(WebSocketConfig(max_message=1 << 20))
+    client.send_ping(b"p")
+    assert link.receive_data(b"".join(client.data_to_send())) == ([], 0)
+    line = b"x" * size
+    got = frames(client, link.send_lines(line + b"\r\n:s NOTICE a :b\r\n", False))
+    assert [(f.opcode, bytes(f.data)) for f in got] == [
+        (Opcode.PONG, b"p"),
+        (Opcode.TEXT, line),
+        (Opcode.TEXT, b":s NOTICE a :b"),
+    ]
+    assert all(f.fin for f in got)
+
+
 def test_a_peer_close_fails_the_link_as_a_plain_close() -> None:
     client, link = pair()
     client.send_close(1001, "going away")

@@ -49,6 +49,7 @@ import functools
 import ipaddress
 import logging
 import re
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,7 +99,34 @@ CONTENT_TYPES = {
 }
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # no leading dot: no "..", no hidden
 _LINE_END = b"\r\n"
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
+
+
+# A final data frame's first byte (FIN + opcode), and the 2-byte headers of the
+# lengths that fit in 7 bits (every IRC line without tags does).
+_FIN_TEXT, _FIN_BINARY = 0x81, 0x82
+_TEXT_HEADERS = [bytes((_FIN_TEXT, n)) for n in range(126)]
+_BINARY_HEADERS = [bytes((_FIN_BINARY, n)) for n in range(126)]
+
+
+def _frames(lines: list[bytes], small: list[bytes]) -> bytes:
+    """``lines`` as unmasked final frames (RFC 6455 5.2); ``small``: the 2-byte
+    headers of the frame type, by payload length."""
+    first = small[0][0]
+    parts: list[bytes] = []
+    append = parts.append
+    for line in lines:
+        size = len(line)
+        if size < 126:
+            append(small[size])
+        elif size < 65536:
+            append(_HEADER_16.pack(first, 126, size))
+        else:
+            append(_HEADER_64.pack(first, 127, size))
+        append(line)
+    return b"".join(parts)
 
 
 def _select(protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -272,8 +300,16 @@ class WebSocketLink:
     # -------------------------------------------------------------- output
     def send_lines(self, data: bytes, close: bool) -> bytes:
         """The core's output (CRLF-terminated lines) as frames, after what the
-        link has pending; ``close``: a close frame 1000 follows."""
+        link has pending; ``close``: a close frame 1000 follows.
+
+        Data frames are built here, not by ``websockets`` (whose per-frame
+        objects cost several times what the core spends on a relayed line): a
+        server's frame is unmasked, unfragmented and uncompressed (no extension
+        is negotiated), so it is a 2-byte header (4 or 10 for longer lines)
+        and the line. Control frames (pong, ping, close) stay the library's and
+        keep their order: what it has queued goes first."""
         protocol = self.protocol
+        out = b""
         if data and protocol.state is OPEN:
             self.active = True
             lines = data.split(_LINE_END)
@@ -283,14 +319,12 @@ class WebSocketLink:
                     data.decode()
                 except UnicodeDecodeError:
                     lines = [line.decode("utf-8", "replace").encode() for line in lines]
-                send = protocol.send_text
+                out = self.data_to_send() + _frames(lines, _TEXT_HEADERS)
             else:
-                send = protocol.send_binary
-            for line in lines:
-                send(line)
+                out = self.data_to_send() + _frames(lines, _BINARY_HEADERS)
         if close and protocol.state is OPEN:
             protocol.send_close(CloseCode.NORMAL_CLOSURE)
-        return self.data_to_send()
+        return out + self.data_to_send()
 
     def data_to_send(self) -> bytes:
         writes = self.protocol.data_to_send()
